@@ -1,0 +1,262 @@
+//! Blobs in the primary S3 bucket.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_s3::{
+    error::{ProvideErrorMetadata, SdkError},
+    primitives::ByteStream,
+    types::{CompletedMultipartUpload, CompletedPart},
+    Client,
+};
+
+use super::{BlobError, BlobStore};
+
+/// Files larger than this go up as a multipart upload.
+pub const MULTIPART_THRESHOLD: u64 = 32 * 1024 * 1024;
+/// The size of each part of a multipart upload (S3 allows 10,000 parts, so
+/// this covers logs up to 160 GiB).
+pub const PART_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The S3 adapter of [`BlobStore`].
+#[derive(Clone, Debug)]
+pub struct S3Blobs {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Blobs {
+    /// Blobs in `bucket`.
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    fn classify<E, R>(&self, err: SdkError<E, R>, op: &str, key: &str) -> BlobError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let bucket = &self.bucket;
+        match &err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                let code = e.code().unwrap_or("Unknown");
+                let message = e.message().unwrap_or("");
+                match code {
+                    "NoSuchBucket" => BlobError::Rejected(format!(
+                        "S3 bucket {bucket} does not exist: create it with scripts/setup.sh or fix PRIMARY_BUCKET"
+                    )),
+                    "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => BlobError::Rejected(format!(
+                        "{op} s3://{bucket}/{key} was denied ({code}): give the task role access to the bucket"
+                    )),
+                    "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
+                        BlobError::Unavailable(format!("{op} s3://{bucket}/{key}: {code}: {message}"))
+                    }
+                    _ => BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed: {code}: {message}")),
+                }
+            }
+            _ => {
+                let mut s = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(e) = source {
+                    s.push_str(": ");
+                    s.push_str(&e.to_string());
+                    source = e.source();
+                }
+                BlobError::Unavailable(format!("{op} s3://{bucket}/{key}: {s}"))
+            }
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| self.classify(e, "CreateMultipartUpload", key))?;
+        let upload_id = upload.upload_id.unwrap_or_default();
+        let result = self.upload_parts(key, path, size, &upload_id).await;
+        match result {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| self.classify(e, "CompleteMultipartUpload", key)),
+            Err(e) => {
+                // Leave no half upload behind to be billed for.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, BlobError> {
+        let mut parts = Vec::new();
+        let mut offset = 0;
+        let mut number = 1;
+        while offset < size {
+            let length = PART_SIZE.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(aws_sdk_s3::primitives::Length::Exact(length))
+                .build()
+                .await
+                .map_err(|e| BlobError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other(e),
+                })?;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.classify(e, "UploadPart", key))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag)
+                    .build(),
+            );
+            offset += length;
+            number += 1;
+        }
+        Ok(parts)
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e, "PutObject", key))
+    }
+
+    async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| BlobError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?
+            .len();
+        if size > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, path, size, content_type).await;
+        }
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| BlobError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e, "PutObject", key))
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out.body.collect().await.map_err(|e| {
+                    BlobError::Unavailable(format!("reading s3://{}/{key}: {e}", self.bucket))
+                })?;
+                Ok(Some(data.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.classify(e, "GetObject", key)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify(e, "ListObjectsV2", prefix))?;
+            keys.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
+        }
+        Ok(keys)
+    }
+
+    fn locate(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}

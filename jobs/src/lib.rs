@@ -1,0 +1,33 @@
+//! # plus-jobs
+//!
+//! The job record, its state machine and its stores: the one crate every
+//! deployable part of plus-worker (worker, launcher, HTTP API) shares.
+//!
+//! ## Layout
+//!
+//! - [`job`]: the record ([`Job`], generated from `proto/`), its statuses and
+//!   the transitions the state machine allows, plus [`JobId`] and timestamps.
+//! - [`store`]: the [`JobStore`] port (jobs, actions, collection items and
+//!   each job's event stream) with two adapters: [`store::dynamodb`] (the AWS
+//!   backend) and [`store::sqlite`] (the embedded local backend).
+//! - [`blob`]: the [`BlobStore`] port for scripts, logs and outputs, with an
+//!   S3 adapter and a local-folder adapter.
+//! - [`backend`]: builds a matching pair of stores from configuration, so the
+//!   worker and the launcher open the same backend the same way.
+//!
+//! Every status change is one conditional write ([`JobStore::update`] with an
+//! [`store::Expect`]); a write that loses a race changes nothing and comes
+//! back as [`StoreError::Conflict`].
+
+pub mod backend;
+pub mod blob;
+pub mod job;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backend::{Backend, BackendConfig};
+pub use blob::{BlobError, BlobStore};
+pub use job::{JobId, Timestamp};
+pub use plus_proto::{Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent};
+pub use store::{Expect, JobStore, Page, StoreError};

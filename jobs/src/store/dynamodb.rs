@@ -1,0 +1,455 @@
+//! The DynamoDB adapter: the jobs table (key `object_id`, index `owner-index`)
+//! and the streams table (key `stream_id` + `seq`), laid out as DESIGN.md says.
+//!
+//! Jobs are stored as the proto3 JSON mapping of [`Job`] converted to
+//! attribute values by `serde_dynamo`; this module is the only place that
+//! knows about `AttributeValue`.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    error::{ProvideErrorMetadata, SdkError},
+    types::{
+        AttributeValue, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    },
+    Client,
+};
+use plus_proto::{Job, StreamEvent};
+use serde_json::Value;
+
+use super::{
+    job_to_object, object_to_job, patch_attributes, Expect, JobStore, Object, Page, StoreError,
+};
+use crate::job::status_name;
+
+/// The name of the jobs table's owner index.
+pub const OWNER_INDEX: &str = "owner-index";
+/// DynamoDB's limit on items in one BatchWriteItem.
+const BATCH_LIMIT: usize = 25;
+
+/// The DynamoDB adapter of [`JobStore`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    streams_table: String,
+}
+
+impl DynamoStore {
+    /// A store over `table` (jobs) and `streams_table` (events).
+    pub fn new(client: Client, table: impl Into<String>, streams_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            streams_table: streams_table.into(),
+        }
+    }
+
+    /// The jobs table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The streams table's name.
+    pub fn streams_table(&self) -> &str {
+        &self.streams_table
+    }
+
+    async fn batch_write(
+        &self,
+        table: &str,
+        items: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_LIMIT) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .expect("item is set");
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            // DynamoDB may accept part of a batch; the rest comes back as
+            // UnprocessedItems and is retried with backoff, never dropped.
+            let mut delay = Duration::from_millis(25);
+            for round in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, "BatchWriteItem", table))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if round >= 10 {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} writes to {table} stayed unprocessed after {round} retries (throttled)",
+                        requests.len()
+                    )));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns an SDK error into a [`StoreError`] that says what to do.
+fn classify<E, R>(err: SdkError<E, R>, op: &str, table: &str) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown");
+            let message = e.message().unwrap_or("").to_owned();
+            match code {
+                "ResourceNotFoundException" => StoreError::Rejected(format!(
+                    "DynamoDB table {table} does not exist (in this region and account): create it with scripts/setup.sh, or fix DYNAMO_TABLE / DYNAMO_STREAMS_TABLE"
+                )),
+                "AccessDeniedException" | "UnrecognizedClientException" => StoreError::Rejected(format!(
+                    "{op} on {table} was denied ({code}: {message}): give the task role access to this table"
+                )),
+                "ProvisionedThroughputExceededException" | "ThrottlingException"
+                | "RequestLimitExceeded" | "InternalServerError" | "ServiceUnavailable"
+                | "LimitExceededException" => {
+                    StoreError::Unavailable(format!("{op} on {table}: {code}: {message}"))
+                }
+                _ if format!("{:?}", service.raw()).contains("status: 5") => {
+                    StoreError::Unavailable(format!("{op} on {table}: {code}: {message}"))
+                }
+                _ => StoreError::Rejected(format!("{op} on {table} failed: {code}: {message}")),
+            }
+        }
+        SdkError::ConstructionFailure(_) => StoreError::Rejected(format!(
+            "{op} on {table} could not be built: {}",
+            chain(&err)
+        )),
+        _ => StoreError::Unavailable(format!("{op} on {table}: {}", chain(&err))),
+    }
+}
+
+/// An error with its causes, one after the other.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}
+
+fn to_item(id: &str, object: Object) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(Value::Object(object))
+        .map_err(|e| StoreError::Rejected(format!("object {id} cannot be stored in DynamoDB: {e}")))
+}
+
+fn from_item(id: &str, item: HashMap<String, AttributeValue>) -> Result<Object, StoreError> {
+    match serde_dynamo::from_item::<_, Value>(item) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => unreachable!("an item is a map"),
+        Err(e) => Err(StoreError::Malformed {
+            id: id.to_owned(),
+            reason: format!("its attributes cannot be read ({e})"),
+        }),
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn event_to_item(e: &StreamEvent) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("stream_id".to_owned(), s(&e.stream_id)),
+        ("seq".to_owned(), AttributeValue::N(e.seq.to_string())),
+        ("kind".to_owned(), s(&e.kind)),
+        ("at".to_owned(), s(&e.at)),
+        ("data".to_owned(), s(&e.data)),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(e.expires_at.to_string()),
+        ),
+    ])
+}
+
+fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<StreamEvent, StoreError> {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let stream_id = text("stream_id");
+    if stream_id.is_empty() {
+        return Err(StoreError::Malformed {
+            id: "stream event".to_owned(),
+            reason: "it has no stream_id".to_owned(),
+        });
+    }
+    Ok(StreamEvent {
+        stream_id,
+        seq: number("seq"),
+        kind: text("kind"),
+        at: text("at"),
+        data: text("data"),
+        expires_at: number("expires_at"),
+    })
+}
+
+fn page_key(owner: &str, id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("owner".to_owned(), s(owner)),
+        ("object_id".to_owned(), s(id)),
+    ])
+}
+
+#[async_trait]
+impl JobStore for DynamoStore {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        let item = to_item(&job.object_id, job_to_object(job)?)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(object_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict {
+                    id: job.object_id.clone(),
+                    reason: "an object with this id already exists".to_owned(),
+                })
+            }
+            Err(e) => Err(classify(e, "PutItem", &self.table)),
+        }
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        self.get_object(id)
+            .await?
+            .map(|o| object_to_job(id, o))
+            .transpose()
+    }
+
+    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError> {
+        let attributes = patch_attributes(patch)?;
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut sets = Vec::new();
+        for (i, (name, value)) in attributes.into_iter().enumerate() {
+            let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
+                StoreError::Rejected(format!(
+                    "attribute {name} of job {id} cannot be stored: {e}"
+                ))
+            })?;
+            sets.push(format!("#a{i} = :a{i}"));
+            names.insert(format!("#a{i}"), name);
+            values.insert(format!(":a{i}"), v);
+        }
+        let mut conditions = vec!["attribute_exists(object_id)".to_owned()];
+        if !expect.statuses.is_empty() {
+            names.insert("#status".to_owned(), "status".to_owned());
+            let mut alternatives = Vec::new();
+            for (i, status) in expect.statuses.iter().enumerate() {
+                alternatives.push(format!(":s{i}"));
+                values.insert(format!(":s{i}"), s(status_name(*status)));
+            }
+            conditions.push(format!("#status IN ({})", alternatives.join(", ")));
+        }
+        if let Some(lease) = &expect.lease {
+            names.insert("#lease".to_owned(), "lease".to_owned());
+            values.insert(":lease".to_owned(), s(lease));
+            conditions.push("#lease = :lease".to_owned());
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("object_id", s(id))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => object_to_job(id, from_item(id, out.attributes.unwrap_or_default())?),
+            Err(e) => match e.as_service_error() {
+                Some(service) if service.is_conditional_check_failed_exception() => {
+                    let found = match &service {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c
+                            .item
+                            .clone()
+                            .and_then(|item| from_item(id, item).ok())
+                            .and_then(|o| object_to_job(id, o).ok()),
+                        _ => None,
+                    };
+                    let found = match found {
+                        Some(job) => Some(job),
+                        // Older emulators do not return the item; read it.
+                        None => self.get_job(id).await.ok().flatten(),
+                    };
+                    Err(StoreError::Conflict {
+                        id: id.to_owned(),
+                        reason: expect.conflict_reason(found.as_ref()),
+                    })
+                }
+                _ => Err(classify(e, "UpdateItem", &self.table)),
+            },
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start.map(|id| page_key(owner, id)))
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.table))?;
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = item
+                .get("object_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            items.push(object_to_job(&id, from_item(&id, item)?)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
+    async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(objects.len());
+        for object in objects {
+            let id = object
+                .get("object_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StoreError::Rejected("an object has no object_id".into()))?;
+            items.push(to_item(id, object.clone())?);
+        }
+        self.batch_write(&self.table, items).await
+    }
+
+    async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("object_id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GetItem", &self.table))?;
+        out.item.map(|item| from_item(id, item)).transpose()
+    }
+
+    async fn query_owner(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .scan_index_forward(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start.map(|id| page_key(owner, id)))
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.table))?;
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = item
+                .get("object_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            items.push(from_item(&id, item)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
+    async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError> {
+        let items = events.iter().map(event_to_item).collect();
+        self.batch_write(&self.streams_table, items).await
+    }
+
+    async fn events_after(
+        &self,
+        stream_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.streams_table)
+            .key_condition_expression("stream_id = :id AND seq > :after")
+            .expression_attribute_values(":id", s(stream_id))
+            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.streams_table))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(event_from_item)
+            .collect()
+    }
+}

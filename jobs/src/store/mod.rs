@@ -1,0 +1,251 @@
+//! The job store port and its two adapters.
+//!
+//! [`JobStore`] is shaped like the domain: it takes and returns [`Job`],
+//! [`StreamEvent`] and JSON objects, never a DynamoDB or SQL type. The
+//! adapters ([`dynamodb`], [`sqlite`]) are the only places that know how a
+//! record is stored, and both pass the same conformance suite.
+
+pub mod dynamodb;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use plus_proto::{Job, JobStatus, StreamEvent};
+use serde_json::{Map, Value};
+
+use crate::job::{status_name, JOB_OBJECT_TYPE};
+
+/// A stored object that is not a job: an action or a collection item, as the
+/// JSON object of its attributes (always with `object_id` and `owner`).
+pub type Object = Map<String, Value>;
+
+/// Errors from a [`JobStore`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A conditional write lost: the job was not in the expected state, or
+    /// the caller no longer holds its lease. Nothing was changed.
+    #[error("job {id} was not changed: {reason}")]
+    Conflict {
+        /// The job id.
+        id: String,
+        /// What the write expected and, when known, what it found.
+        reason: String,
+    },
+    /// The record exists but cannot be read as what it should be.
+    #[error("record {id} is malformed: {reason}")]
+    Malformed {
+        /// The object id.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A request was rejected because it can never succeed (bad table name,
+    /// missing permission, item too large): retrying will not help.
+    #[error("{0}")]
+    Rejected(String),
+    /// The store could not be reached or answered with a transient error
+    /// (throttling, 5xx, dropped connection). Retrying may help.
+    #[error("the job store is unreachable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// Whether this is a lost conditional write.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// The condition a conditional write requires. Every status change names the
+/// statuses it may start from; a worker adds the lease it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The job must be in one of these statuses (empty: any status).
+    pub statuses: Vec<JobStatus>,
+    /// The job's `lease` must equal this.
+    pub lease: Option<String>,
+}
+
+impl Expect {
+    /// Expect one of `statuses`.
+    pub fn status(statuses: impl IntoIterator<Item = JobStatus>) -> Self {
+        Self {
+            statuses: statuses.into_iter().collect(),
+            lease: None,
+        }
+    }
+
+    /// Also expect the lease `lease`.
+    pub fn with_lease(mut self, lease: impl Into<String>) -> Self {
+        self.lease = Some(lease.into());
+        self
+    }
+
+    /// Whether `job` meets the condition (the rule both adapters implement).
+    pub fn holds_for(&self, job: &Job) -> bool {
+        let status_ok =
+            self.statuses.is_empty() || self.statuses.iter().any(|s| *s as i32 == job.status);
+        let lease_ok = self.lease.as_deref().is_none_or(|l| l == job.lease);
+        status_ok && lease_ok
+    }
+
+    /// A sentence for a [`StoreError::Conflict`]: what was expected, and
+    /// what was found when the adapter knows it.
+    pub fn conflict_reason(&self, found: Option<&Job>) -> String {
+        let wanted: Vec<&str> = self.statuses.iter().map(|s| status_name(*s)).collect();
+        let mut reason = format!("expected status {}", wanted.join(" or "));
+        if let Some(lease) = &self.lease {
+            reason.push_str(&format!(" held by {lease}"));
+        }
+        match found {
+            Some(job) => {
+                let status = JobStatus::try_from(job.status).unwrap_or_default();
+                reason.push_str(&format!(", found {}", status_name(status)));
+                if self.lease.is_some() && !job.lease.is_empty() {
+                    reason.push_str(&format!(" held by {}", job.lease));
+                }
+            }
+            None => reason.push_str(", found no such job"),
+        }
+        reason
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page<T> {
+    /// The items, in key order (newest first for jobs).
+    pub items: Vec<T>,
+    /// Pass to the next call to continue; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// The job store: jobs, actions and collection items (the jobs table) and
+/// each job's event stream (the streams table).
+#[async_trait]
+pub trait JobStore: Send + Sync + std::fmt::Debug {
+    /// Writes a new job, only if no object with its id exists.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the id is taken.
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// Reads a job with a strongly consistent read. `Ok(None)` when there is
+    /// no object with that id.
+    ///
+    /// # Errors
+    /// [`StoreError::Malformed`] when the object is not a readable job.
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// Applies `patch` (every field of it that is not the default value) to
+    /// job `id` in one conditional write, and returns the job as written.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `expect` does not hold; nothing changed.
+    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError>;
+
+    /// The jobs whose `owner` is `owner`, newest first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn list_jobs(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError>;
+
+    /// Writes objects (actions, collection items) by id, replacing any with
+    /// the same id. Each must have `object_id` and `owner`.
+    ///
+    /// # Errors
+    /// When the store fails; no partial success is hidden.
+    async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError>;
+
+    /// Reads any object by id (strongly consistent).
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError>;
+
+    /// The objects whose `owner` is `owner`, in ascending `object_id` order,
+    /// starting after `start`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn query_owner(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError>;
+
+    /// Appends events to their streams.
+    ///
+    /// # Errors
+    /// When any event could not be written.
+    async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError>;
+
+    /// The events of stream `stream_id` with `seq > after`, in order.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn events_after(
+        &self,
+        stream_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError>;
+}
+
+/// The JSON object (proto3 JSON mapping, snake_case names) of a job: the
+/// single conversion both adapters store.
+pub(crate) fn job_to_object(job: &Job) -> Result<Object, StoreError> {
+    match serde_json::to_value(job) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => unreachable!("a message serializes to an object"),
+        Err(e) => Err(StoreError::Rejected(format!(
+            "job {} cannot be serialized: {e}",
+            job.object_id
+        ))),
+    }
+}
+
+/// Reads a job from its JSON object, checking it is a job record.
+pub(crate) fn object_to_job(id: &str, object: Object) -> Result<Job, StoreError> {
+    let object_type = object
+        .get("object_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if object_type != JOB_OBJECT_TYPE {
+        return Err(StoreError::Malformed {
+            id: id.to_owned(),
+            reason: format!(
+                "object_type is {object_type:?}, not {JOB_OBJECT_TYPE:?}: the id names something that is not a job"
+            ),
+        });
+    }
+    serde_json::from_value(Value::Object(object)).map_err(|e| StoreError::Malformed {
+        id: id.to_owned(),
+        reason: format!("it is not a valid job record ({e})"),
+    })
+}
+
+/// The attributes a patch sets: its JSON object without the key.
+pub(crate) fn patch_attributes(patch: &Job) -> Result<Object, StoreError> {
+    let mut map = job_to_object(patch)?;
+    map.remove("object_id");
+    Ok(map)
+}
+
+/// Merges a patch into a stored object (top-level attributes replace).
+pub(crate) fn merge(into: &mut Object, patch: Object) {
+    for (k, v) in patch {
+        into.insert(k, v);
+    }
+}

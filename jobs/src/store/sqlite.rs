@@ -1,0 +1,367 @@
+//! The embedded store: one SQLite file (WAL mode, so the CLI can read while a
+//! worker process writes). Objects are kept as their JSON mapping, with the
+//! keys DynamoDB indexes (`object_id`, `owner`) as columns.
+//!
+//! Conditional writes run inside `BEGIN IMMEDIATE` transactions, which take
+//! the database's write lock first, so the read-check-write is atomic across
+//! processes exactly like a DynamoDB condition expression.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use plus_proto::{Job, StreamEvent};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use super::{
+    job_to_object, merge, object_to_job, patch_attributes, Expect, JobStore, Object, Page,
+    StoreError,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    object_id TEXT PRIMARY KEY NOT NULL,
+    owner     TEXT,
+    body      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_owner ON objects (owner, object_id);
+CREATE TABLE IF NOT EXISTS events (
+    stream_id  TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    at         TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+);
+";
+
+/// The SQLite adapter of [`JobStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the store at `path`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened or created.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(|e| open_error(path, e))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!(
+        "cannot open the local store {}: {e}",
+        path.display()
+    ))
+}
+
+fn sql_error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(format!("the local store is busy: {e}"))
+        }
+        other => StoreError::Unavailable(format!("local store error: {other}")),
+    }
+}
+
+fn parse_object(id: &str, body: &str) -> Result<Object, StoreError> {
+    match serde_json::from_str(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Malformed {
+            id: id.to_owned(),
+            reason: "the stored body is not a JSON object".to_owned(),
+        }),
+    }
+}
+
+fn read_object(conn: &Connection, id: &str) -> Result<Option<Object>, StoreError> {
+    let body: Option<String> = conn
+        .query_row("SELECT body FROM objects WHERE object_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sql_error)?;
+    body.map(|b| parse_object(id, &b)).transpose()
+}
+
+fn owner_of(object: &Object) -> Option<&str> {
+    object.get("owner").and_then(Value::as_str)
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        let object = job_to_object(job)?;
+        let id = job.object_id.clone();
+        self.with(move |conn| {
+            let body = Value::Object(object.clone()).to_string();
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO objects (object_id, owner, body) VALUES (?1, ?2, ?3)",
+                    params![id, owner_of(&object), body],
+                )
+                .map_err(sql_error)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict {
+                    id,
+                    reason: "an object with this id already exists".to_owned(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            read_object(conn, &id)?
+                .map(|o| object_to_job(&id, o))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError> {
+        let id = id.to_owned();
+        let expect = expect.clone();
+        let attributes = patch_attributes(patch)?;
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_error)?;
+            let Some(mut object) = read_object(&tx, &id)? else {
+                return Err(StoreError::Conflict {
+                    reason: expect.conflict_reason(None),
+                    id,
+                });
+            };
+            let current = object_to_job(&id, object.clone())?;
+            if !expect.holds_for(&current) {
+                return Err(StoreError::Conflict {
+                    reason: expect.conflict_reason(Some(&current)),
+                    id,
+                });
+            }
+            merge(&mut object, attributes);
+            let job = object_to_job(&id, object.clone())?;
+            tx.execute(
+                "UPDATE objects SET body = ?2, owner = ?3 WHERE object_id = ?1",
+                params![
+                    id,
+                    Value::Object(object.clone()).to_string(),
+                    owner_of(&object)
+                ],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn list_jobs(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError> {
+        let owner = owner.to_owned();
+        let start = start.map(str::to_owned);
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT object_id, body FROM objects WHERE owner = ?1 AND (?2 IS NULL OR object_id < ?2)
+                     ORDER BY object_id DESC LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![owner, start, limit as i64 + 1], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(sql_error)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(sql_error)?;
+                items.push(object_to_job(&id, parse_object(&id, &body)?)?);
+            }
+            Ok(paginate(items, limit, |j: &Job| j.object_id.clone()))
+        })
+        .await
+    }
+
+    async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError> {
+        let objects = objects.to_vec();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(sql_error)?;
+            for object in &objects {
+                let id = object
+                    .get("object_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| StoreError::Rejected("an object has no object_id".into()))?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO objects (object_id, owner, body) VALUES (?1, ?2, ?3)",
+                    params![
+                        id,
+                        owner_of(object),
+                        Value::Object(object.clone()).to_string()
+                    ],
+                )
+                .map_err(sql_error)?;
+            }
+            tx.commit().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |conn| read_object(conn, &id)).await
+    }
+
+    async fn query_owner(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError> {
+        let owner = owner.to_owned();
+        let start = start.map(str::to_owned);
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT object_id, body FROM objects WHERE owner = ?1 AND (?2 IS NULL OR object_id > ?2)
+                     ORDER BY object_id ASC LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![owner, start, limit as i64 + 1], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(sql_error)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(sql_error)?;
+                items.push(parse_object(&id, &body)?);
+            }
+            Ok(paginate(items, limit, |o: &Object| {
+                o.get("object_id").and_then(Value::as_str).unwrap_or_default().to_owned()
+            }))
+        })
+        .await
+    }
+
+    async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError> {
+        let events = events.to_vec();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(sql_error)?;
+            for e in &events {
+                tx.execute(
+                    "INSERT OR REPLACE INTO events (stream_id, seq, kind, at, data, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        e.stream_id,
+                        e.seq as i64,
+                        e.kind,
+                        e.at,
+                        e.data,
+                        e.expires_at as i64
+                    ],
+                )
+                .map_err(sql_error)?;
+            }
+            tx.commit().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn events_after(
+        &self,
+        stream_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let stream_id = stream_id.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, kind, at, data, expires_at FROM events
+                     WHERE stream_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![stream_id, after as i64, limit as i64], |r| {
+                    Ok(StreamEvent {
+                        stream_id: stream_id.clone(),
+                        seq: r.get::<_, i64>(0)? as u64,
+                        kind: r.get(1)?,
+                        at: r.get(2)?,
+                        data: r.get(3)?,
+                        expires_at: r.get::<_, i64>(4)? as u64,
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+}
+
+/// Cuts a `limit + 1` result to `limit` items and a continuation key.
+fn paginate<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next }
+}

@@ -1,0 +1,361 @@
+//! The store conformance suite: every case runs against the SQLite adapter
+//! and against the DynamoDB adapter talking to a real `moto_server`.
+
+use std::sync::Arc;
+
+use plus_jobs::{
+    job::{new_job, sources_of},
+    testkit::Moto,
+    Backend, BackendConfig, Expect, Job, JobId, JobStatus, JobStore, Progress, RunMode, StoreError,
+    StreamEvent, Timestamp,
+};
+use serde_json::json;
+
+async fn sqlite() -> (Arc<dyn JobStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::open(&BackendConfig::Local {
+        dir: dir.path().to_owned(),
+        bucket: "bucket".into(),
+    })
+    .await
+    .unwrap();
+    (backend.jobs, dir)
+}
+
+async fn dynamodb() -> (Arc<dyn JobStore>, ()) {
+    let aws = Moto::shared().provision().await;
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    (backend.jobs, ())
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(#[tokio::test] async fn $case() { let (store, _keep) = super::sqlite().await; super::$case(store).await; })*
+        }
+        mod dynamodb_store {
+            $(#[tokio::test] async fn $case() { let (store, _keep) = super::dynamodb().await; super::$case(store).await; })*
+        }
+    };
+}
+
+conformance!(
+    create_is_conditional,
+    get_reads_back_every_field,
+    unknown_and_foreign_objects,
+    claim_is_won_once,
+    lease_guards_writes,
+    terminal_states_never_change,
+    concurrent_claims_have_one_winner,
+    jobs_list_newest_first_in_pages,
+    owner_query_pages_in_id_order,
+    events_come_back_after_a_sequence_number,
+);
+
+fn job(user: &str) -> Job {
+    new_job(
+        &JobId::generate(),
+        user,
+        RunMode::RunScript,
+        Timestamp::now(),
+    )
+}
+
+fn claim_patch(lease: &str) -> Job {
+    Job {
+        status: JobStatus::Running as i32,
+        lease: lease.into(),
+        started_at: Timestamp::now().to_string(),
+        ..Job::default()
+    }
+}
+
+async fn create_is_conditional(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let err = store.create_job(&j).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+}
+
+async fn get_reads_back_every_field(store: Arc<dyn JobStore>) {
+    let mut j = job("alice");
+    j.params = Some(
+        serde_json::from_value(json!({"n": 3, "name": "x", "deep": {"list": [1, "a", true]}}))
+            .unwrap(),
+    );
+    j.script = Some(plus_jobs::Script {
+        source: "echo hi".into(),
+        args: vec!["a".into(), "b".into()],
+        ..Default::default()
+    });
+    j.timeout_seconds = Some(60);
+    store.create_job(&j).await.unwrap();
+    let patch = Job {
+        exit_code: Some(0),
+        progress: Some(Progress {
+            total: 10,
+            succeeded: 9,
+            failed: 1,
+            checkpoint: "item-9".into(),
+        }),
+        result: Some(serde_json::from_value(json!({"answer": 42, "ok": true})).unwrap()),
+        ..Job::default()
+    };
+    let updated = store
+        .update_job(&j.object_id, &Expect::default(), &patch)
+        .await
+        .unwrap();
+    let read = store.get_job(&j.object_id).await.unwrap().unwrap();
+    assert_eq!(updated, read);
+    assert_eq!(read.params, j.params);
+    assert_eq!(read.script, j.script);
+    assert_eq!(
+        read.exit_code,
+        Some(0),
+        "an exit code of 0 is stored, not dropped as a default"
+    );
+    assert_eq!(read.progress, patch.progress);
+    assert_eq!(read.result, patch.result);
+    assert_eq!(read.attempt, Some(1));
+    assert_eq!(read.status(), JobStatus::Initializing);
+    assert_eq!(read.owner, "alice/jobs");
+}
+
+async fn unknown_and_foreign_objects(store: Arc<dyn JobStore>) {
+    assert_eq!(store.get_job("no-such-job").await.unwrap(), None);
+    let item = json!({"object_id": "item-1", "owner": "alice/collections/c", "size": 3});
+    store
+        .put_objects(&[item.as_object().unwrap().clone()])
+        .await
+        .unwrap();
+    match store.get_job("item-1").await {
+        Err(StoreError::Malformed { reason, .. }) => {
+            assert!(reason.contains("not a job"), "{reason}")
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    let err = store
+        .update_job(
+            "no-such-job",
+            &Expect::status([JobStatus::Initializing]),
+            &claim_patch("a"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(
+        store.get_job("no-such-job").await.unwrap(),
+        None,
+        "a lost update creates nothing"
+    );
+}
+
+async fn claim_is_won_once(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let claimed = store
+        .update_job(
+            &j.object_id,
+            &Expect::status(sources_of(JobStatus::Running)),
+            &claim_patch("task-a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.status(), JobStatus::Running);
+    assert_eq!(claimed.lease, "task-a");
+    let err = store
+        .update_job(
+            &j.object_id,
+            &Expect::status(sources_of(JobStatus::Running)),
+            &claim_patch("task-b"),
+        )
+        .await
+        .unwrap_err();
+    let StoreError::Conflict { reason, .. } = err else {
+        panic!("{err}")
+    };
+    assert!(reason.contains("found RUNNING"), "{reason}");
+    assert_eq!(
+        store.get_job(&j.object_id).await.unwrap().unwrap().lease,
+        "task-a"
+    );
+}
+
+async fn lease_guards_writes(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    store
+        .update_job(
+            &j.object_id,
+            &Expect::status([JobStatus::Initializing]),
+            &claim_patch("task-a"),
+        )
+        .await
+        .unwrap();
+    let done = Job {
+        status: JobStatus::Succeeded as i32,
+        ..Job::default()
+    };
+    let err = store
+        .update_job(
+            &j.object_id,
+            &Expect::status([JobStatus::Running]).with_lease("task-b"),
+            &done,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict());
+    let ok = store
+        .update_job(
+            &j.object_id,
+            &Expect::status([JobStatus::Running]).with_lease("task-a"),
+            &done,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), JobStatus::Succeeded);
+}
+
+async fn terminal_states_never_change(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let failed = Job {
+        status: JobStatus::Failed as i32,
+        error: "launch failed".into(),
+        ..Job::default()
+    };
+    store
+        .update_job(
+            &j.object_id,
+            &Expect::status(sources_of(JobStatus::Failed)),
+            &failed,
+        )
+        .await
+        .unwrap();
+    for to in [
+        JobStatus::Running,
+        JobStatus::Cancelled,
+        JobStatus::Succeeded,
+        JobStatus::Initializing,
+    ] {
+        let patch = Job {
+            status: to as i32,
+            ..Job::default()
+        };
+        let err = store
+            .update_job(&j.object_id, &Expect::status(sources_of(to)), &patch)
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict(), "{to:?}: {err}");
+    }
+    let read = store.get_job(&j.object_id).await.unwrap().unwrap();
+    assert_eq!(read.status(), JobStatus::Failed);
+    assert_eq!(read.error, "launch failed");
+}
+
+async fn concurrent_claims_have_one_winner(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = Arc::clone(&store);
+        let id = j.object_id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_job(
+                    &id,
+                    &Expect::status([JobStatus::Initializing]),
+                    &claim_patch(&format!("task-{i}")),
+                )
+                .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(job) => winners.push(job.lease),
+            Err(e) => assert!(e.is_conflict(), "{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        store.get_job(&j.object_id).await.unwrap().unwrap().lease,
+        winners[0]
+    );
+}
+
+async fn jobs_list_newest_first_in_pages(store: Arc<dyn JobStore>) {
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let j = job("bob");
+        ids.push(j.object_id.clone());
+        store.create_job(&j).await.unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    store.create_job(&job("carol")).await.unwrap();
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .list_jobs("bob/jobs", start.as_deref(), 2)
+            .await
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|j| j.object_id));
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+}
+
+async fn owner_query_pages_in_id_order(store: Arc<dyn JobStore>) {
+    let items: Vec<_> = (0..7)
+        .map(|i| {
+            json!({"object_id": format!("item-{i:03}"), "owner": "alice/collections/c", "i": i})
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    store.put_objects(&items).await.unwrap();
+    store.put_objects(&items[..2]).await.unwrap(); // idempotent by id
+    let mut seen = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = store
+            .query_owner("alice/collections/c", start.as_deref(), 3)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|o| o["i"].as_i64().unwrap()));
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).collect::<Vec<_>>());
+}
+
+async fn events_come_back_after_a_sequence_number(store: Arc<dyn JobStore>) {
+    let events: Vec<_> = (1..=30)
+        .map(|seq| StreamEvent {
+            stream_id: "job-1".into(),
+            seq,
+            kind: "stdout".into(),
+            at: Timestamp::now().to_string(),
+            data: format!("line {seq}"),
+            expires_at: 1_900_000_000,
+        })
+        .collect();
+    store.append_events(&events).await.unwrap();
+    let all = store.events_after("job-1", 0, 100).await.unwrap();
+    assert_eq!(all, events);
+    let tail = store.events_after("job-1", 28, 100).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![29, 30]);
+    assert!(store
+        .events_after("other", 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
