@@ -205,9 +205,43 @@ pub fn new_job(id: &JobId, username: &str, run_mode: RunMode, now: Timestamp) ->
     }
 }
 
+/// Writes whole-valued floats as integers (`3.0` -> `3`) throughout a JSON
+/// value. Protobuf's `Struct` keeps every number as a double; people and
+/// scripts expect the integers they wrote.
+pub fn normalize_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
+}
+
+/// The job as JSON for people and APIs: the proto3 JSON mapping with
+/// snake_case names and whole numbers written as integers.
+pub fn job_json(job: &Job) -> serde_json::Value {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    normalize_numbers(&mut v);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_lose_their_point() {
+        let mut v = serde_json::json!({"a": 3.0, "b": [1.5, 2.0], "c": "3.0"});
+        normalize_numbers(&mut v);
+        assert_eq!(v, serde_json::json!({"a": 3, "b": [1.5, 2], "c": "3.0"}));
+    }
 
     #[test]
     fn job_ids_are_validated() {

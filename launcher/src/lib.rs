@@ -1,1 +1,25 @@
-//! stub
+//! # plus-launcher
+//!
+//! Launches plus-worker jobs and follows them. One library, several faces:
+//! the `plus` CLI ([`cli`]), and later the Lambda handler and the HTTP API.
+//!
+//! ## Layout
+//!
+//! - [`launch`]: launch requests, validated before anything is written.
+//! - [`ops`]: the operations (launch, status, events, cancel, list, retry),
+//!   the one place their logic lives.
+//! - [`local`]: the local runner: the worker as a child process with the
+//!   Fargate task's environment.
+//! - [`aws`]: the AWS backend's configuration.
+//! - [`follow`]: following a job's output to its end.
+//! - [`cli`]: the `plus` command line.
+
+pub mod aws;
+pub mod cli;
+pub mod follow;
+pub mod launch;
+pub mod local;
+pub mod ops;
+
+pub use launch::LaunchRequest;
+pub use ops::{Launcher, LauncherError, Runner};

@@ -1,1 +1,6 @@
-fn main() {}
+//! `plus-worker`: the Fargate container's entry point. See the crate docs.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(plus_worker::main_entry().await)
+}

@@ -207,7 +207,10 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 /// single conversion both adapters store.
 pub(crate) fn job_to_object(job: &Job) -> Result<Object, StoreError> {
     match serde_json::to_value(job) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(mut map)) => {
+            map.values_mut().for_each(crate::job::normalize_numbers);
+            Ok(map)
+        }
         Ok(_) => unreachable!("a message serializes to an object"),
         Err(e) => Err(StoreError::Rejected(format!(
             "job {} cannot be serialized: {e}",

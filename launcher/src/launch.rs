@@ -1,0 +1,270 @@
+//! Launch requests: what a caller asks for, validated before anything is
+//! written, and the job record it becomes.
+
+use plus_jobs::{
+    blob,
+    job::{new_job, JobId},
+    Job, RunMode, Script, Timestamp,
+};
+use serde_json::Value;
+
+/// Scripts up to this size are stored inline on the record; larger ones go
+/// to the blob store as `jobs/{id}/script`.
+pub const INLINE_SCRIPT_BYTES: usize = 32 * 1024;
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchRequest {
+    /// Who launches it.
+    pub username: String,
+    /// The mode.
+    pub run_mode: RunMode,
+    /// The script's text (RUN_SCRIPT, RUN_COLLECTION).
+    pub script: Option<Vec<u8>>,
+    /// A script already in the blob store.
+    pub script_key: Option<String>,
+    /// Where the script came from, for messages.
+    pub script_name: String,
+    /// `interpreter`.
+    pub interpreter: String,
+    /// `args`.
+    pub args: Vec<String>,
+    /// Parameters (a JSON object).
+    pub params: serde_json::Map<String, Value>,
+    /// RUN_COLLECTION: the collection's owner path.
+    pub collection_owner: Option<String>,
+    /// RUN_COLLECTION: one streaming process instead of one per item.
+    pub streaming: bool,
+    /// RUN_ACTION: the action's id.
+    pub action_id: Option<String>,
+    /// `timeout_seconds`.
+    pub timeout_seconds: Option<u32>,
+    /// `max_attempts`.
+    pub max_attempts: Option<u32>,
+    /// RUN_COLLECTION: item failures tolerated (a count).
+    pub tolerated_failures: Option<u32>,
+    /// RUN_COLLECTION: item failures tolerated (a percentage).
+    pub tolerated_failure_percent: Option<f32>,
+    /// A caller-chosen job id (a retried launch with the same id is
+    /// harmless); a new time-sortable id when `None`.
+    pub job_id: Option<String>,
+}
+
+/// Why a launch request was refused; nothing was written.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// A field is missing or wrong; the message names it and the fix.
+    #[error("{0}")]
+    Field(String),
+}
+
+/// A validated request: the job record and, for large scripts, the script
+/// bytes to upload before the record is written.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The record to write.
+    pub job: Job,
+    /// `(key, bytes)` to store first.
+    pub upload: Option<(String, Vec<u8>)>,
+}
+
+/// Checks a request and builds its record.
+///
+/// # Errors
+/// [`InvalidRequest`] naming the problem.
+pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
+    let bad = |s: String| Err(InvalidRequest::Field(s));
+    if req.username.trim().is_empty() || req.username.contains('/') {
+        return bad(format!(
+            "the username {:?} is not valid: it must be non-empty and have no '/'",
+            req.username
+        ));
+    }
+    let id = match &req.job_id {
+        Some(id) => JobId::parse(id.clone())
+            .map_err(|e| InvalidRequest::Field(format!("job id {id:?}: {e}")))?,
+        None => JobId::generate(),
+    };
+    let mut job = new_job(&id, &req.username, req.run_mode, Timestamp::now());
+    let mut upload = None;
+    match req.run_mode {
+        RunMode::RunScript | RunMode::RunCollection => {
+            let mut script = Script {
+                interpreter: req.interpreter.clone(),
+                args: req.args.clone(),
+                streaming: req.streaming,
+                ..Script::default()
+            };
+            match (&req.script, &req.script_key) {
+                (Some(bytes), _) => {
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        return bad(format!(
+                            "the script {} is empty: there is nothing to run",
+                            req.script_name
+                        ));
+                    }
+                    match std::str::from_utf8(bytes) {
+                        Ok(text) if bytes.len() <= INLINE_SCRIPT_BYTES => {
+                            script.source = text.to_owned()
+                        }
+                        _ => {
+                            let key = blob::script_key(id.as_str());
+                            script.s3_key = key.clone();
+                            upload = Some((key, bytes.clone()));
+                        }
+                    }
+                }
+                (None, Some(key)) => script.s3_key = key.clone(),
+                (None, None) => {
+                    return bad("a script is required: pass the script file to run".to_owned())
+                }
+            }
+            job.script = Some(script);
+        }
+        RunMode::RunAction => {}
+        RunMode::Unspecified => {
+            return bad(
+                "a run mode is required: RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION".to_owned(),
+            )
+        }
+    }
+    match req.run_mode {
+        RunMode::RunCollection => match req.collection_owner.as_deref().map(str::trim) {
+            Some(owner) if owner.contains('/') => job.collection_owner = owner.to_owned(),
+            Some(owner) => return bad(format!("the collection owner {owner:?} is not an owner path: expected something like alice/collections/photos")),
+            None => return bad("RUN_COLLECTION needs a collection owner (--collection OWNER)".to_owned()),
+        },
+        RunMode::RunAction => match req.action_id.as_deref().map(str::trim) {
+            Some(action) if !action.is_empty() => job.action_id = action.to_owned(),
+            _ => return bad("RUN_ACTION needs an action id (--action ID)".to_owned()),
+        },
+        _ => {}
+    }
+    if let Some(t) = req.timeout_seconds {
+        if t == 0 {
+            return bad(
+                "timeout_seconds must be at least 1 (leave it out for no limit)".to_owned(),
+            );
+        }
+        job.timeout_seconds = Some(t);
+    }
+    if let Some(m) = req.max_attempts {
+        if !(1..=100).contains(&m) {
+            return bad(format!("max_attempts is {m}: it must be from 1 to 100"));
+        }
+        job.max_attempts = Some(m);
+    }
+    if let Some(p) = req.tolerated_failure_percent {
+        if !(0.0..=100.0).contains(&p) {
+            return bad(format!(
+                "the tolerated failure percentage is {p}: it must be from 0 to 100"
+            ));
+        }
+        job.tolerated_failure_percent = Some(p);
+    }
+    job.tolerated_failures = req.tolerated_failures;
+    if !req.params.is_empty() {
+        job.params = Some(
+            serde_json::from_value(Value::Object(req.params.clone()))
+                .map_err(|e| InvalidRequest::Field(format!("params cannot be stored: {e}")))?,
+        );
+    }
+    Ok(Prepared { job, upload })
+}
+
+/// Parses `key=value` parameters; values that are JSON (numbers, booleans,
+/// objects, quoted strings) keep their type, anything else is a string.
+///
+/// # Errors
+/// When an entry has no `=`.
+pub fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, Value>, InvalidRequest> {
+    let mut map = serde_json::Map::new();
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(InvalidRequest::Field(format!(
+                "--param {pair:?} has no '=': write it as key=value"
+            )));
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        map.insert(k.trim().to_owned(), value);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plus_jobs::JobStatus;
+
+    fn script_request() -> LaunchRequest {
+        LaunchRequest {
+            username: "alice".into(),
+            run_mode: RunMode::RunScript,
+            script: Some(b"echo hi\n".to_vec()),
+            script_name: "hello.sh".into(),
+            ..LaunchRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_script_request_becomes_an_initializing_record() {
+        let p = prepare(&script_request()).unwrap();
+        assert_eq!(p.job.status(), JobStatus::Initializing);
+        assert_eq!(p.job.owner, "alice/jobs");
+        assert_eq!(p.job.script.unwrap().source, "echo hi\n");
+        assert!(p.upload.is_none());
+    }
+
+    #[test]
+    fn large_scripts_go_to_the_blob_store() {
+        let mut req = script_request();
+        req.script = Some(vec![b'#'; INLINE_SCRIPT_BYTES + 1]);
+        let p = prepare(&req).unwrap();
+        let key = p.job.script.unwrap().s3_key;
+        assert_eq!(key, format!("jobs/{}/script", p.job.object_id));
+        assert_eq!(p.upload.unwrap().0, key);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_the_reason() {
+        let mut req = script_request();
+        req.script = Some(b"  \n".to_vec());
+        assert!(prepare(&req).unwrap_err().to_string().contains("is empty"));
+        let req = LaunchRequest {
+            run_mode: RunMode::RunCollection,
+            collection_owner: Some("photos".into()),
+            ..script_request()
+        };
+        assert!(prepare(&req)
+            .unwrap_err()
+            .to_string()
+            .contains("not an owner path"));
+        let req = LaunchRequest {
+            run_mode: RunMode::RunAction,
+            ..script_request()
+        };
+        assert!(prepare(&req).unwrap_err().to_string().contains("--action"));
+        let req = LaunchRequest {
+            job_id: Some("a b".into()),
+            ..script_request()
+        };
+        assert!(prepare(&req).unwrap_err().to_string().contains("job id"));
+    }
+
+    #[test]
+    fn params_keep_their_json_types() {
+        let p = parse_params(&[
+            "n=3".into(),
+            "name=bob".into(),
+            "flag=true".into(),
+            "s=\"3\"".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"n": 3, "name": "bob", "flag": true, "s": "3"})
+        );
+        assert!(parse_params(&["oops".into()]).is_err());
+    }
+}

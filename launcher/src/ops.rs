@@ -1,0 +1,405 @@
+//! The launcher's operations, the one place their logic lives: launch,
+//! status, events, cancel, list, retry. The CLI, the Lambda handler and the
+//! HTTP API are thin faces over [`Launcher`].
+
+use std::sync::Arc;
+
+use plus_jobs::{
+    job::{is_terminal, jobs_owner, sources_of, status_name},
+    store::Object,
+    Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
+};
+use tokio::process::Child;
+
+use crate::{
+    launch::{prepare, InvalidRequest, LaunchRequest},
+    local::LocalRunner,
+};
+
+/// Errors from launcher operations, each a sentence that says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LauncherError {
+    /// No job with that id is visible to this user.
+    #[error("job {0} was not found (or belongs to another user)")]
+    NotFound(String),
+    /// The request was refused before anything was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The job is not in a state that allows the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The task or process could not be started; the job is FAILED with the
+    /// same reason.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Where jobs run.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Runner {
+    /// Child processes on this machine.
+    Local(LocalRunner),
+}
+
+/// A launched job, and its worker process when it runs locally.
+#[derive(Debug)]
+pub struct Launched {
+    /// The job as written.
+    pub job: Job,
+    /// The local worker, when the job runs on this machine.
+    pub worker: Option<Child>,
+    /// Whether this call created the job (false: a retried launch found it).
+    pub created: bool,
+}
+
+/// The launcher: a backend and a runner.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// The stores.
+    pub backend: Backend,
+    /// Where workers run.
+    pub runner: Runner,
+}
+
+impl Launcher {
+    /// The job store.
+    pub fn jobs(&self) -> &Arc<dyn JobStore> {
+        &self.backend.jobs
+    }
+
+    /// Validates `req`, writes the record (only if no job has its id), and
+    /// starts its worker. A worker that cannot be started leaves the job
+    /// FAILED with the reason, never INITIALIZING.
+    ///
+    /// # Errors
+    /// [`LauncherError::Invalid`] before any write; store errors; and
+    /// [`LauncherError::Start`] after recording the failure.
+    pub async fn launch(
+        &self,
+        req: &LaunchRequest,
+        detach: bool,
+    ) -> Result<Launched, LauncherError> {
+        let prepared = prepare(req)?;
+        if let Some((key, bytes)) = &prepared.upload {
+            self.backend
+                .blobs
+                .put_bytes(key, bytes.clone(), "text/plain")
+                .await?;
+        }
+        let job = prepared.job;
+        match self.jobs().create_job(&job).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                // A retried launch: the first one wrote the record and
+                // started (or failed to start) its worker.
+                let existing = self.status(&req.username, &job.object_id).await?;
+                return Ok(Launched {
+                    job: existing,
+                    worker: None,
+                    created: false,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.start(job, detach).await.map(|(job, worker)| Launched {
+            job,
+            worker,
+            created: true,
+        })
+    }
+
+    async fn start(&self, job: Job, detach: bool) -> Result<(Job, Option<Child>), LauncherError> {
+        match &self.runner {
+            Runner::Local(local) => match local.start(&job, detach) {
+                Ok(child) => {
+                    let arn = format!("local:pid/{}", child.id().unwrap_or_default());
+                    let patch = Job {
+                        fargate_task_arn: arn,
+                        ..Job::default()
+                    };
+                    // Best effort: the worker overwrites it when it claims.
+                    let job = self
+                        .jobs()
+                        .update_job(
+                            &job.object_id,
+                            &Expect::status([JobStatus::Initializing]),
+                            &patch,
+                        )
+                        .await
+                        .unwrap_or(job);
+                    Ok((job, Some(child)))
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "the worker could not be started ({}: {e}): build it with `cargo build --release` or set PLUS_WORKER_BIN",
+                        local.worker.join(" ")
+                    );
+                    self.fail(&job.object_id, JobStatus::Initializing, &reason)
+                        .await?;
+                    Err(LauncherError::Start(reason))
+                }
+            },
+        }
+    }
+
+    /// Records a launch-side failure: FAILED with `reason`, if the job is
+    /// still in `from`.
+    ///
+    /// # Errors
+    /// Store errors; a lost race is not an error (the other writer wins).
+    pub async fn fail(&self, id: &str, from: JobStatus, reason: &str) -> Result<(), LauncherError> {
+        let now = Timestamp::now().to_string();
+        let patch = Job {
+            status: JobStatus::Failed as i32,
+            error: reason.to_owned(),
+            updated_at: now.clone(),
+            completed_at: now,
+            ..Job::default()
+        };
+        match self
+            .jobs()
+            .update_job(id, &Expect::status([from]), &patch)
+            .await
+        {
+            Ok(_) => {
+                self.append_status(id, JobStatus::Failed).await;
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn append_status(&self, id: &str, status: JobStatus) {
+        let now = Timestamp::now();
+        let event = StreamEvent {
+            stream_id: id.to_owned(),
+            seq: now.unix_micros().max(0) as u64,
+            kind: "status".into(),
+            at: now.to_string(),
+            data: status_name(status).into(),
+            expires_at: (now.unix_seconds().max(0) as u64) + 30 * 86_400,
+        };
+        let _ = self.jobs().append_events(&[event]).await;
+    }
+
+    /// The job `id`, if `username` owns it.
+    ///
+    /// # Errors
+    /// [`LauncherError::NotFound`] when there is no such job or another user
+    /// owns it (the two are not told apart).
+    pub async fn status(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        match self.jobs().get_job(id).await {
+            Ok(Some(job)) if job.username == username => Ok(job),
+            Ok(_) | Err(StoreError::Malformed { .. }) => {
+                Err(LauncherError::NotFound(id.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The job's events after sequence number `after`.
+    ///
+    /// # Errors
+    /// As [`Launcher::status`].
+    pub async fn events(
+        &self,
+        username: &str,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, LauncherError> {
+        self.status(username, id).await?;
+        Ok(self.jobs().events_after(id, after, limit).await?)
+    }
+
+    /// The user's jobs, newest first, optionally only those in `status`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn list(
+        &self,
+        username: &str,
+        status: Option<JobStatus>,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, LauncherError> {
+        let owner = jobs_owner(username);
+        let mut page = self.jobs().list_jobs(&owner, start, limit).await?;
+        if let Some(s) = status {
+            page.items.retain(|j| j.status() == s);
+        }
+        Ok(page)
+    }
+
+    /// Cancels a job: an INITIALIZING or INTERRUPTED job becomes CANCELLED
+    /// at once; a RUNNING job gets `cancel_requested`, and its worker stops
+    /// the script and writes CANCELLED.
+    ///
+    /// # Errors
+    /// [`LauncherError::Conflict`] when the job already ended.
+    pub async fn cancel(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        for _ in 0..5 {
+            let job = self.status(username, id).await?;
+            let status = job.status();
+            if is_terminal(status) {
+                return Err(LauncherError::Conflict(format!(
+                    "job {id} already ended ({}); there is nothing to cancel",
+                    status_name(status)
+                )));
+            }
+            let now = Timestamp::now().to_string();
+            let result = if status == JobStatus::Running {
+                let patch = Job {
+                    cancel_requested: true,
+                    updated_at: now,
+                    ..Job::default()
+                };
+                self.jobs()
+                    .update_job(id, &Expect::status([JobStatus::Running]), &patch)
+                    .await
+            } else {
+                let patch = Job {
+                    status: JobStatus::Cancelled as i32,
+                    error: "cancelled on request before it ran".into(),
+                    updated_at: now.clone(),
+                    completed_at: now,
+                    ..Job::default()
+                };
+                let r = self
+                    .jobs()
+                    .update_job(id, &Expect::status([status]), &patch)
+                    .await;
+                if r.is_ok() {
+                    self.append_status(id, JobStatus::Cancelled).await;
+                }
+                r
+            };
+            match result {
+                Ok(job) => return Ok(job),
+                // It moved on between the read and the write: look again.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LauncherError::Conflict(format!(
+            "job {id} kept changing; try the cancel again"
+        )))
+    }
+
+    /// Runs a job again. An INTERRUPTED job is relaunched as itself (the
+    /// next attempt, resuming from its checkpoint); a finished job is copied
+    /// into a new job (finished jobs never change).
+    ///
+    /// # Errors
+    /// [`LauncherError::Conflict`] for a job that is still INITIALIZING or
+    /// RUNNING, or out of attempts.
+    pub async fn retry(
+        &self,
+        username: &str,
+        id: &str,
+        detach: bool,
+    ) -> Result<Launched, LauncherError> {
+        let job = self.status(username, id).await?;
+        match job.status() {
+            JobStatus::Interrupted => {
+                let attempt = job.attempt.unwrap_or(1) + 1;
+                if let Some(max) = job.max_attempts {
+                    if attempt > max {
+                        let reason = format!("the job was interrupted and its {max} attempts (max_attempts) are used up");
+                        self.fail(id, JobStatus::Interrupted, &reason).await?;
+                        return Err(LauncherError::Conflict(format!(
+                            "job {id} cannot be relaunched: {reason}"
+                        )));
+                    }
+                }
+                let patch = Job {
+                    status: JobStatus::Initializing as i32,
+                    attempt: Some(attempt),
+                    updated_at: Timestamp::now().to_string(),
+                    ..Job::default()
+                };
+                let job = self
+                    .jobs()
+                    .update_job(
+                        id,
+                        &Expect::status(sources_of(JobStatus::Initializing)),
+                        &patch,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Conflict { reason, .. } => LauncherError::Conflict(format!(
+                            "job {id} was not relaunched: {reason}"
+                        )),
+                        other => other.into(),
+                    })?;
+                self.append_status(id, JobStatus::Initializing).await;
+                let (job, worker) = self.start(job, detach).await?;
+                Ok(Launched {
+                    job,
+                    worker,
+                    created: false,
+                })
+            }
+            status if is_terminal(status) => {
+                let mut copy = job.clone();
+                let fresh = plus_jobs::job::new_job(
+                    &plus_jobs::JobId::generate(),
+                    &job.username,
+                    job.run_mode(),
+                    Timestamp::now(),
+                );
+                copy = Job {
+                    script: copy.script.take(),
+                    params: copy.params.take(),
+                    collection_owner: copy.collection_owner.clone(),
+                    action_id: copy.action_id.clone(),
+                    timeout_seconds: copy.timeout_seconds,
+                    max_attempts: copy.max_attempts,
+                    tolerated_failures: copy.tolerated_failures,
+                    tolerated_failure_percent: copy.tolerated_failure_percent,
+                    ..fresh
+                };
+                self.jobs().create_job(&copy).await?;
+                let (job, worker) = self.start(copy, detach).await?;
+                Ok(Launched {
+                    job,
+                    worker,
+                    created: true,
+                })
+            }
+            status => Err(LauncherError::Conflict(format!(
+                "job {id} is {}: only an INTERRUPTED or finished job can be retried",
+                status_name(status)
+            ))),
+        }
+    }
+
+    /// The job's full log.
+    ///
+    /// # Errors
+    /// As [`Launcher::status`]; blob store errors.
+    pub async fn logs(&self, username: &str, id: &str) -> Result<Option<Vec<u8>>, LauncherError> {
+        let job = self.status(username, id).await?;
+        if job.log_key.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.backend.blobs.get_bytes(&job.log_key).await?)
+    }
+
+    /// Stores objects (collection items, actions).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn put_objects(&self, objects: &[Object]) -> Result<(), LauncherError> {
+        Ok(self.jobs().put_objects(objects).await?)
+    }
+}

@@ -1,0 +1,80 @@
+//! RUN_ACTION: load the stored Action, merge its default params under the
+//! job's, and run its script like RUN_SCRIPT.
+
+use plus_jobs::{job::ACTION_OBJECT_TYPE, Action, Script};
+use serde_json::Value;
+
+use crate::runner::{struct_to_json, Finish, JobContext};
+
+/// The action's script and the merged params.
+///
+/// # Errors
+/// A [`Finish`] that fails the job with the reason.
+pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value), Finish> {
+    let id = if ctx.job.action_id.is_empty() {
+        ctx.config.action_id.clone().unwrap_or_default()
+    } else {
+        ctx.job.action_id.clone()
+    };
+    if id.is_empty() {
+        return Err(Finish::failed(
+            "the job names no action: set action_id on the job (and ACTION_ID on the task)",
+        ));
+    }
+    let object = match ctx.jobs.get_object(&id).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return Err(Finish::failed(format!("action {id} does not exist: store it with `plus action put {id} SCRIPT`, or fix ACTION_ID"))),
+        Err(e) => return Err(Finish::failed(format!("action {id} could not be read: {e}"))),
+    };
+    let object_type = object
+        .get("object_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if object_type != ACTION_OBJECT_TYPE {
+        return Err(Finish::failed(format!(
+            "object {id} is not an Action (its object_type is {object_type:?}): ACTION_ID must name an Action"
+        )));
+    }
+    let action: Action = serde_json::from_value(Value::Object(object)).map_err(|e| {
+        Finish::failed(format!(
+            "action {id} is malformed ({e}): store it again with `plus action put`"
+        ))
+    })?;
+    let script = action.script.clone().unwrap_or_default();
+    Ok((
+        script,
+        merge_params(
+            struct_to_json(action.params.as_ref()),
+            struct_to_json(ctx.job.params.as_ref()),
+        ),
+    ))
+}
+
+/// The action's defaults overridden key by key by the job's params.
+pub fn merge_params(defaults: Value, overrides: Value) -> Value {
+    match (defaults, overrides) {
+        (Value::Object(mut base), Value::Object(over)) => {
+            for (k, v) in over {
+                base.insert(k, v);
+            }
+            Value::Object(base)
+        }
+        (base, Value::Null) => base,
+        (_, over) => over,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn job_params_override_action_defaults() {
+        let merged = merge_params(
+            json!({"size": 1, "color": "red"}),
+            json!({"size": 3, "extra": true}),
+        );
+        assert_eq!(merged, json!({"size": 3, "color": "red", "extra": true}));
+    }
+}

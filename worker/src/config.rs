@@ -1,0 +1,415 @@
+//! The worker's configuration: the Fargate container contract of DESIGN.md,
+//! read once from the environment. Every missing or invalid variable is
+//! named at once, by its exact name, with what was expected.
+
+use std::{path::PathBuf, time::Duration};
+
+use plus_jobs::{backend::AwsConfig, BackendConfig, JobId, RunMode};
+use serde::Deserialize;
+
+/// The worker's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `RUN_MODE`.
+    pub run_mode: RunMode,
+    /// `JOB_ID`.
+    pub job_id: JobId,
+    /// `USERNAME`: must equal the job record's `username`.
+    pub username: String,
+    /// Where the job lives: DynamoDB + S3, or (with `PLUS_LOCAL_DIR`) the
+    /// embedded store.
+    pub backend: BackendConfig,
+    /// `COLLECTION_OWNER` (RUN_COLLECTION).
+    pub collection_owner: Option<String>,
+    /// `ACTION_ID` (RUN_ACTION).
+    pub action_id: Option<String>,
+    /// `PLUS_HEARTBEAT_SECONDS` (default 10): how often the lease is
+    /// refreshed and a cancel request is looked for.
+    pub heartbeat: Duration,
+    /// `PLUS_GRACE_SECONDS` (default 20): after SIGTERM, a cancel or a
+    /// timeout, how long the script may take to exit before SIGKILL. Keep it
+    /// well inside the task's `stopTimeout` (30 s by default, 120 s at most).
+    pub grace: Duration,
+    /// `PLUS_FLUSH_MILLIS` (default 500): how often output is written to the
+    /// streams table.
+    pub flush: Duration,
+    /// `PLUS_CONCURRENCY`: scripts run at once in RUN_COLLECTION (default:
+    /// the task's vCPUs, else the machine's cores).
+    pub concurrency: Option<usize>,
+    /// `PLUS_WORK_DIR` (default: the system temp dir): where each job's
+    /// fresh working directory is made.
+    pub work_root: PathBuf,
+    /// `PLUS_EVENT_TTL_DAYS` (default 30): how long stream events are kept.
+    pub event_ttl_days: u32,
+    /// `ECS_CONTAINER_METADATA_URI_V4`, set by ECS in every task.
+    pub metadata_uri: Option<String>,
+    /// `PATH` handed to scripts.
+    pub script_path: String,
+}
+
+/// The raw environment, as envy reads it: every variable optional, so that
+/// validation can name all the problems at once.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    run_mode: Option<String>,
+    job_id: Option<String>,
+    username: Option<String>,
+    region: Option<String>,
+    dynamo_table: Option<String>,
+    dynamo_streams_table: Option<String>,
+    primary_bucket: Option<String>,
+    collection_owner: Option<String>,
+    action_id: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    aws_endpoint_url: Option<String>,
+    plus_local_dir: Option<String>,
+    plus_heartbeat_seconds: Option<String>,
+    plus_grace_seconds: Option<String>,
+    plus_flush_millis: Option<String>,
+    plus_concurrency: Option<String>,
+    plus_work_dir: Option<String>,
+    plus_event_ttl_days: Option<String>,
+    ecs_container_metadata_uri_v4: Option<String>,
+    path: Option<String>,
+}
+
+/// Everything wrong with the environment, each problem a sentence that names
+/// the variable and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the worker's environment is invalid ({} problem{}):\n  - {}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .problems.join("\n  - "))]
+pub struct ConfigError {
+    /// One sentence per bad variable.
+    pub problems: Vec<String>,
+}
+
+const LAUNCHER_SETS: &str = "the launcher sets it in the task's environment";
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every missing or invalid variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the given variables (tests pass their own, never `set_var`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every missing or invalid variable.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let raw: Raw = envy::from_iter(vars).map_err(|e| ConfigError {
+            problems: vec![format!("the environment cannot be read: {e}")],
+        })?;
+        let mut problems = Vec::new();
+        let mut required = |name: &str, value: &Option<String>, what: &str| -> String {
+            match value.as_deref().map(str::trim) {
+                Some(v) if !v.is_empty() => v.to_owned(),
+                _ => {
+                    problems.push(format!("{name} is not set: {what}"));
+                    String::new()
+                }
+            }
+        };
+        let run_mode = required(
+            "RUN_MODE",
+            &raw.run_mode,
+            &format!("expected RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION; {LAUNCHER_SETS}"),
+        );
+        let job_id = required(
+            "JOB_ID",
+            &raw.job_id,
+            &format!("expected the job's object_id; {LAUNCHER_SETS}"),
+        );
+        let username = required(
+            "USERNAME",
+            &raw.username,
+            &format!("expected the user who launched the job; {LAUNCHER_SETS}"),
+        );
+        let region = required(
+            "REGION",
+            &raw.region,
+            &format!("expected an AWS region such as us-east-1; {LAUNCHER_SETS}"),
+        );
+        let table = required(
+            "DYNAMO_TABLE",
+            &raw.dynamo_table,
+            "expected the jobs table's name (scripts/setup.sh prints it)",
+        );
+        let streams_table = required(
+            "DYNAMO_STREAMS_TABLE",
+            &raw.dynamo_streams_table,
+            "expected the streams table's name (scripts/setup.sh prints it)",
+        );
+        let bucket = required(
+            "PRIMARY_BUCKET",
+            &raw.primary_bucket,
+            "expected the primary S3 bucket's name (scripts/setup.sh prints it)",
+        );
+
+        let run_mode = match run_mode.as_str() {
+            "" => RunMode::Unspecified,
+            other => {
+                match RunMode::from_str_name(other) {
+                    Some(mode) if mode != RunMode::Unspecified => mode,
+                    _ => {
+                        problems.push(format!("RUN_MODE is {other:?}: expected RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION"));
+                        RunMode::Unspecified
+                    }
+                }
+            }
+        };
+        let job_id = match JobId::parse(job_id.clone()) {
+            Ok(id) => Some(id),
+            Err(_) if job_id.is_empty() => None,
+            Err(e) => {
+                problems.push(format!("JOB_ID is {job_id:?}: {e}"));
+                None
+            }
+        };
+        let collection_owner = non_empty(raw.collection_owner);
+        let action_id = non_empty(raw.action_id);
+        if run_mode == RunMode::RunCollection && collection_owner.is_none() {
+            problems.push("COLLECTION_OWNER is not set: RUN_COLLECTION needs the collection's owner path, e.g. alice/collections/photos".to_owned());
+        }
+        if run_mode == RunMode::RunAction && action_id.is_none() {
+            problems.push(
+                "ACTION_ID is not set: RUN_ACTION needs the object_id of the Action to run"
+                    .to_owned(),
+            );
+        }
+        let static_keys = match (non_empty(raw.access_key), non_empty(raw.secret_key)) {
+            (Some(k), Some(s)) => Some((k, s)),
+            (None, None) => None,
+            (Some(_), None) => {
+                problems.push("SECRET_KEY is not set but ACCESS_KEY is: set both, or neither to use the task role (recommended)".to_owned());
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("ACCESS_KEY is not set but SECRET_KEY is: set both, or neither to use the task role (recommended)".to_owned());
+                None
+            }
+        };
+        let heartbeat = seconds(
+            &mut problems,
+            "PLUS_HEARTBEAT_SECONDS",
+            raw.plus_heartbeat_seconds,
+            10.0,
+            0.05,
+            300.0,
+        );
+        let grace = seconds(
+            &mut problems,
+            "PLUS_GRACE_SECONDS",
+            raw.plus_grace_seconds,
+            20.0,
+            0.0,
+            115.0,
+        );
+        let flush = seconds(
+            &mut problems,
+            "PLUS_FLUSH_MILLIS",
+            raw.plus_flush_millis,
+            500.0,
+            10.0,
+            60_000.0,
+        ) / 1000;
+        let concurrency = match non_empty(raw.plus_concurrency) {
+            None => None,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Some(n),
+                _ => {
+                    problems.push(format!(
+                        "PLUS_CONCURRENCY is {v:?}: expected a whole number from 1 to 1024"
+                    ));
+                    None
+                }
+            },
+        };
+        let event_ttl_days = match non_empty(raw.plus_event_ttl_days) {
+            None => 30,
+            Some(v) => v.parse::<u32>().ok().filter(|d| (1..=3650).contains(d)).unwrap_or_else(|| {
+                problems.push(format!("PLUS_EVENT_TTL_DAYS is {v:?}: expected a whole number of days from 1 to 3650"));
+                30
+            }),
+        };
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let backend = match non_empty(raw.plus_local_dir) {
+            Some(dir) => BackendConfig::Local {
+                dir: PathBuf::from(dir),
+                bucket,
+            },
+            None => BackendConfig::Aws(AwsConfig {
+                region,
+                table,
+                streams_table,
+                bucket,
+                endpoint_url: non_empty(raw.aws_endpoint_url),
+                static_keys,
+            }),
+        };
+        Ok(Config {
+            run_mode,
+            job_id: job_id.expect("validated above"),
+            username,
+            backend,
+            collection_owner,
+            action_id,
+            heartbeat,
+            grace,
+            flush,
+            concurrency,
+            work_root: non_empty(raw.plus_work_dir)
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            event_ttl_days,
+            metadata_uri: non_empty(raw.ecs_container_metadata_uri_v4),
+            script_path: non_empty(raw.path).unwrap_or_else(|| {
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()
+            }),
+        })
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// A duration in (fractional) units from `name`, within `min..=max`.
+fn seconds(
+    problems: &mut Vec<String>,
+    name: &str,
+    value: Option<String>,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Duration {
+    let Some(v) = non_empty(value) else {
+        return Duration::from_secs_f64(default);
+    };
+    match v.parse::<f64>() {
+        Ok(n) if n.is_finite() && (min..=max).contains(&n) => Duration::from_secs_f64(n),
+        _ => {
+            problems.push(format!(
+                "{name} is {v:?}: expected a number from {min} to {max}"
+            ));
+            Duration::from_secs_f64(default)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("RUN_MODE", "RUN_SCRIPT"),
+            ("JOB_ID", "job-1"),
+            ("USERNAME", "alice"),
+            ("REGION", "eu-west-1"),
+            ("DYNAMO_TABLE", "jobs"),
+            ("DYNAMO_STREAMS_TABLE", "streams"),
+            ("PRIMARY_BUCKET", "bucket"),
+        ]
+    }
+
+    #[test]
+    fn a_complete_environment_is_accepted() {
+        let config = Config::from_vars(env(&base())).unwrap();
+        assert_eq!(config.run_mode, RunMode::RunScript);
+        assert_eq!(config.job_id.as_str(), "job-1");
+        assert_eq!(config.heartbeat, Duration::from_secs(10));
+        let BackendConfig::Aws(aws) = config.backend else {
+            panic!()
+        };
+        assert_eq!(aws.region, "eu-west-1");
+        assert_eq!(aws.static_keys, None, "the task role is used by default");
+    }
+
+    #[test]
+    fn every_missing_variable_is_named_at_once() {
+        let err = Config::from_vars(env(&[("RUN_MODE", "RUN_SCRIPT")])).unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "JOB_ID",
+            "USERNAME",
+            "REGION",
+            "DYNAMO_TABLE",
+            "DYNAMO_STREAMS_TABLE",
+            "PRIMARY_BUCKET",
+        ] {
+            assert!(
+                text.contains(&format!("{name} is not set")),
+                "{name} missing from: {text}"
+            );
+        }
+        assert_eq!(err.problems.len(), 6);
+    }
+
+    #[test]
+    fn invalid_values_say_what_was_expected() {
+        let mut vars = base();
+        vars.retain(|(k, _)| *k != "RUN_MODE" && *k != "JOB_ID");
+        vars.extend([
+            ("RUN_MODE", "RUN_EVERYTHING"),
+            ("JOB_ID", "a/b"),
+            ("PLUS_HEARTBEAT_SECONDS", "soon"),
+            ("ACCESS_KEY", "AKIA"),
+        ]);
+        let err = Config::from_vars(env(&vars)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "RUN_MODE is \"RUN_EVERYTHING\": expected RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("JOB_ID is \"a/b\""), "{text}");
+        assert!(
+            text.contains("PLUS_HEARTBEAT_SECONDS is \"soon\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("SECRET_KEY is not set but ACCESS_KEY is"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn mode_specific_variables_are_required() {
+        let mut vars = base();
+        vars[0] = ("RUN_MODE", "RUN_COLLECTION");
+        let text = Config::from_vars(env(&vars)).unwrap_err().to_string();
+        assert!(text.contains("COLLECTION_OWNER is not set"), "{text}");
+        vars[0] = ("RUN_MODE", "RUN_ACTION");
+        let text = Config::from_vars(env(&vars)).unwrap_err().to_string();
+        assert!(text.contains("ACTION_ID is not set"), "{text}");
+    }
+
+    #[test]
+    fn plus_local_dir_selects_the_embedded_backend() {
+        let mut vars = base();
+        vars.push(("PLUS_LOCAL_DIR", "/tmp/plus"));
+        let config = Config::from_vars(env(&vars)).unwrap();
+        assert_eq!(
+            config.backend,
+            BackendConfig::Local {
+                dir: "/tmp/plus".into(),
+                bucket: "bucket".into()
+            }
+        );
+    }
+}

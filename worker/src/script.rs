@@ -1,0 +1,440 @@
+//! Running a job's script per the script contract of DESIGN.md: its own
+//! process group, a fresh working directory, a minimal environment without
+//! the worker's credentials, output read line by line with bounded memory.
+
+use std::{
+    io,
+    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+/// A piece of output is at most this long; a longer line arrives as several
+/// pieces (only the first shows in the live view, all go to the log).
+pub const PIECE_BYTES: usize = 64 * 1024;
+
+/// A job's fresh directory: the script file, the working directory, the
+/// output directory and the result file, removed when dropped.
+#[derive(Debug)]
+pub struct Workspace {
+    _root: tempfile::TempDir,
+    /// The script file.
+    pub script: PathBuf,
+    /// The script's working directory (also its HOME).
+    pub work: PathBuf,
+    /// PLUS_OUTPUT_DIR.
+    pub output: PathBuf,
+    /// PLUS_RESULT_FILE.
+    pub result: PathBuf,
+    /// TMPDIR.
+    pub tmp: PathBuf,
+    /// The combined log of everything the script printed.
+    pub log: PathBuf,
+}
+
+impl Workspace {
+    /// Makes a fresh workspace under `root` and writes the script into it.
+    ///
+    /// # Errors
+    /// When the directory or file cannot be made.
+    pub fn create(root: &Path, job_id: &str, script: &[u8]) -> io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("plus-{job_id}-"))
+            .tempdir_in(root)?;
+        let base = dir.path().to_owned();
+        let ws = Self {
+            script: base.join("script"),
+            work: base.join("work"),
+            output: base.join("output"),
+            result: base.join("result.json"),
+            tmp: base.join("tmp"),
+            log: base.join("log.txt"),
+            _root: dir,
+        };
+        for d in [&ws.work, &ws.output, &ws.tmp] {
+            std::fs::create_dir(d)?;
+        }
+        std::fs::write(&ws.script, script)?;
+        std::fs::set_permissions(&ws.script, std::fs::Permissions::from_mode(0o700))?;
+        Ok(ws)
+    }
+
+    /// A clean working directory for one collection item (`work/{n}`), so
+    /// items do not see each other's files.
+    ///
+    /// # Errors
+    /// When the directory cannot be made.
+    pub fn item_dir(&self, n: u64) -> io::Result<PathBuf> {
+        let dir = self.work.join(n.to_string());
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
+/// How to start the script.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// `interpreter` from the job, or empty to execute the file itself.
+    pub interpreter: String,
+    /// Arguments after the script file.
+    pub args: Vec<String>,
+    /// The complete environment (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// Bytes written to stdin, which is then closed (`None`: stdin is empty).
+    pub stdin: Option<Bytes>,
+}
+
+/// Why a script could not be started, as a sentence for the job's `error`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// A running script: the child and its process group.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    pgid: Pid,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How a script ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    fn from_status(status: ExitStatus) -> Self {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+
+    /// The number recorded as `exit_code`: the code, or 128 + the signal
+    /// (the shell's convention).
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+
+    /// Whether the script succeeded.
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+
+    /// A sentence for a failed script.
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Code(0) => "the script succeeded".to_owned(),
+            Exit::Code(c) => format!("the script exited with code {c}"),
+            Exit::Signal(s) => {
+                let name = Signal::try_from(s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("an unknown signal");
+                let hint = if s == 9 {
+                    " (often the out-of-memory killer: give the task more memory)"
+                } else {
+                    ""
+                };
+                format!("the script was killed by signal {s} ({name}){hint}")
+            }
+        }
+    }
+}
+
+/// The program and arguments that run `script` per the contract: with an
+/// interpreter, `interpreter script args...`; else the file itself when it
+/// has a shebang, and `/bin/sh script args...` when it has none.
+pub fn command_line(
+    script: &Path,
+    interpreter: &str,
+    args: &[String],
+) -> io::Result<(String, Vec<String>)> {
+    let script_arg = script.display().to_string();
+    if !interpreter.trim().is_empty() {
+        let mut argv = vec![script_arg];
+        argv.extend(args.iter().cloned());
+        return Ok((interpreter.trim().to_owned(), argv));
+    }
+    let mut head = [0u8; 2];
+    let n = {
+        use std::io::Read;
+        std::fs::File::open(script)?.read(&mut head)?
+    };
+    if n == 2 && &head == b"#!" {
+        Ok((script_arg, args.to_vec()))
+    } else {
+        let mut argv = vec![script_arg];
+        argv.extend(args.iter().cloned());
+        Ok(("/bin/sh".to_owned(), argv))
+    }
+}
+
+/// Starts the script; its output pieces go to `output` as
+/// `(stream, bytes, ends_line)`.
+///
+/// # Errors
+/// [`StartError`] with a sentence that says what to fix.
+pub fn start(
+    script: &Path,
+    launch: &Launch,
+    output: mpsc::Sender<Piece>,
+) -> Result<Running, StartError> {
+    let (program, argv) = command_line(script, &launch.interpreter, &launch.args)
+        .map_err(|e| StartError(format!("the script file could not be read: {e}")))?;
+    let mut cmd = Command::new(&program);
+    cmd.args(&argv)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(if launch.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| start_error(&program, launch, &e))?;
+    let pgid = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or_default());
+    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), launch.stdin.clone()) {
+        tokio::spawn(async move {
+            // A script that does not read its stdin is fine: ignore EPIPE.
+            let _ = stdin.write_all(&bytes).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let readers = vec![
+        tokio::spawn(read_pieces(stdout, Stream::Stdout, output.clone())),
+        tokio::spawn(read_pieces(stderr, Stream::Stderr, output)),
+    ];
+    Ok(Running {
+        child,
+        pgid,
+        readers,
+    })
+}
+
+fn start_error(program: &str, launch: &Launch, e: &io::Error) -> StartError {
+    let what = if launch.interpreter.trim().is_empty() {
+        if program == "/bin/sh" {
+            "/bin/sh (scripts without a shebang run with it) could not be started".to_owned()
+        } else {
+            "the script's shebang line names a program that".to_owned()
+        }
+    } else {
+        format!("the interpreter {program:?}")
+    };
+    StartError(match e.kind() {
+        io::ErrorKind::NotFound if what.ends_with("that") => {
+            format!("{what} does not exist: fix the #! line or set script.interpreter ({e})")
+        }
+        io::ErrorKind::NotFound => format!("{what} was not found on PATH: install it in the worker image or fix script.interpreter ({e})"),
+        io::ErrorKind::PermissionDenied => format!("{what} cannot be executed (permission denied): check it is an executable program ({e})"),
+        _ => format!("the script could not be started: {e}"),
+    })
+}
+
+/// stdout or stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`, the stream event kinds.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A piece of output: at most [`PIECE_BYTES`], and whether it ends a line.
+/// `continues` is set on the second and later pieces of one long line.
+#[derive(Debug)]
+pub struct Piece {
+    /// Which stream.
+    pub stream: Stream,
+    /// The bytes, without the newline.
+    pub bytes: Vec<u8>,
+    /// Whether a newline (or the end of the stream) ends it.
+    pub ends_line: bool,
+    /// Whether it continues a line begun in an earlier piece.
+    pub continues: bool,
+}
+
+/// Reads `reader` into pieces of at most [`PIECE_BYTES`]: memory stays
+/// bounded however long a line is.
+async fn read_pieces(reader: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Piece>) {
+    let mut reader = BufReader::with_capacity(PIECE_BYTES, reader);
+    let mut current: Vec<u8> = Vec::new();
+    let mut continues = false;
+    while let Ok(buf) = reader.fill_buf().await {
+        if buf.is_empty() {
+            break;
+        }
+        let room = PIECE_BYTES - current.len();
+        let (take, newline) = match buf.iter().take(room).position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len().min(room), false),
+        };
+        current.extend_from_slice(&buf[..take - usize::from(newline)]);
+        reader.consume(take);
+        if newline || current.len() >= PIECE_BYTES {
+            let piece = Piece {
+                stream,
+                bytes: std::mem::take(&mut current),
+                ends_line: newline,
+                continues,
+            };
+            continues = !newline;
+            if tx.send(piece).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !current.is_empty() {
+        let _ = tx
+            .send(Piece {
+                stream,
+                bytes: current,
+                ends_line: true,
+                continues,
+            })
+            .await;
+    }
+}
+
+impl Running {
+    /// The process group id (the script's pid).
+    pub fn pgid(&self) -> Pid {
+        self.pgid
+    }
+
+    /// Waits for the script to exit.
+    ///
+    /// # Errors
+    /// When waiting fails (should not happen).
+    pub async fn wait(&mut self) -> io::Result<Exit> {
+        self.child.wait().await.map(Exit::from_status)
+    }
+
+    /// Sends `signal` to the script's whole process group.
+    pub fn signal(&self, signal: Signal) {
+        let _ = killpg(self.pgid, signal);
+    }
+
+    /// Stops the script: SIGTERM to its process group, then SIGKILL when it
+    /// has not exited after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> Exit {
+        self.signal(Signal::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => Exit::from_status(status),
+            _ => {
+                self.signal(Signal::SIGKILL);
+                self.child
+                    .wait()
+                    .await
+                    .map(Exit::from_status)
+                    .unwrap_or(Exit::Signal(9))
+            }
+        }
+    }
+
+    /// Kills whatever is left of the process group (children the script
+    /// left behind), so no orphan outlives the job and the output pipes
+    /// close.
+    pub fn kill_leftovers(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// Waits until the script's output has been read to its end. A process
+    /// that escaped the group (`setsid`) and still holds the pipes is not
+    /// waited for longer than a few seconds.
+    pub async fn drain_output(&mut self) {
+        for mut reader in std::mem::take(&mut self.readers) {
+            if tokio::time::timeout(Duration::from_secs(5), &mut reader)
+                .await
+                .is_err()
+            {
+                reader.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_without_a_shebang_run_with_sh() {
+        let ws = Workspace::create(&std::env::temp_dir(), "t", b"echo hi\n").unwrap();
+        let (program, argv) = command_line(&ws.script, "", &["a".into()]).unwrap();
+        assert_eq!(program, "/bin/sh");
+        assert_eq!(argv, vec![ws.script.display().to_string(), "a".into()]);
+        std::fs::write(&ws.script, "#!/usr/bin/env bash\necho hi\n").unwrap();
+        let (program, argv) = command_line(&ws.script, "", &[]).unwrap();
+        assert_eq!(program, ws.script.display().to_string());
+        assert!(argv.is_empty());
+        let (program, _) = command_line(&ws.script, "python3", &[]).unwrap();
+        assert_eq!(program, "python3");
+    }
+
+    #[tokio::test]
+    async fn long_lines_arrive_in_bounded_pieces() {
+        let data = format!("{}\nshort\n", "x".repeat(PIECE_BYTES * 2 + 10));
+        let (tx, mut rx) = mpsc::channel(16);
+        read_pieces(data.as_bytes(), Stream::Stdout, tx).await;
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push((p.bytes.len(), p.ends_line, p.continues));
+        }
+        assert_eq!(
+            pieces,
+            vec![
+                (PIECE_BYTES, false, false),
+                (PIECE_BYTES, false, true),
+                (10, true, true),
+                (5, true, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn exits_are_described() {
+        assert_eq!(Exit::Code(3).describe(), "the script exited with code 3");
+        assert_eq!(Exit::Signal(9).code(), 137);
+        assert!(Exit::Signal(9).describe().contains("SIGKILL"));
+    }
+}
