@@ -292,7 +292,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             } else if page.items.is_empty() {
                 eprintln!("no jobs for {user} yet: start one with `plus run examples/hello.sh`");
             } else {
-                println!("{:<38} {:<13} {:<15} {:<25} {}", "JOB", "STATUS", "MODE", "CREATED", "DURATION");
+                println!("{:<38} {:<13} {:<15} {:<25} DURATION", "JOB", "STATUS", "MODE", "CREATED");
                 for j in &page.items {
                     println!(
                         "{:<38} {:<13} {:<15} {:<25} {}",

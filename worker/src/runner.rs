@@ -293,6 +293,9 @@ async fn execute_inner(
     events.event("status", "RUNNING");
     let control = Control::default();
     let (output_tx, output_rx) = mpsc::channel::<Piece>(256);
+    if let Err(e) = tokio::fs::create_dir_all(&config.work_root).await {
+        warn!(error = %e, dir = %config.work_root.display(), "the work directory cannot be made");
+    }
     let log_path = config
         .work_root
         .join(format!(".plus-log-{id}-{}", std::process::id()));
