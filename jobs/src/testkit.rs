@@ -159,3 +159,163 @@ pub async fn create_resources(aws: &AwsConfig) {
         .await
         .expect("create the bucket");
 }
+
+/// A fault to inject into one proxied request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Wait this long before forwarding.
+    Delay(Duration),
+    /// Answer HTTP 500 without forwarding.
+    ServerError,
+    /// Answer DynamoDB's `ThrottlingException` (HTTP 400) without forwarding.
+    Throttle,
+    /// Close the connection without an answer.
+    Drop,
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    /// Faults for the next requests whose target contains the key ("" for any).
+    faults: Vec<(String, Fault)>,
+    /// Every request seen, as `DynamoDB:GetItem` or `S3:PUT`.
+    seen: Vec<String>,
+}
+
+/// An HTTP proxy between the code under test and the emulator that counts
+/// requests and injects faults: delays, HTTP 500s, `ThrottlingException`
+/// bodies and dropped connections. The emulator cannot inject faults
+/// itself, so this is the one stand-in the fault tests use.
+#[derive(Clone, Debug)]
+pub struct FaultProxy {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (e.g. the emulator's endpoint) on a free
+    /// loopback port, serving on the current tokio runtime.
+    pub async fn start(upstream: &str) -> FaultProxy {
+        use http_body_util::{BodyExt, Full};
+        use hyper::{body::Bytes, service::service_fn, Request, Response};
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
+        let upstream: hyper::Uri = upstream.parse().expect("upstream uri");
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (state, client, upstream) = (shared.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (state, client, upstream) =
+                            (state.clone(), client.clone(), upstream.clone());
+                        async move {
+                            let target = req
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .map(|t| format!("DynamoDB:{}", t.rsplit('.').next().unwrap_or(t)))
+                                .unwrap_or_else(|| format!("S3:{}", req.method()));
+                            let fault = {
+                                let mut s = state.lock().unwrap();
+                                s.seen.push(target.clone());
+                                let pos = s
+                                    .faults
+                                    .iter()
+                                    .position(|(k, _)| target.contains(k.as_str()));
+                                pos.map(|i| s.faults.remove(i).1)
+                            };
+                            match fault {
+                                Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+                                Some(Fault::ServerError) => {
+                                    return Ok(Response::builder()
+                                        .status(500)
+                                        .body(Full::new(Bytes::from_static(b"{\"__type\":\"InternalServerError\",\"message\":\"injected\"}")))
+                                        .unwrap());
+                                }
+                                Some(Fault::Throttle) => {
+                                    return Ok(Response::builder()
+                                        .status(400)
+                                        .header("content-type", "application/x-amz-json-1.0")
+                                        .body(Full::new(Bytes::from_static(
+                                            b"{\"__type\":\"com.amazonaws.dynamodb.v20120810#ThrottlingException\",\"message\":\"Rate of requests exceeds the allowed throughput.\"}",
+                                        )))
+                                        .unwrap());
+                                }
+                                Some(Fault::Drop) => {
+                                    return Err("injected: connection dropped".to_owned())
+                                }
+                                None => {}
+                            }
+                            let (mut parts, body) = req.into_parts();
+                            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            let path = parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.as_str())
+                                .unwrap_or("/")
+                                .to_owned();
+                            parts.uri =
+                                format!("{}{}", upstream.to_string().trim_end_matches('/'), path)
+                                    .parse()
+                                    .unwrap();
+                            let resp = client
+                                .request(Request::from_parts(parts, Full::new(body)))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let (parts, body) = resp.into_parts();
+                            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            Ok::<_, String>(Response::from_parts(parts, Full::new(body)))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy { endpoint, state }
+    }
+
+    /// Injects `fault` into the next request whose target contains `target`
+    /// (`"UpdateItem"`, `"BatchWriteItem"`, `"S3"`, or `""` for any).
+    pub fn inject(&self, target: &str, fault: Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .push((target.to_owned(), fault));
+    }
+
+    /// Injects `fault` into the next `n` matching requests.
+    pub fn inject_n(&self, target: &str, fault: Fault, n: usize) {
+        for _ in 0..n {
+            self.inject(target, fault.clone());
+        }
+    }
+
+    /// Faults not yet used.
+    pub fn pending_faults(&self) -> usize {
+        self.state.lock().unwrap().faults.len()
+    }
+
+    /// The requests seen so far (`DynamoDB:GetItem`, `S3:PUT`, ...).
+    pub fn seen(&self) -> Vec<String> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn reset(&self) {
+        self.state.lock().unwrap().seen.clear();
+    }
+}

@@ -45,6 +45,9 @@ pub struct Config {
     pub metadata_uri: Option<String>,
     /// `PATH` handed to scripts.
     pub script_path: String,
+    /// `PLUS_STREAM_MAX_BYTES` (default 16 MiB): output one attempt shows in
+    /// the live stream at most; the full log is never cut.
+    pub stream_max_bytes: u64,
 }
 
 /// The raw environment, as envy reads it: every variable optional, so that
@@ -70,6 +73,7 @@ struct Raw {
     plus_concurrency: Option<String>,
     plus_work_dir: Option<String>,
     plus_event_ttl_days: Option<String>,
+    plus_stream_max_bytes: Option<String>,
     ecs_container_metadata_uri_v4: Option<String>,
     path: Option<String>,
 }
@@ -236,6 +240,15 @@ impl Config {
                 30
             }),
         };
+        let stream_max_bytes = match non_empty(raw.plus_stream_max_bytes) {
+            None => crate::events::DEFAULT_VIEW_BYTES,
+            Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "PLUS_STREAM_MAX_BYTES is {v:?}: expected a whole number of bytes"
+                ));
+                0
+            }),
+        };
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -272,6 +285,7 @@ impl Config {
             script_path: non_empty(raw.path).unwrap_or_else(|| {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()
             }),
+            stream_max_bytes,
         })
     }
 }

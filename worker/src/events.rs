@@ -20,6 +20,10 @@ pub const ITEM_BYTES: usize = 32 * 1024;
 pub const LINE_BYTES: usize = 4 * 1024;
 /// Unwritten output kept for the stream at most.
 pub const PENDING_BYTES: usize = 2 * 1024 * 1024;
+/// Output one attempt shows in the live view at most (`PLUS_STREAM_MAX_BYTES`
+/// overrides it); past it, lines are only in the full log, and a marker
+/// says how many.
+pub const DEFAULT_VIEW_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -27,6 +31,8 @@ struct Pending {
     bytes: usize,
     omitted_lines: u64,
     last_seq: u64,
+    /// Live-view bytes this attempt may still show.
+    view_left: u64,
 }
 
 /// Collects events for one job's stream and writes them in batches.
@@ -42,13 +48,30 @@ pub struct EventSink {
 
 impl EventSink {
     /// A sink for the stream of job `stream_id`; events expire after `ttl`.
-    pub fn new(store: Arc<dyn JobStore>, stream_id: &str, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn JobStore>, stream_id: &str, ttl: Duration, view_bytes: u64) -> Self {
+        let pending = Pending {
+            view_left: view_bytes,
+            ..Pending::default()
+        };
         Self {
             store,
             stream_id: stream_id.to_owned(),
             ttl,
-            pending: Arc::default(),
+            pending: Arc::new(Mutex::new(pending)),
             write_lock: Arc::default(),
+        }
+    }
+
+    /// Whether the live view has room for more output lines.
+    pub fn has_room(&self) -> bool {
+        let p = self.lock();
+        p.view_left > 0 && p.bytes < PENDING_BYTES
+    }
+
+    /// Counts `n` lines left out of the live view.
+    pub fn omit(&self, n: u64) {
+        if n > 0 {
+            self.lock().omitted_lines += n;
         }
     }
 
@@ -72,24 +95,27 @@ impl EventSink {
         }
     }
 
-    /// Adds one output line (`kind` is `stdout` or `stderr`).
-    pub fn line(&self, kind: &str, line: &str) {
+    /// Adds one output line (`kind` is `stdout` or `stderr`). Returns
+    /// whether it shows in the live view (false: it was counted as left out).
+    pub fn line(&self, kind: &str, line: &str) -> bool {
         let mut p = self.lock();
-        if p.bytes >= PENDING_BYTES {
+        if p.bytes >= PENDING_BYTES || p.view_left == 0 {
             p.omitted_lines += 1;
-            return;
+            return false;
         }
         let text = truncate_line(line);
         p.bytes += text.len() + 1;
+        p.view_left = p.view_left.saturating_sub(text.len() as u64 + 1);
         if let Some(last) = p.items.last_mut() {
             if last.kind == kind && last.data.len() + text.len() < ITEM_BYTES {
                 last.data.push('\n');
                 last.data.push_str(&text);
-                return;
+                return true;
             }
         }
         let event = self.new_event(&mut p, kind, text.into_owned());
         p.items.push(event);
+        true
     }
 
     /// Adds an event of its own (`status`, `progress`, `item`).
@@ -120,7 +146,7 @@ impl EventSink {
                 let n = p.omitted_lines;
                 p.omitted_lines = 0;
                 let marker = format!(
-                    "[{n} line{} left out of the live view because output outpaced the stream; the full log has every line]",
+                    "[{n} line{} left out of the live view (it drops lines when output outpaces the stream, and shows at most PLUS_STREAM_MAX_BYTES per attempt); the full log has every line]",
                     if n == 1 { "" } else { "s" }
                 );
                 let event = self.new_event(&mut p, "stderr", marker);

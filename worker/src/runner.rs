@@ -289,6 +289,7 @@ async fn execute_inner(
         jobs.clone(),
         &id,
         Duration::from_secs(u64::from(config.event_ttl_days) * 86_400),
+        config.stream_max_bytes,
     );
     events.event("status", "RUNNING");
     let control = Control::default();
@@ -650,8 +651,61 @@ pub async fn upload_outputs(ctx: &JobContext, ws: &Workspace) {
     }
 }
 
-/// Writes every output piece to the log file, the live stream and the
-/// worker's JSON log. Returns whether the log file is complete.
+/// Splits one stream's chunks into lines for the live view.
+#[derive(Debug, Default)]
+struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Feeds a chunk; calls `line` for each complete line while the view has
+    /// room, and counts the rest as left out.
+    fn feed(&mut self, bytes: &[u8], stream: script::Stream, events: &EventSink) {
+        let mut rest = bytes;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            if !events.has_room() {
+                let more = rest.iter().filter(|b| **b == b'\n').count() as u64;
+                events.omit(more);
+                self.partial.clear();
+                return;
+            }
+            let line = &rest[..i];
+            if self.partial.is_empty() {
+                show(stream, line, events);
+            } else {
+                self.take_partial(line);
+                let joined = std::mem::take(&mut self.partial);
+                show(stream, &joined, events);
+            }
+            rest = &rest[i + 1..];
+        }
+        self.take_partial(rest);
+    }
+
+    fn take_partial(&mut self, bytes: &[u8]) {
+        // Only the start of a very long line can show; keep no more of it.
+        let room = (crate::events::LINE_BYTES + 8).saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn finish(&mut self, stream: script::Stream, events: &EventSink) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            show(stream, &line, events);
+        }
+    }
+}
+
+fn show(stream: script::Stream, line: &[u8], events: &EventSink) {
+    let text = String::from_utf8_lossy(line);
+    if events.line(stream.kind(), &text) {
+        info!(stream = stream.kind(), line = %text, "output");
+    }
+}
+
+/// Writes every output chunk to the log file (all of it) and the live stream
+/// and JSON log (a bounded view). Returns whether the log file is complete.
 async fn collect_output(
     mut rx: mpsc::Receiver<Piece>,
     close: CancellationToken,
@@ -667,6 +721,7 @@ async fn collect_output(
     };
     let mut ok = file.is_some();
     let mut log = file.map(|f| tokio::io::BufWriter::with_capacity(256 * 1024, f));
+    let (mut out, mut err) = (Lines::default(), Lines::default());
     loop {
         let piece = tokio::select! {
             biased;
@@ -680,22 +735,20 @@ async fn collect_output(
             },
         };
         if let Some(w) = log.as_mut() {
-            let mut res = w.write_all(&piece.bytes).await;
-            if piece.ends_line && res.is_ok() {
-                res = w.write_all(b"\n").await;
-            }
-            if let Err(e) = res {
+            if let Err(e) = w.write_all(&piece.bytes).await {
                 error!(error = %e, "writing the log file failed");
                 ok = false;
                 log = None;
             }
         }
-        if !piece.continues {
-            let text = String::from_utf8_lossy(&piece.bytes);
-            events.line(piece.stream.kind(), &text);
-            info!(stream = piece.stream.kind(), line = %text, "output");
-        }
+        let lines = match piece.stream {
+            script::Stream::Stdout => &mut out,
+            script::Stream::Stderr => &mut err,
+        };
+        lines.feed(&piece.bytes, piece.stream, &events);
     }
+    out.finish(script::Stream::Stdout, &events);
+    err.finish(script::Stream::Stderr, &events);
     if let Some(mut w) = log {
         if w.flush().await.is_err() {
             ok = false;

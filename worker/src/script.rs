@@ -279,59 +279,39 @@ impl Stream {
     }
 }
 
-/// A piece of output: at most [`PIECE_BYTES`], and whether it ends a line.
-/// `continues` is set on the second and later pieces of one long line.
+/// A chunk of one stream's output: at most [`PIECE_BYTES`], ending at a
+/// line boundary whenever the output has one, so the combined log
+/// interleaves stdout and stderr line by line.
 #[derive(Debug)]
 pub struct Piece {
     /// Which stream.
     pub stream: Stream,
-    /// The bytes, without the newline.
+    /// The bytes, newlines included.
     pub bytes: Vec<u8>,
-    /// Whether a newline (or the end of the stream) ends it.
-    pub ends_line: bool,
-    /// Whether it continues a line begun in an earlier piece.
-    pub continues: bool,
 }
 
-/// Reads `reader` into pieces of at most [`PIECE_BYTES`]: memory stays
-/// bounded however long a line is.
+/// Reads `reader` in chunks of at most [`PIECE_BYTES`] (whole lines when
+/// there are any): memory stays bounded however long a line is.
 async fn read_pieces(reader: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Piece>) {
     let mut reader = BufReader::with_capacity(PIECE_BYTES, reader);
-    let mut current: Vec<u8> = Vec::new();
-    let mut continues = false;
     while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }
-        let room = PIECE_BYTES - current.len();
-        let (take, newline) = match buf.iter().take(room).position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len().min(room), false),
+        // Up to the last newline; a buffer without one (a very long line,
+        // or the end of the output) goes as it is.
+        let take = match buf.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None => buf.len(),
         };
-        current.extend_from_slice(&buf[..take - usize::from(newline)]);
+        let piece = Piece {
+            stream,
+            bytes: buf[..take].to_vec(),
+        };
         reader.consume(take);
-        if newline || current.len() >= PIECE_BYTES {
-            let piece = Piece {
-                stream,
-                bytes: std::mem::take(&mut current),
-                ends_line: newline,
-                continues,
-            };
-            continues = !newline;
-            if tx.send(piece).await.is_err() {
-                return;
-            }
+        if tx.send(piece).await.is_err() {
+            return;
         }
-    }
-    if !current.is_empty() {
-        let _ = tx
-            .send(Piece {
-                stream,
-                bytes: current,
-                ends_line: true,
-                continues,
-            })
-            .await;
     }
 }
 
@@ -412,23 +392,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn long_lines_arrive_in_bounded_pieces() {
+    async fn output_arrives_in_bounded_line_aligned_pieces() {
         let data = format!("{}\nshort\n", "x".repeat(PIECE_BYTES * 2 + 10));
         let (tx, mut rx) = mpsc::channel(16);
         read_pieces(data.as_bytes(), Stream::Stdout, tx).await;
         let mut pieces = Vec::new();
         while let Some(p) = rx.recv().await {
-            pieces.push((p.bytes.len(), p.ends_line, p.continues));
+            assert!(p.bytes.len() <= PIECE_BYTES);
+            pieces.push(p.bytes);
         }
-        assert_eq!(
-            pieces,
-            vec![
-                (PIECE_BYTES, false, false),
-                (PIECE_BYTES, false, true),
-                (10, true, true),
-                (5, true, false)
-            ]
-        );
+        assert_eq!(pieces.concat(), data.as_bytes());
+        assert!(pieces.last().unwrap().ends_with(b"short\n"));
     }
 
     #[test]

@@ -71,6 +71,17 @@ impl World {
         }
     }
 
+    /// The AWS world with a fault-injecting proxy between the worker and the
+    /// emulator (the test's own reads go to the emulator directly).
+    pub async fn aws_via_proxy() -> (World, plus_jobs::testkit::FaultProxy) {
+        let mut w = World::aws().await;
+        let proxy = plus_jobs::testkit::FaultProxy::start(&Moto::shared().endpoint).await;
+        w.vars.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        w.vars
+            .push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
+        (w, proxy)
+    }
+
     /// Writes an INITIALIZING RUN_SCRIPT job for alice with this inline script.
     pub async fn job(&self, source: &str) -> Job {
         self.job_with(source, |_| {}).await
