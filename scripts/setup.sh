@@ -335,9 +335,13 @@ ensure_roles() {
 
   # The launcher Lambda: the job records and files, RunTask of this task
   # definition on this cluster (passing exactly the two roles above), and
-  # its own logs.
+  # its own logs. PerJobImages lets a job ask for another image: the
+  # launcher then registers a copy of the task definition (family
+  # plus-worker-HASH) with that image; ECS cannot scope those two actions to
+  # a resource, and PassRole still limits such copies to the two roles.
   policy=$(jq -nc --arg jobs "$JOBS_ARN" --arg streams "$STREAMS_ARN" --arg bucket "$BUCKET_ARN" \
     --arg taskdef "$(arn ecs "$REGION" "task-definition/$TASK_DEFINITION"):*" \
+    --arg image_taskdefs "$(arn ecs "$REGION" "task-definition/plus-worker-*"):*" \
     --arg tasks "$(arn ecs "$REGION" "task/$ECS_CLUSTER")/*" --arg cluster "$CLUSTER_ARN" \
     --arg task_role "$TASK_ROLE_ARN" --arg exec_role "$EXECUTION_ROLE_ARN" --arg logs "$LAMBDA_LOG_GROUP_ARN" \
     '{Version: "2012-10-17", Statement: [
@@ -347,8 +351,9 @@ ensure_roles() {
       {Sid: "JobFiles", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: "\($bucket)/jobs/*"},
       {Sid: "ListJobFiles", Effect: "Allow", Action: "s3:ListBucket", Resource: $bucket,
        Condition: {StringLike: {"s3:prefix": ["jobs/*"]}}},
-      {Sid: "RunWorkerTasks", Effect: "Allow", Action: "ecs:RunTask", Resource: $taskdef,
+      {Sid: "RunWorkerTasks", Effect: "Allow", Action: "ecs:RunTask", Resource: [$taskdef, $image_taskdefs],
        Condition: {ArnEquals: {"ecs:cluster": $cluster}}},
+      {Sid: "PerJobImages", Effect: "Allow", Action: ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], Resource: "*"},
       {Sid: "WatchWorkerTasks", Effect: "Allow", Action: ["ecs:DescribeTasks", "ecs:StopTask"], Resource: $tasks},
       {Sid: "TagWorkerTasks", Effect: "Allow", Action: "ecs:TagResource", Resource: $tasks,
        Condition: {StringEquals: {"ecs:CreateAction": "RunTask"}}},

