@@ -1,11 +1,443 @@
 //! RUN_COLLECTION: run the script over every item of a collection.
+//!
+//! ## How it works
+//!
+//! - [`reader`] streams the items (`JobStore::query_owner`, ascending
+//!   `object_id`) page by page into a bounded channel: read-ahead is bounded,
+//!   so memory does not grow with the collection. A shard keeps only the
+//!   items whose id hashes to it ([`shard_of`]).
+//! - The items run in one of two modes: [`per_item`] (one process per item,
+//!   the item as JSON on stdin, `PLUS_ITEM_ID` set, bounded concurrency) or
+//!   [`streaming`] (`script.streaming`: one long-lived process reads items
+//!   as JSON lines on stdin and answers one JSON line per item on stdout).
+//! - [`results`] commits finished items **in item order**: a result that
+//!   finishes early waits (in a bounded window) until every item before it
+//!   has finished. So `results.jsonl` is always an exact prefix of the
+//!   collection, and the checkpoint (the last committed item id) is a true
+//!   low-water mark. Lines go to a local file and, in parts, to the blob
+//!   store (`jobs/{id}/results.parts/{attempt}/{n}.jsonl`); a part is stored
+//!   before the checkpoint that covers it is handed to the heartbeat.
+//! - A relaunched job (attempt + 1) resumes after `progress.checkpoint`, with
+//!   the counters saved beside it. Each attempt writes a small manifest of
+//!   which earlier parts (and which id ranges of them) hold the items up to
+//!   its checkpoint; the final `results.jsonl` is those ranges followed by
+//!   this attempt's lines: one line per item, none lost, none twice.
+
+pub mod per_item;
+pub mod reader;
+pub mod results;
+pub mod streaming;
+
+use std::time::Duration;
+
+use plus_jobs::{blob, JobStatus};
+use serde_json::{json, Value};
+use tracing::{info, warn};
 
 use crate::{
     progress::ProgressCell,
-    runner::{Finish, JobContext},
+    runner::{load_script, stopped_finish, struct_to_json, upload_outputs, Finish, JobContext},
+    script::Workspace,
 };
 
-/// Runs the collection job.
-pub async fn run(_ctx: &JobContext, _progress: &ProgressCell) -> Finish {
-    Finish::failed("RUN_COLLECTION is not available in this build")
+/// Items read from the store per page.
+pub const PAGE_SIZE: usize = 1000;
+/// Items read ahead of the running ones at most (the reader's channel).
+pub const READ_AHEAD: usize = 2 * PAGE_SIZE;
+/// Finished items that may wait for a slower earlier item at most; while
+/// the window is full no new item starts, which bounds memory.
+pub const WINDOW: usize = 4096;
+/// Live `progress` events are written at most this often.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// One collection item, as read from the store.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Its position in this attempt's run (0, 1, 2, ...), in id order.
+    pub seq: u64,
+    /// Its `object_id`.
+    pub id: String,
+    /// The item as one line of JSON (no newline).
+    pub json: Vec<u8>,
+}
+
+/// How an item ended: one line of `results.jsonl`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Done {
+    /// The item's position (see [`Item::seq`]).
+    pub seq: u64,
+    /// The item's id.
+    pub id: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The full results line, newline included.
+    pub line: Vec<u8>,
+}
+
+impl Done {
+    /// The result of an item: `{"id", "ok", "exit_code", "output", "error"}`
+    /// (`exit_code` only in per-item mode, `error` only on failure).
+    pub fn new(
+        seq: u64,
+        id: &str,
+        ok: bool,
+        exit_code: Option<i32>,
+        output: Value,
+        error: Option<String>,
+    ) -> Self {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            id: &'a str,
+            ok: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            exit_code: Option<i32>,
+            output: Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<String>,
+        }
+        let mut line = serde_json::to_vec(&Line {
+            id,
+            ok,
+            exit_code,
+            output,
+            error,
+        })
+        .unwrap_or_default();
+        line.push(b'\n');
+        Done {
+            seq,
+            id: id.to_owned(),
+            ok,
+            line,
+        }
+    }
+}
+
+/// Which part of a fanned-out collection this job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard (0-based).
+    pub index: u32,
+    /// How many shards there are (at least 2).
+    pub count: u32,
+}
+
+/// The shard an item id belongs to among `count`: FNV-1a (64 bit) of the id's
+/// bytes modulo `count`. Deterministic across processes, machines and
+/// versions, so every shard agrees on the partition without talking.
+pub fn shard_of(id: &str, count: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(count.max(1))) as u32
+}
+
+/// How a mode's run over the items ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Every item was attempted.
+    Complete,
+    /// The work was told to stop (the control's reason says why).
+    Stopped,
+    /// Something other than an item failed; the job fails with this reason.
+    Fatal(String),
+}
+
+/// What the modes share: the job, the script's workspace and the results.
+#[derive(Debug)]
+pub struct Run<'a> {
+    /// The job.
+    pub ctx: &'a JobContext,
+    /// The script's workspace.
+    pub ws: std::sync::Arc<Workspace>,
+    /// The job's params (PLUS_PARAMS).
+    pub params: Value,
+    /// How many per-item scripts run at once.
+    pub concurrency: usize,
+    /// Where finished items go.
+    pub results: results::Results,
+    /// Items in the collection for this job: committed before this attempt
+    /// plus everything the reader found, once it reached the end.
+    pub total: Option<u64>,
+    last_progress: std::time::Instant,
+}
+
+impl Run<'_> {
+    /// The reader reached the end after `read` items: the total is known.
+    pub fn set_read(&mut self, read: u64) {
+        let total = self.results.committed_before() + read;
+        self.total = Some(total);
+        self.results.progress().update(|p| p.total = clamp(total));
+    }
+
+    /// Writes a live `progress` event if the last one is old enough.
+    pub fn maybe_progress_event(&mut self, force: bool) {
+        if !force && self.last_progress.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last_progress = std::time::Instant::now();
+        let (succeeded, failed, checkpoint) = self.results.counts();
+        let mut p = json!({ "succeeded": succeeded, "failed": failed, "checkpoint": checkpoint });
+        if let Some(t) = self.total {
+            p["total"] = json!(t);
+        }
+        self.ctx.events.event("progress", p.to_string());
+    }
+}
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Runs the collection job: every item of `COLLECTION_OWNER` (of this shard),
+/// resuming after the saved checkpoint.
+pub async fn run(ctx: &JobContext, progress: &ProgressCell) -> Finish {
+    let job = &ctx.job;
+    let owner = if job.collection_owner.is_empty() {
+        ctx.config.collection_owner.clone().unwrap_or_default()
+    } else {
+        job.collection_owner.clone()
+    };
+    if owner.is_empty() {
+        return Finish::failed(
+            "the job names no collection: set collection_owner on the job (and COLLECTION_OWNER on the task)",
+        );
+    }
+    let script = job.script.clone().unwrap_or_default();
+    let source = match load_script(ctx, &script).await {
+        Ok(bytes) => bytes,
+        Err(finish) => return finish,
+    };
+    let ws = match Workspace::create(&ctx.config.work_root, &job.object_id, &source) {
+        Ok(ws) => std::sync::Arc::new(ws),
+        Err(e) => {
+            return Finish::failed(format!(
+                "the job's working directory could not be made under {}: {e}",
+                ctx.config.work_root.display()
+            ))
+        }
+    };
+    let shard = (job.shard_count > 1).then_some(Shard {
+        index: job.shard_index,
+        count: job.shard_count,
+    });
+    if let Some(s) = shard {
+        if s.index >= s.count {
+            return Finish::failed(format!(
+                "shard_index {} is out of range for shard_count {}: shards are numbered from 0",
+                s.index, s.count
+            ));
+        }
+    }
+
+    let results = match results::Results::open(ctx, &ws, progress.clone()).await {
+        Ok(r) => r,
+        Err(reason) => return Finish::failed(reason),
+    };
+    let start_after = results.resume_after().map(str::to_owned);
+    if let Some(cp) = &start_after {
+        info!(checkpoint = %cp, "resuming after the checkpoint");
+        ctx.events.event(
+            "stderr",
+            format!(
+                "[plus] resuming after item {cp}: {} items were already done",
+                results.committed_before()
+            ),
+        );
+    }
+    let concurrency = concurrency(ctx).await;
+    info!(
+        owner = %owner,
+        streaming = script.streaming,
+        concurrency,
+        shard = ?shard,
+        "running the collection"
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let reader = tokio::spawn(reader::read(
+        ctx.jobs.clone(),
+        owner.clone(),
+        start_after,
+        shard,
+        tx,
+    ));
+    let mut run = Run {
+        ctx,
+        ws: ws.clone(),
+        params: struct_to_json(job.params.as_ref()),
+        concurrency,
+        results,
+        total: None,
+        last_progress: std::time::Instant::now(),
+    };
+    let ended = if script.streaming {
+        streaming::run(&mut run, &script, rx).await
+    } else {
+        per_item::run(&mut run, &script, rx).await
+    };
+    reader.abort();
+    finish(run, ended).await
+}
+
+/// The number of per-item scripts run at once: `PLUS_CONCURRENCY`, else the
+/// task's vCPUs (ECS metadata), else this machine's cores.
+async fn concurrency(ctx: &JobContext) -> usize {
+    if let Some(n) = ctx.config.concurrency {
+        return n;
+    }
+    if let Some(uri) = &ctx.config.metadata_uri {
+        if let Ok(m) = crate::metadata::fetch(uri).await {
+            if let Some(cpu) = m.limits.and_then(|l| l.cpu).filter(|c| *c > 0.0) {
+                return (cpu.ceil() as usize).max(1);
+            }
+        }
+    }
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+async fn finish(mut run: Run<'_>, ended: Ended) -> Finish {
+    let ctx = run.ctx;
+    // Whatever happened, store what is committed so the checkpoint is true.
+    let stored = run.results.flush_all().await;
+    run.maybe_progress_event(true);
+    let (succeeded, failed, _) = run.results.counts();
+    let stop = ctx.control.reason();
+    let interrupted = matches!(stop, Some(crate::runner::StopReason::Interrupted));
+    let lost = matches!(stop, Some(crate::runner::StopReason::LostLease(_)));
+    if let Err(reason) = stored {
+        return Finish::failed(reason);
+    }
+    if lost {
+        return stopped_finish(
+            ctx,
+            stop.unwrap_or(crate::runner::StopReason::Cancelled),
+            None,
+        );
+    }
+    // An interrupted job keeps its parts for the next attempt; every other
+    // end writes the whole results.jsonl.
+    let composed = if interrupted {
+        Ok(())
+    } else {
+        run.results.compose().await
+    };
+    upload_outputs(ctx, &run.ws).await;
+    let key = blob::results_key(&ctx.job.object_id);
+    let total = run.total.unwrap_or(succeeded + failed);
+    let summary = json!({
+        "total": total, "succeeded": succeeded, "failed": failed, "results_key": key,
+    });
+    match ended {
+        Ended::Stopped => {
+            let mut f = stopped_finish(
+                ctx,
+                stop.unwrap_or(crate::runner::StopReason::Cancelled),
+                None,
+            );
+            if f.status == JobStatus::Interrupted {
+                f.error = format!(
+                    "{} ({} items done, {} failed; a relaunch resumes after the checkpoint)",
+                    f.error,
+                    succeeded + failed,
+                    failed
+                );
+            }
+            f.result = Some(summary);
+            f
+        }
+        Ended::Fatal(reason) => Finish {
+            result: Some(summary),
+            ..Finish::failed(reason)
+        },
+        Ended::Complete => {
+            if let Err(reason) = composed {
+                return Finish::failed(reason);
+            }
+            let mut f = Finish {
+                status: JobStatus::Succeeded,
+                exit_code: None,
+                error: String::new(),
+                result: Some(summary),
+            };
+            if let Some(reason) = tolerance_exceeded(&ctx.job, failed, total, &key) {
+                warn!(%reason, "too many items failed");
+                f.status = JobStatus::Failed;
+                f.error = reason;
+            }
+            f
+        }
+    }
+}
+
+/// Why the job fails for its item failures, if it does: more than
+/// `tolerated_failure_percent` percent, or (without a percentage) more than
+/// `tolerated_failures` items (default 0).
+pub fn tolerance_exceeded(
+    job: &plus_jobs::Job,
+    failed: u64,
+    total: u64,
+    results_key: &str,
+) -> Option<String> {
+    if failed == 0 {
+        return None;
+    }
+    if let Some(pct) = job.tolerated_failure_percent {
+        let share = if total == 0 {
+            0.0
+        } else {
+            failed as f64 * 100.0 / total as f64
+        };
+        return (share > f64::from(pct)).then(|| format!(
+            "{failed} of {total} items failed ({share:.1}%), more than the {pct}% tolerated (tolerated_failure_percent): each item's error is in {results_key}"
+        ));
+    }
+    let allowed = u64::from(job.tolerated_failures.unwrap_or(0));
+    (failed > allowed).then(|| format!(
+        "{failed} of {total} items failed, more than the {allowed} tolerated (tolerated_failures): each item's error is in {results_key}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_ids_deterministically() {
+        let counts = (0..3000).fold([0u32; 3], |mut acc, i| {
+            acc[shard_of(&format!("item-{i:05}"), 3) as usize] += 1;
+            acc
+        });
+        assert_eq!(counts.iter().sum::<u32>(), 3000);
+        assert!(counts.iter().all(|c| *c > 800), "{counts:?}");
+        assert_eq!(shard_of("abc", 3), shard_of("abc", 3));
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn tolerance_counts_or_percentages() {
+        let mut job = plus_jobs::Job::default();
+        assert!(tolerance_exceeded(&job, 0, 10, "k").is_none());
+        assert!(tolerance_exceeded(&job, 1, 10, "k")
+            .unwrap()
+            .contains("1 of 10 items failed, more than the 0 tolerated"));
+        job.tolerated_failures = Some(2);
+        assert!(tolerance_exceeded(&job, 2, 10, "k").is_none());
+        assert!(tolerance_exceeded(&job, 3, 10, "k").is_some());
+        job.tolerated_failure_percent = Some(25.0);
+        assert!(tolerance_exceeded(&job, 2, 10, "k").is_none());
+        assert!(tolerance_exceeded(&job, 3, 10, "k")
+            .unwrap()
+            .contains("(30.0%), more than the 25% tolerated"));
+    }
+
+    #[test]
+    fn result_lines_are_one_json_object() {
+        let d = Done::new(3, "a\"b", false, Some(2), json!("out"), Some("bad".into()));
+        assert_eq!(
+            String::from_utf8(d.line).unwrap(),
+            "{\"id\":\"a\\\"b\",\"ok\":false,\"exit_code\":2,\"output\":\"out\",\"error\":\"bad\"}\n"
+        );
+    }
 }

@@ -1,0 +1,227 @@
+//! Per-item mode: one script process per item, the item as JSON on stdin,
+//! `PLUS_ITEM_ID` set, at most `concurrency` at once. The item's stdout
+//! (up to [`OUTPUT_BYTES`]) is its output; its stderr goes to the job's log.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use plus_jobs::Script;
+use serde_json::Value;
+use tokio::{sync::mpsc, task::JoinSet};
+
+use super::{reader::Msg, Done, Ended, Item, Run, WINDOW};
+use crate::{
+    runner::{run_one, JobContext},
+    script::{Launch, Piece, Stream, Workspace},
+};
+
+/// The most of one item's stdout kept as its output.
+pub const OUTPUT_BYTES: usize = 64 * 1024;
+
+/// What every item's process shares.
+#[derive(Debug)]
+struct Shared {
+    ctx: JobContext,
+    ws: Arc<Workspace>,
+    interpreter: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Runs every item from `rx`, each in its own process.
+pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>) -> Ended {
+    let ctx = run.ctx;
+    let mut env = ctx.script_env(&run.ws, &run.params, &run.ws.work);
+    env.retain(|(k, _)| k != "HOME");
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        ws: run.ws.clone(),
+        interpreter: script.interpreter.clone(),
+        args: script.args.clone(),
+        env,
+    });
+    let mut running: JoinSet<Result<Option<Done>, String>> = JoinSet::new();
+    let mut input_open = true;
+    let mut fatal = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if (!input_open || fatal.is_some()) && running.is_empty() {
+            break;
+        }
+        if let Some(e) = run.results.upload_error() {
+            fatal.get_or_insert(e);
+            input_open = false;
+        }
+        let can_start = input_open
+            && fatal.is_none()
+            && !ctx.control.is_stopped()
+            && running.len() < run.concurrency
+            && run.results.waiting() < WINDOW;
+        tokio::select! {
+            biased;
+            joined = running.join_next(), if !running.is_empty() => match joined {
+                Some(Ok(Ok(Some(done)))) => {
+                    if let Err(e) = run.results.commit(done).await {
+                        fatal.get_or_insert(e);
+                        input_open = false;
+                    }
+                }
+                // Stopped before it finished: it runs again after a relaunch.
+                Some(Ok(Ok(None))) | None => {}
+                Some(Ok(Err(e))) => {
+                    fatal.get_or_insert(e);
+                    input_open = false;
+                    ctx.control.stop(crate::runner::StopReason::Cancelled);
+                }
+                Some(Err(e)) => {
+                    fatal.get_or_insert(format!("an item's task failed: {e}"));
+                    input_open = false;
+                }
+            },
+            () = ctx.control.stopped(), if input_open => input_open = false,
+            msg = rx.recv(), if can_start => match msg {
+                Some(Msg::Item(item)) => {
+                    running.spawn(run_item(shared.clone(), item));
+                }
+                Some(Msg::End(read)) => {
+                    run.set_read(read);
+                    input_open = false;
+                }
+                Some(Msg::Failed(reason)) => {
+                    fatal.get_or_insert(reason);
+                    input_open = false;
+                }
+                None => {
+                    fatal.get_or_insert("the collection reader stopped unexpectedly".to_owned());
+                    input_open = false;
+                }
+            },
+            _ = tick.tick() => {
+                run.results.tick().await;
+                run.maybe_progress_event(false);
+            }
+        }
+    }
+    match fatal {
+        Some(reason) => Ended::Fatal(reason),
+        None if ctx.control.is_stopped() => Ended::Stopped,
+        None => Ended::Complete,
+    }
+}
+
+/// Runs one item's process. `Ok(None)` when the job was stopped meanwhile;
+/// `Err` when the script cannot be started at all (every item would fail
+/// the same way, so the job fails at once with the reason).
+async fn run_item(shared: Arc<Shared>, item: Item) -> Result<Option<Done>, String> {
+    let dir = shared.ws.work.join(item.seq.to_string());
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return Err(format!(
+            "an item's working directory {} cannot be made: {e}",
+            dir.display()
+        ));
+    }
+    let mut env = Vec::with_capacity(shared.env.len() + 2);
+    env.extend(shared.env.iter().cloned());
+    env.push(("HOME".into(), dir.display().to_string()));
+    env.push(("PLUS_ITEM_ID".into(), item.id.clone()));
+    let mut stdin = item.json;
+    stdin.push(b'\n');
+    let launch = Launch {
+        interpreter: shared.interpreter.clone(),
+        args: shared.args.clone(),
+        env,
+        cwd: dir.clone(),
+        stdin: Some(Bytes::from(stdin)),
+    };
+    let (tx, mut rx) = mpsc::channel::<Piece>(16);
+    let item_ctx = JobContext {
+        output: tx,
+        ..shared.ctx.clone()
+    };
+    let ws = shared.ws.clone();
+    let process = async move {
+        let exit = run_one(&item_ctx, &ws, &launch).await;
+        drop(item_ctx);
+        exit
+    };
+    let log = shared.ctx.output.clone();
+    let collect = async move {
+        let mut out = Vec::new();
+        let mut cut = false;
+        while let Some(piece) = rx.recv().await {
+            match piece.stream {
+                Stream::Stdout => {
+                    let room = OUTPUT_BYTES.saturating_sub(out.len());
+                    cut |= piece.bytes.len() > room;
+                    out.extend_from_slice(&piece.bytes[..piece.bytes.len().min(room)]);
+                }
+                Stream::Stderr => {
+                    let _ = log.send(piece).await;
+                }
+            }
+        }
+        (out, cut)
+    };
+    let (exit, (out, cut)) = tokio::join!(process, collect);
+    let _ = std::fs::remove_dir_all(&dir);
+    let exit = exit.map_err(|e| e.0)?;
+    if shared.ctx.control.is_stopped() {
+        return Ok(None);
+    }
+    let output = output_value(&out, cut);
+    let ok = exit.success();
+    let error = (!ok).then(|| exit.describe());
+    Ok(Some(Done::new(
+        item.seq,
+        &item.id,
+        ok,
+        Some(exit.code()),
+        output,
+        error,
+    )))
+}
+
+/// An item's stdout as its output: the JSON it printed, else its text
+/// (trimmed; marked when cut); `null` when it printed nothing.
+pub fn output_value(out: &[u8], cut: bool) -> Value {
+    let text = out.trim_ascii();
+    if text.is_empty() {
+        return Value::Null;
+    }
+    if !cut {
+        if let Ok(v) = serde_json::from_slice::<Value>(text) {
+            return v;
+        }
+    }
+    let mut s = String::from_utf8_lossy(text).into_owned();
+    if cut {
+        s.push_str(&format!(
+            "… [cut at {} KiB; the item printed more]",
+            OUTPUT_BYTES / 1024
+        ));
+    }
+    Value::String(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_keep_json_and_text() {
+        assert_eq!(output_value(b"", false), Value::Null);
+        assert_eq!(
+            output_value(b"{\"a\":1}\n", false),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(
+            output_value(b"hello\n", false),
+            Value::String("hello".into())
+        );
+        assert!(output_value(b"{\"a\"", true)
+            .as_str()
+            .unwrap()
+            .contains("cut at 64 KiB"));
+    }
+}

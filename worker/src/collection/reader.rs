@@ -1,0 +1,85 @@
+//! Streams a collection's items page by page into a bounded channel.
+
+use std::{sync::Arc, time::Duration};
+
+use backon::{ExponentialBuilder, Retryable};
+use plus_jobs::{JobStore, StoreError};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{shard_of, Item, Shard, PAGE_SIZE};
+
+/// What the reader sends.
+#[derive(Debug)]
+pub enum Msg {
+    /// The next item (ascending id).
+    Item(Item),
+    /// The end of the collection, after this many items (of this shard).
+    End(u64),
+    /// The collection could not be read; the job fails with this reason.
+    Failed(String),
+}
+
+/// Reads the items of `owner` after `start_after` (of `shard`, if any) and
+/// sends them to `tx` in ascending id order. Memory holds one page plus the
+/// channel's capacity. Transient store errors are retried with backoff.
+pub async fn read(
+    jobs: Arc<dyn JobStore>,
+    owner: String,
+    start_after: Option<String>,
+    shard: Option<Shard>,
+    tx: mpsc::Sender<Msg>,
+) {
+    let mut after = start_after;
+    let mut seq = 0u64;
+    loop {
+        let query = || async { jobs.query_owner(&owner, after.as_deref(), PAGE_SIZE).await };
+        let page = query
+            .retry(
+                ExponentialBuilder::default()
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(8),
+            )
+            .when(StoreError::is_transient)
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx
+                    .send(Msg::Failed(format!(
+                        "the collection {owner} could not be read after {} items: {e}",
+                        seq
+                    )))
+                    .await;
+                return;
+            }
+        };
+        for object in page.items {
+            let Some(id) = object.get("object_id").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(s) = shard {
+                if shard_of(id, s.count) != s.index {
+                    continue;
+                }
+            }
+            let id = id.to_owned();
+            let json = serde_json::to_vec(&object).unwrap_or_default();
+            if tx.send(Msg::Item(Item { seq, id, json })).await.is_err() {
+                return;
+            }
+            seq += 1;
+        }
+        // DynamoDB may end a page early (1 MB) and say where to go on;
+        // the last page has no continuation.
+        match page.next {
+            Some(next) => after = Some(next),
+            None => {
+                let _ = tx.send(Msg::End(seq)).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! Committing finished items in item order, storing them in parts as the
+//! run goes, and composing `results.jsonl` at the end.
+//!
+//! Layout in the blob store, per job:
+//!
+//! ```text
+//! jobs/{id}/results.jsonl                         the whole result, one line per item
+//! jobs/{id}/results.parts/{attempt}/manifest.json which earlier parts hold items <= the checkpoint
+//! jobs/{id}/results.parts/{attempt}/{n}.jsonl     this attempt's lines, in item order
+//! ```
+//!
+//! The checkpoint handed to the heartbeat is always the id of the last line
+//! of a part that is already stored, and the counters beside it count
+//! exactly the lines up to it. A relaunch reads the manifest of the latest
+//! attempt that wrote one, and adds that attempt's lines up to the saved
+//! checkpoint as one more segment. Lines past the checkpoint are ignored
+//! (those items run again), so no item has two lines.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, Write},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use backon::{ExponentialBuilder, Retryable};
+use plus_jobs::{blob, BlobStore, Progress};
+use serde::{Deserialize, Serialize};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::warn;
+
+use super::Done;
+use crate::{progress::ProgressCell, runner::JobContext, script::Workspace};
+
+/// A part is stored once it holds this many bytes (or at the checkpoint
+/// interval, whichever comes first).
+pub const PART_BYTES: usize = 4 * 1024 * 1024;
+
+/// `jobs/{id}/results.parts/`
+pub fn parts_prefix(job_id: &str) -> String {
+    format!("jobs/{job_id}/results.parts/")
+}
+
+/// Lines of one earlier attempt that belong to the result: its parts'
+/// lines with `after < id <= upto`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The attempt that wrote the parts.
+    pub attempt: u32,
+    /// Lines with ids up to this one are in earlier segments.
+    pub after: Option<String>,
+    /// The checkpoint that attempt reached.
+    pub upto: String,
+}
+
+/// What an attempt starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// The earlier lines, in item order.
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug)]
+struct Part {
+    key: String,
+    bytes: Vec<u8>,
+    succeeded: u64,
+    failed: u64,
+    checkpoint: String,
+}
+
+/// The results of one attempt.
+#[derive(Debug)]
+pub struct Results {
+    job_id: String,
+    attempt: u32,
+    blobs: Arc<dyn BlobStore>,
+    progress: ProgressCell,
+    manifest: Manifest,
+    resume_after: Option<String>,
+    before: (u64, u64),
+    next_seq: u64,
+    waiting: BTreeMap<u64, Done>,
+    succeeded: u64,
+    failed: u64,
+    checkpoint: String,
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    part: Vec<u8>,
+    part_no: u32,
+    last_part: Instant,
+    part_every: Duration,
+    uploads: Option<mpsc::Sender<Part>>,
+    uploader: Option<JoinHandle<()>>,
+    upload_error: Arc<Mutex<Option<String>>>,
+}
+
+fn retry() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(3))
+        .with_max_times(8)
+}
+
+impl Results {
+    /// Prepares this attempt's results: finds what earlier attempts left
+    /// (when the job has a checkpoint) and stores this attempt's manifest.
+    ///
+    /// # Errors
+    /// A reason to fail the job when the blob store cannot be used.
+    pub async fn open(
+        ctx: &JobContext,
+        ws: &Workspace,
+        progress: ProgressCell,
+    ) -> Result<Self, String> {
+        let job_id = ctx.job.object_id.clone();
+        let attempt = ctx.job.attempt.unwrap_or(1);
+        let saved = ctx.job.progress.clone().unwrap_or_default();
+        let prefix = parts_prefix(&job_id);
+        let mut manifest = Manifest {
+            attempt,
+            segments: Vec::new(),
+        };
+        let mut resume_after = None;
+        let mut before = (0, 0);
+        if !saved.checkpoint.is_empty() {
+            match latest_manifest(ctx.blobs.as_ref(), &prefix, attempt).await? {
+                Some(prev) => {
+                    let last = prev.segments.last().map(|s| s.upto.clone());
+                    manifest.segments = prev.segments;
+                    if last.as_deref() < Some(saved.checkpoint.as_str()) {
+                        manifest.segments.push(Segment {
+                            attempt: prev.attempt,
+                            after: last,
+                            upto: saved.checkpoint.clone(),
+                        });
+                    }
+                    resume_after = Some(saved.checkpoint.clone());
+                    before = (u64::from(saved.succeeded), u64::from(saved.failed));
+                }
+                None => {
+                    warn!(checkpoint = %saved.checkpoint, "no stored results for the checkpoint; starting over");
+                    ctx.events.event(
+                        "stderr",
+                        format!("[plus] the checkpoint {} has no stored results (were they deleted?): running the whole collection again", saved.checkpoint),
+                    );
+                }
+            }
+        }
+        let key = format!("{prefix}{attempt:04}/manifest.json");
+        let body = serde_json::to_vec(&manifest).unwrap_or_default();
+        let put = || async {
+            ctx.blobs
+                .put_bytes(&key, body.clone(), "application/json")
+                .await
+        };
+        put.retry(retry())
+            .when(|e| e.is_transient())
+            .await
+            .map_err(|e| format!("the collection's results cannot be stored: {e}"))?;
+        progress.set(Progress {
+            total: if resume_after.is_some() {
+                saved.total
+            } else {
+                0
+            },
+            succeeded: clamp(before.0),
+            failed: clamp(before.1),
+            checkpoint: resume_after.clone().unwrap_or_default(),
+        });
+        let path = ws.script.with_file_name("results.jsonl");
+        let file = std::fs::File::create(&path)
+            .map_err(|e| format!("the results file {} cannot be made: {e}", path.display()))?;
+        let (tx, rx) = mpsc::channel(2);
+        let upload_error = Arc::new(Mutex::new(None));
+        let uploader = tokio::spawn(upload(
+            ctx.blobs.clone(),
+            rx,
+            progress.clone(),
+            upload_error.clone(),
+        ));
+        Ok(Results {
+            job_id,
+            attempt,
+            blobs: ctx.blobs.clone(),
+            progress,
+            manifest,
+            resume_after,
+            before,
+            next_seq: 0,
+            waiting: BTreeMap::new(),
+            succeeded: before.0,
+            failed: before.1,
+            checkpoint: String::new(),
+            path,
+            file: std::io::BufWriter::with_capacity(256 * 1024, file),
+            part: Vec::new(),
+            part_no: 0,
+            last_part: Instant::now(),
+            part_every: ctx
+                .config
+                .heartbeat
+                .clamp(Duration::from_millis(100), Duration::from_secs(10)),
+            uploads: Some(tx),
+            uploader: Some(uploader),
+            upload_error,
+        })
+    }
+
+    /// The checkpoint this attempt resumes after, if any.
+    pub fn resume_after(&self) -> Option<&str> {
+        self.resume_after.as_deref()
+    }
+
+    /// Items finished by earlier attempts.
+    pub fn committed_before(&self) -> u64 {
+        self.before.0 + self.before.1
+    }
+
+    /// The progress cell the heartbeat writes.
+    pub fn progress(&self) -> &ProgressCell {
+        &self.progress
+    }
+
+    /// Succeeded and failed items (all attempts) and the last committed id.
+    pub fn counts(&self) -> (u64, u64, &str) {
+        let cp = if self.checkpoint.is_empty() {
+            self.resume_after.as_deref().unwrap_or("")
+        } else {
+            &self.checkpoint
+        };
+        (self.succeeded, self.failed, cp)
+    }
+
+    /// Finished items waiting for an earlier, slower one.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Why storing parts failed, if it did.
+    pub fn upload_error(&self) -> Option<String> {
+        self.upload_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes a finished item; commits it and every waiting item after it
+    /// once every item before it is committed.
+    ///
+    /// # Errors
+    /// When the local results file cannot be written.
+    pub async fn commit(&mut self, done: Done) -> Result<(), String> {
+        if done.seq != self.next_seq {
+            self.waiting.insert(done.seq, done);
+            return Ok(());
+        }
+        self.write(done)?;
+        while let Some(next) = self.waiting.remove(&self.next_seq) {
+            self.write(next)?;
+        }
+        if self.part.len() >= PART_BYTES {
+            self.flush_part().await;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, done: Done) -> Result<(), String> {
+        self.file
+            .write_all(&done.line)
+            .map_err(|e| format!("the results file cannot be written: {e}"))?;
+        self.part.extend_from_slice(&done.line);
+        if done.ok {
+            self.succeeded += 1;
+        } else {
+            self.failed += 1;
+        }
+        self.checkpoint = done.id;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Stores the pending part when the checkpoint interval has passed.
+    pub async fn tick(&mut self) {
+        if !self.part.is_empty() && self.last_part.elapsed() >= self.part_every {
+            self.flush_part().await;
+        }
+    }
+
+    async fn flush_part(&mut self) {
+        self.last_part = Instant::now();
+        if self.part.is_empty() {
+            return;
+        }
+        let Some(tx) = &self.uploads else { return };
+        self.part_no += 1;
+        let part = Part {
+            key: format!(
+                "{}{:04}/{:06}.jsonl",
+                parts_prefix(&self.job_id),
+                self.attempt,
+                self.part_no
+            ),
+            bytes: std::mem::take(&mut self.part),
+            succeeded: self.succeeded,
+            failed: self.failed,
+            checkpoint: self.checkpoint.clone(),
+        };
+        let _ = tx.send(part).await;
+    }
+
+    /// Stores everything committed and waits until it is stored; the
+    /// progress cell then holds the final checkpoint and counters.
+    ///
+    /// # Errors
+    /// A reason to fail the job when results could not be stored.
+    pub async fn flush_all(&mut self) -> Result<(), String> {
+        self.flush_part().await;
+        self.uploads = None;
+        if let Some(handle) = self.uploader.take() {
+            let _ = handle.await;
+        }
+        self.file
+            .flush()
+            .map_err(|e| format!("the results file cannot be written: {e}"))?;
+        match self.upload_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `jobs/{id}/results.jsonl`: the earlier attempts' segments, then
+    /// this attempt's lines. Call after [`Results::flush_all`].
+    ///
+    /// # Errors
+    /// A reason to fail the job.
+    pub async fn compose(&mut self) -> Result<(), String> {
+        let key = blob::results_key(&self.job_id);
+        let path = if self.manifest.segments.is_empty() {
+            self.path.clone()
+        } else {
+            let all = self.path.with_file_name("results.all.jsonl");
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&all)
+                    .map_err(|e| format!("the results file cannot be made: {e}"))?,
+            );
+            for segment in &self.manifest.segments {
+                copy_segment(self.blobs.as_ref(), &self.job_id, segment, &mut out).await?;
+            }
+            let mut own = std::fs::File::open(&self.path)
+                .map_err(|e| format!("the results file cannot be read: {e}"))?;
+            std::io::copy(&mut own, &mut out)
+                .and_then(|_| out.flush())
+                .map_err(|e| format!("the results file cannot be written: {e}"))?;
+            all
+        };
+        let put = || async {
+            self.blobs
+                .put_file(&key, &path, "application/x-ndjson")
+                .await
+        };
+        put.retry(retry())
+            .when(|e| e.is_transient())
+            .await
+            .map_err(|e| {
+                format!(
+                    "the results could not be stored at {}: {e}",
+                    self.blobs.locate(&key)
+                )
+            })
+    }
+}
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Stores parts in order; after each, hands its checkpoint and counters to
+/// the heartbeat. Stops at the first part that cannot be stored (the
+/// checkpoint then stays where the stored parts end).
+async fn upload(
+    blobs: Arc<dyn BlobStore>,
+    mut rx: mpsc::Receiver<Part>,
+    progress: ProgressCell,
+    error: Arc<Mutex<Option<String>>>,
+) {
+    while let Some(part) = rx.recv().await {
+        let put = || async {
+            blobs
+                .put_bytes(&part.key, part.bytes.clone(), "application/x-ndjson")
+                .await
+        };
+        match put.retry(retry()).when(|e| e.is_transient()).await {
+            Ok(()) => progress.update(|p| {
+                p.succeeded = clamp(part.succeeded);
+                p.failed = clamp(part.failed);
+                p.checkpoint = part.checkpoint.clone();
+            }),
+            Err(e) => {
+                *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                    "the collection's results could not be stored at {}: {e}",
+                    blobs.locate(&part.key)
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// The manifest of the latest attempt before `attempt` that wrote one.
+async fn latest_manifest(
+    blobs: &dyn BlobStore,
+    prefix: &str,
+    attempt: u32,
+) -> Result<Option<Manifest>, String> {
+    let keys = blobs
+        .list(prefix)
+        .await
+        .map_err(|e| format!("the collection's earlier results cannot be listed: {e}"))?;
+    let latest = keys
+        .iter()
+        .filter_map(|k| {
+            let rest = k.strip_prefix(prefix)?.strip_suffix("/manifest.json")?;
+            rest.parse::<u32>().ok().filter(|a| *a < attempt)
+        })
+        .max();
+    let Some(a) = latest else { return Ok(None) };
+    let key = format!("{prefix}{a:04}/manifest.json");
+    let bytes = blobs
+        .get_bytes(&key)
+        .await
+        .map_err(|e| format!("the collection's earlier results cannot be read: {e}"))?
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{} is not a results manifest ({e})", blobs.locate(&key)))
+}
+
+/// Appends the lines of `segment` (its attempt's parts, ids in
+/// `(after, upto]`) to `out`, one part in memory at a time.
+async fn copy_segment(
+    blobs: &dyn BlobStore,
+    job_id: &str,
+    segment: &Segment,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let prefix = format!("{}{:04}/", parts_prefix(job_id), segment.attempt);
+    let mut keys = blobs
+        .list(&prefix)
+        .await
+        .map_err(|e| format!("the earlier results cannot be listed: {e}"))?;
+    keys.retain(|k| k.ends_with(".jsonl"));
+    keys.sort();
+    for key in keys {
+        let bytes = blobs
+            .get_bytes(&key)
+            .await
+            .map_err(|e| format!("the earlier results cannot be read: {e}"))?
+            .unwrap_or_default();
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let Ok(Id { id }) = serde_json::from_slice::<Id>(line.trim_ascii_end()) else {
+                continue;
+            };
+            let id: &str = &id;
+            if segment.after.as_deref().is_none_or(|a| id > a) && id <= segment.upto.as_str() {
+                out.write_all(line)
+                    .map_err(|e| format!("the results file cannot be written: {e}"))?;
+            }
+            if id > segment.upto.as_str() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `results.jsonl` body into `(id, ok)` pairs (for tests and tools).
+pub fn parse_lines(body: &[u8]) -> Vec<(String, bool)> {
+    body.lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap_or_default().to_owned(),
+                v["ok"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}

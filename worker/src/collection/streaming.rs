@@ -1,0 +1,404 @@
+//! Streaming mode (`script.streaming`): one long-lived process reads items as
+//! JSON lines on stdin and answers one JSON line per item on stdout, in the
+//! order it read them. Its stderr goes to the job's log.
+//!
+//! An answer is the item's output; the item failed when the answer is an
+//! object with `"ok": false` (its `"error"` says why) or is not JSON. At most
+//! [`IN_FLIGHT`] items are sent ahead of the answers. When the process dies,
+//! only the items sent to it and not yet answered fail; a new process takes
+//! the rest. A process that keeps dying without answering anything fails
+//! the job.
+
+use std::{collections::VecDeque, process::Stdio, time::Duration};
+
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
+use plus_jobs::Script;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin, Command},
+    sync::mpsc,
+};
+use tracing::warn;
+
+use super::{reader::Msg, Done, Ended, Run};
+use crate::{
+    runner::JobContext,
+    script::{command_line, Exit, Piece, Stream},
+};
+
+/// Items sent to the process ahead of its answers, at most.
+pub const IN_FLIGHT: usize = 512;
+/// The longest answer line kept; longer ones fail their item.
+pub const LINE_BYTES: usize = 1024 * 1024;
+/// A process that dies this many times in a row without answering an item
+/// fails the job.
+pub const CRASH_LIMIT: u32 = 3;
+
+struct Process {
+    child: Child,
+    pgid: Pid,
+    stdin: Option<mpsc::Sender<Vec<u8>>>,
+    answers: mpsc::Receiver<(Vec<u8>, bool)>,
+    answered: u64,
+}
+
+impl Process {
+    fn start(ctx: &JobContext, run: &Run<'_>, script: &Script) -> Result<Process, String> {
+        let (program, argv) = command_line(&run.ws.script, &script.interpreter, &script.args)
+            .map_err(|e| format!("the script file could not be read: {e}"))?;
+        let env = ctx.script_env(&run.ws, &run.params, &run.ws.work);
+        let mut child = Command::new(&program)
+            .args(&argv)
+            .env_clear()
+            .envs(env)
+            .current_dir(&run.ws.work)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!("the streaming script could not be started ({program}: {e}): check its #! line or script.interpreter")
+            })?;
+        let pgid = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or_default());
+        let (in_tx, in_rx) = mpsc::channel(IN_FLIGHT + 1);
+        let (out_tx, out_rx) = mpsc::channel(IN_FLIGHT + 1);
+        tokio::spawn(write_items(
+            child.stdin.take().expect("stdin is piped"),
+            in_rx,
+        ));
+        tokio::spawn(read_answers(
+            child.stdout.take().expect("stdout is piped"),
+            out_tx,
+        ));
+        tokio::spawn(forward_stderr(
+            child.stderr.take().expect("stderr is piped"),
+            ctx.output.clone(),
+        ));
+        Ok(Process {
+            child,
+            pgid,
+            stdin: Some(in_tx),
+            answers: out_rx,
+            answered: 0,
+        })
+    }
+
+    /// Waits for the process to exit (it has closed its stdout); stops it
+    /// after `grace` if it does not.
+    async fn exit(&mut self, grace: Duration) -> Exit {
+        self.stdin = None;
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => exit_of(status),
+            _ => self.stop(grace).await,
+        }
+    }
+
+    /// SIGTERM to the process group, SIGKILL after `grace`.
+    async fn stop(&mut self, grace: Duration) -> Exit {
+        self.stdin = None;
+        let _ = killpg(self.pgid, Signal::SIGTERM);
+        let exit = match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => exit_of(status),
+            _ => {
+                let _ = killpg(self.pgid, Signal::SIGKILL);
+                self.child
+                    .wait()
+                    .await
+                    .map(exit_of)
+                    .unwrap_or(Exit::Signal(9))
+            }
+        };
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+        exit
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        _ => Exit::Code(-1),
+    }
+}
+
+/// Runs every item from `rx` through one streaming process (restarted when
+/// it dies while items remain).
+pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>) -> Ended {
+    let ctx = run.ctx;
+    let grace = ctx.config.grace;
+    let mut proc = match Process::start(ctx, run, script) {
+        Ok(p) => p,
+        Err(reason) => return Ended::Fatal(reason),
+    };
+    let mut in_flight: VecDeque<(u64, String)> = VecDeque::new();
+    let mut input_open = true;
+    let mut crashes = 0u32;
+    let mut extra_lines = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if !input_open && in_flight.is_empty() {
+            // Every item is answered: the process sees the end of its stdin.
+            let exit = proc.exit(grace).await;
+            if !exit.success() && !ctx.control.is_stopped() {
+                ctx.events.event(
+                    "stderr",
+                    format!(
+                        "[plus] the streaming script answered every item, then {}",
+                        exit.describe().trim_start_matches("the script ")
+                    ),
+                );
+            }
+            break if ctx.control.is_stopped() {
+                Ended::Stopped
+            } else {
+                Ended::Complete
+            };
+        }
+        if let Some(e) = run.results.upload_error() {
+            proc.stop(grace).await;
+            break Ended::Fatal(e);
+        }
+        tokio::select! {
+            biased;
+            () = ctx.control.stopped() => {
+                // Answers already received still count; the rest run again
+                // after a relaunch.
+                while let Ok((line, cut)) = proc.answers.try_recv() {
+                    if let Some((seq, id)) = in_flight.pop_front() {
+                        if let Err(e) = run.results.commit(answer(seq, &id, &line, cut)).await {
+                            proc.stop(grace).await;
+                            return Ended::Fatal(e);
+                        }
+                    }
+                }
+                proc.stop(grace).await;
+                break Ended::Stopped;
+            }
+            answer_line = proc.answers.recv() => match answer_line {
+                Some((line, cut)) => match in_flight.pop_front() {
+                    Some((seq, id)) => {
+                        proc.answered += 1;
+                        if let Err(e) = run.results.commit(answer(seq, &id, &line, cut)).await {
+                            proc.stop(grace).await;
+                            break Ended::Fatal(e);
+                        }
+                    }
+                    None => {
+                        extra_lines += 1;
+                        if extra_lines == 1 {
+                            ctx.events.event("stderr", "[plus] the streaming script wrote a line on stdout that answers no item (it is ignored): write one line per item on stdout, and logs to stderr");
+                        }
+                    }
+                },
+                None => {
+                    // stdout closed: the process is gone (or going).
+                    let exit = proc.exit(grace).await;
+                    if ctx.control.is_stopped() {
+                        break Ended::Stopped;
+                    }
+                    let lost = in_flight.len();
+                    let reason = format!(
+                        "the streaming script {} before answering this item",
+                        exit.describe().trim_start_matches("the script ")
+                    );
+                    let mut write_error = None;
+                    for (seq, id) in in_flight.drain(..) {
+                        let done = Done::new(seq, &id, false, Some(exit.code()), Value::Null, Some(reason.clone()));
+                        if let Err(e) = run.results.commit(done).await {
+                            write_error = Some(e);
+                            break;
+                        }
+                    }
+                    if let Some(e) = write_error {
+                        break Ended::Fatal(e);
+                    }
+                    if lost > 0 {
+                        warn!(items = lost, %reason, "the streaming script died with items in flight");
+                        ctx.events.event("stderr", format!("[plus] {reason}: {lost} item(s) in flight failed"));
+                    }
+                    crashes = if proc.answered == 0 { crashes + 1 } else { 0 };
+                    if !input_open {
+                        break Ended::Complete;
+                    }
+                    if crashes >= CRASH_LIMIT {
+                        break Ended::Fatal(format!(
+                            "the streaming script {} {crashes} times in a row without answering an item: fix the script (it must read JSON lines on stdin and answer one JSON line per item on stdout)",
+                            exit.describe().trim_start_matches("the script ")
+                        ));
+                    }
+                    proc = match Process::start(ctx, run, script) {
+                        Ok(p) => p,
+                        Err(reason) => break Ended::Fatal(reason),
+                    };
+                }
+            },
+            msg = rx.recv(), if input_open && in_flight.len() < IN_FLIGHT => match msg {
+                Some(Msg::Item(item)) => {
+                    in_flight.push_back((item.seq, item.id));
+                    let mut line = item.json;
+                    line.push(b'\n');
+                    if let Some(stdin) = &proc.stdin {
+                        // A process that stopped reading shows as a closed
+                        // stdout next; its items fail then.
+                        let _ = stdin.send(line).await;
+                    }
+                }
+                Some(Msg::End(read)) => {
+                    run.set_read(read);
+                    input_open = false;
+                    proc.stdin = None;
+                }
+                Some(Msg::Failed(reason)) => {
+                    proc.stop(grace).await;
+                    break Ended::Fatal(reason);
+                }
+                None => {
+                    proc.stop(grace).await;
+                    break Ended::Fatal("the collection reader stopped unexpectedly".into());
+                }
+            },
+            _ = tick.tick() => {
+                run.results.tick().await;
+                run.maybe_progress_event(false);
+            }
+        }
+    }
+}
+
+/// The result of one answer line.
+pub fn answer(seq: u64, id: &str, line: &[u8], cut: bool) -> Done {
+    if cut {
+        return Done::new(
+            seq,
+            id,
+            false,
+            None,
+            Value::Null,
+            Some(format!(
+                "the script's answer for this item is longer than {} MiB: keep answers small (write large outputs to PLUS_OUTPUT_DIR)",
+                LINE_BYTES / (1024 * 1024)
+            )),
+        );
+    }
+    match serde_json::from_slice::<Value>(line.trim_ascii()) {
+        Ok(v) => {
+            let failed = v.get("ok") == Some(&Value::Bool(false));
+            let error = failed.then(|| {
+                v.get("error")
+                    .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                    .unwrap_or_else(|| "the script answered \"ok\": false".to_owned())
+            });
+            Done::new(seq, id, !failed, None, v, error)
+        }
+        Err(e) => {
+            let text = String::from_utf8_lossy(&line[..line.len().min(1000)]).into_owned();
+            Done::new(
+                seq,
+                id,
+                false,
+                None,
+                Value::String(text),
+                Some(format!(
+                    "the script's answer is not a JSON line ({e}): answer one JSON line per item on stdout, and write logs to stderr"
+                )),
+            )
+        }
+    }
+}
+
+/// Writes item lines to the process's stdin, flushing whenever no more are
+/// waiting; closes stdin when the sender goes away.
+async fn write_items(stdin: ChildStdin, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
+    while let Some(line) = rx.recv().await {
+        if w.write_all(&line).await.is_err() {
+            return;
+        }
+        while let Ok(line) = rx.try_recv() {
+            if w.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Reads answer lines (at most [`LINE_BYTES`] each; longer ones are cut and
+/// marked) until the process closes its stdout.
+async fn read_answers(stdout: impl AsyncRead + Unpin, tx: mpsc::Sender<(Vec<u8>, bool)>) {
+    let mut r = BufReader::with_capacity(64 * 1024, stdout);
+    let mut line = Vec::new();
+    let mut cut = false;
+    loop {
+        let buf = match r.fill_buf().await {
+            Ok(b) if !b.is_empty() => b,
+            _ => break,
+        };
+        let (take, end) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = LINE_BYTES.saturating_sub(line.len());
+        let body = &buf[..take - usize::from(end)];
+        cut |= body.len() > room;
+        line.extend_from_slice(&body[..body.len().min(room)]);
+        r.consume(take);
+        if end {
+            if tx.send((std::mem::take(&mut line), cut)).await.is_err() {
+                return;
+            }
+            cut = false;
+        }
+    }
+    if !line.is_empty() {
+        let _ = tx.send((line, cut)).await;
+    }
+}
+
+/// Sends the process's stderr to the job's log.
+async fn forward_stderr(mut stderr: impl AsyncRead + Unpin, log: mpsc::Sender<Piece>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let piece = Piece {
+                    stream: Stream::Stderr,
+                    bytes: buf[..n].to_vec(),
+                };
+                if log.send(piece).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_results() {
+        let d = answer(0, "a", b"{\"n\":1}", false);
+        assert!(d.ok);
+        let d = answer(1, "b", b"{\"ok\":false,\"error\":\"bad row\"}", false);
+        assert!(!d.ok);
+        assert!(String::from_utf8_lossy(&d.line).contains("\"error\":\"bad row\""));
+        let d = answer(2, "c", b"not json", false);
+        assert!(!d.ok);
+        assert!(String::from_utf8_lossy(&d.line).contains("not a JSON line"));
+        assert!(!answer(3, "d", b"{}", true).ok);
+    }
+}
