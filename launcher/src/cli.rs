@@ -117,6 +117,13 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Serve the HTTP API and the live job page on this machine (loopback
+    /// only; prints the page's address and a fresh access token).
+    Serve {
+        /// Where to listen; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: std::net::SocketAddr,
+    },
     /// Run the worker (what a Fargate task runs; used by the local backend).
     #[command(hide = true)]
     Worker,
@@ -205,6 +212,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let launcher = cli.launcher().await?;
     match &cli.command {
         Command::Worker => unreachable!(),
+        Command::Serve { addr } => {
+            crate::http::run_local(launcher, &user, *addr, cli.json).await?;
+            Ok(0)
+        }
         Command::Run { script, opts } => {
             let req = script_request(&user, RunMode::RunScript, Some(script), opts)?;
             launch_and_report(&cli, &launcher, &user, req, true).await

@@ -13,10 +13,13 @@
 //! - [`aws`]: the AWS backend's configuration.
 //! - [`follow`]: following a job's output to its end.
 //! - [`cli`]: the `plus` command line.
+//! - [`http`]: the HTTP API for frontends and the live page (`plus serve`,
+//!   and the `plus-api-lambda` binary in AWS).
 
 pub mod aws;
 pub mod cli;
 pub mod follow;
+pub mod http;
 pub mod launch;
 pub mod local;
 pub mod ops;

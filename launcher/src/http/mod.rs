@@ -1,0 +1,189 @@
+//! # The HTTP API and the live page
+//!
+//! One [`router`] serves frontends everywhere: `plus serve` runs it on a
+//! loopback port ([`serve`], [`run_local`]), and in AWS the
+//! `plus-api-lambda` binary runs the very same router behind an API Gateway
+//! HTTP API or a Lambda function URL ([`lambda`]).
+//!
+//! ## Layout
+//!
+//! - [`auth`]: who the caller is. Locally a random bearer token printed at
+//!   start; in AWS the claims of API Gateway's JWT authorizer.
+//! - [`handlers`]: the routes, thin over [`crate::ops::Launcher`].
+//! - [`cache`]: `ETag` / `If-None-Match` and the poll hint (`Retry-After`).
+//! - [`error`]: every failure as a status code and a JSON sentence.
+//! - [`page`]: the live page (plain HTML, CSS and JS embedded in the binary)
+//!   and the OpenAPI document.
+//! - [`lambda`]: the Lambda adapter.
+//!
+//! ## Routes
+//!
+//! | Route | What |
+//! |---|---|
+//! | `GET /jobs` | the caller's jobs, newest first, paginated |
+//! | `POST /jobs` | launch a job |
+//! | `GET /jobs/{id}` | one job |
+//! | `GET /jobs/{id}/events?after=SEQ` | output and progress since `SEQ` |
+//! | `POST /jobs/{id}/cancel` | cancel a job |
+//! | `GET /` | the live page (no data without a token) |
+//! | `GET /openapi.yaml` | the OpenAPI document (`docs/openapi.yaml`) |
+//!
+//! JSON bodies are the proto3 JSON mapping of `proto/plus/v1/jobs.proto`
+//! (snake_case names, enums by name, 64-bit integers as strings).
+
+pub mod auth;
+pub mod cache;
+pub mod error;
+pub mod handlers;
+pub mod lambda;
+pub mod page;
+
+#[cfg(test)]
+mod tests;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{Auth, Caller};
+pub use error::ApiError;
+
+use crate::ops::Launcher;
+
+/// The largest request body accepted (a launch with an inline script).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares: the launcher and how callers are identified.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The operations.
+    pub launcher: Launcher,
+    /// How a request's caller is established.
+    pub auth: Auth,
+}
+
+/// The HTTP API and the live page, ready to serve locally or in Lambda.
+pub fn router(launcher: Launcher, auth: Auth) -> Router {
+    let state = Arc::new(ApiState { launcher, auth });
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/app.css", get(page::style))
+        .route("/openapi.yaml", get(page::openapi))
+        .route("/jobs", get(handlers::list).post(handlers::launch))
+        .route("/jobs/{id}", get(handlers::status))
+        .route("/jobs/{id}/events", get(handlers::events))
+        .route("/jobs/{id}/cancel", post(handlers::cancel))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets
+/// requests in flight finish.
+///
+/// # Errors
+/// When accepting connections fails.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Why `plus serve` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The address is not a loopback address.
+    #[error("--addr {0} is not a loopback address: `plus serve` only listens on this machine (use 127.0.0.1:PORT or [::1]:PORT); in AWS deploy plus-api-lambda behind API Gateway instead")]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source} (pick another port with --addr 127.0.0.1:PORT, or 127.0.0.1:0 for any free one)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No random token could be made.
+    #[error("cannot make a random access token: {0}")]
+    Random(String),
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `plus serve`: binds `addr` (loopback only), makes a random access token
+/// for `username`, prints where the page is (one JSON object with `json`),
+/// and serves until SIGINT or SIGTERM.
+///
+/// # Errors
+/// [`ServeError`] naming the problem and the fix.
+pub async fn run_local(
+    launcher: Launcher,
+    username: &str,
+    addr: SocketAddr,
+    json: bool,
+) -> Result<(), ServeError> {
+    if !addr.ip().is_loopback() {
+        return Err(ServeError::NotLoopback(addr));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr()?;
+    let token = auth::random_token().map_err(ServeError::Random)?;
+    let url = format!("http://{local}/");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": url,
+                "addr": local.to_string(),
+                "token": token,
+                "user": username,
+                "page": format!("{url}#token={token}"),
+            })
+        );
+    } else {
+        println!("serving the HTTP API and the live page for {username} on {url}");
+        println!("  open the page:  {url}#token={token}");
+        println!("  API calls need: Authorization: Bearer {token}");
+        println!("  stop with Ctrl-C");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let auth = Auth::Token {
+        token,
+        username: username.to_owned(),
+    };
+    serve(listener, router(launcher, auth), shutdown).await?;
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,577 @@
+//! Router tests: every route and status code, the auth rules and
+//! ETag / 304, in process against the local backend. Workers are `true`, so
+//! launched jobs stay INITIALIZING (the end-to-end runs are in
+//! `launcher/tests/http_api.rs`).
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    Router,
+};
+use plus_jobs::{Backend, BackendConfig};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::{router, Auth};
+use crate::{
+    local::{LocalRunner, LOCAL_BUCKET},
+    ops::{Launcher, Runner},
+};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct App {
+    router: Router,
+    launcher: Launcher,
+    _dir: tempfile::TempDir,
+}
+
+async fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::open(&BackendConfig::Local {
+        dir: dir.path().to_owned(),
+        bucket: LOCAL_BUCKET.into(),
+    })
+    .await
+    .unwrap();
+    let launcher = Launcher {
+        backend,
+        runner: Runner::Local(LocalRunner {
+            dir: dir.path().to_owned(),
+            worker: vec!["true".into()],
+            tuning: vec![],
+        }),
+    };
+    let auth = Auth::Token {
+        token: TOKEN.into(),
+        username: "alice".into(),
+    };
+    App {
+        router: router(launcher.clone(), auth),
+        launcher,
+        _dir: dir,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Answer {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let raw = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+fn get(path: &str) -> axum::http::request::Builder {
+    Request::get(path).header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+}
+
+async fn call(app: &App, method: &str, path: &str, body: Option<Value>) -> Answer {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    let body = match body {
+        Some(v) => {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    send(&app.router, b.body(body).unwrap()).await
+}
+
+async fn launch(app: &App, body: Value) -> Answer {
+    call(app, "POST", "/jobs", Some(body)).await
+}
+
+fn hello() -> Value {
+    json!({ "script": { "source": "echo hi\n" }, "params": { "n": 3 } })
+}
+
+#[tokio::test]
+async fn every_jobs_route_needs_a_valid_token() {
+    let app = app().await;
+    let id = launch(&app, hello()).await.body["object_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let routes = [
+        ("GET", "/jobs".to_owned()),
+        ("POST", "/jobs".to_owned()),
+        ("GET", format!("/jobs/{id}")),
+        ("GET", format!("/jobs/{id}/events?after=0")),
+        ("POST", format!("/jobs/{id}/cancel")),
+    ];
+    for (method, path) in &routes {
+        for auth in [
+            None,
+            Some("Bearer wrong-token".to_owned()),
+            Some(format!("Basic {TOKEN}")),
+            Some("Bearer ".to_owned()),
+        ] {
+            let mut b = Request::builder().method(*method).uri(path);
+            if let Some(a) = &auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            let a = send(
+                &app.router,
+                b.header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(hello().to_string()))
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {auth:?}"
+            );
+            assert_eq!(a.body["code"], "unauthenticated");
+            assert!(a.body["message"].as_str().unwrap().contains("plus serve"));
+            assert!(a
+                .header(header::WWW_AUTHENTICATE)
+                .unwrap()
+                .starts_with("Bearer"));
+        }
+    }
+    // The rejected launch wrote nothing, and the cancel did not happen.
+    let list = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(list.body["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(list.body["jobs"][0]["status"], "INITIALIZING");
+    // The scheme name is case-insensitive.
+    let a = send(
+        &app.router,
+        Request::get("/jobs")
+            .header(header::AUTHORIZATION, format!("bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_users_job_is_not_found_on_every_route() {
+    let app = app().await;
+    let req = crate::LaunchRequest {
+        username: "bob".into(),
+        run_mode: plus_jobs::RunMode::RunScript,
+        script: Some(b"echo secret\n".to_vec()),
+        ..Default::default()
+    };
+    let bobs = app.launcher.launch(&req, true).await.unwrap().job.object_id;
+    let missing = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    for id in [bobs.as_str(), missing] {
+        for (method, path) in [
+            ("GET", format!("/jobs/{id}")),
+            ("GET", format!("/jobs/{id}/events")),
+            ("POST", format!("/jobs/{id}/cancel")),
+        ] {
+            let a = call(&app, method, &path, None).await;
+            assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {path}");
+            assert_eq!(a.body["code"], "not_found");
+            assert_eq!(
+                a.body["message"],
+                format!("job {id} was not found (or belongs to another user)")
+            );
+        }
+    }
+    // Bob's job is not listed for alice, and is still INITIALIZING.
+    let list = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(list.body["jobs"], json!([]));
+    let job = app.launcher.status("bob", &bobs).await.unwrap();
+    assert_eq!(job.status(), plus_jobs::JobStatus::Initializing);
+    // Taking bob's id for a launch is a conflict, not a peek at his job.
+    let a = launch(
+        &app,
+        json!({ "object_id": bobs, "script": { "source": "echo" } }),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(!a.raw.windows(6).any(|w| w == b"secret"));
+}
+
+#[tokio::test]
+async fn launch_status_events_cancel_round_trip() {
+    let app = app().await;
+    let a = launch(&app, hello()).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let id = a.body["object_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        a.header(header::LOCATION),
+        Some(format!("/jobs/{id}").as_str())
+    );
+    assert_eq!(a.body["status"], "INITIALIZING");
+    assert_eq!(a.body["run_mode"], "RUN_SCRIPT");
+    assert_eq!(a.body["username"], "alice");
+    assert_eq!(a.body["params"], json!({ "n": 3 }));
+
+    let a = call(&app, "GET", &format!("/jobs/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["object_id"], id.as_str());
+    assert_eq!(a.header(header::CONTENT_TYPE), Some("application/json"));
+    assert_eq!(a.header(header::RETRY_AFTER), Some("1"));
+
+    let a = call(
+        &app,
+        "GET",
+        &format!("/jobs/{id}/events?after=0&limit=10"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["events"], json!([]));
+    assert_eq!(a.body["next_after"], "0");
+    assert_eq!(a.body["status"], "INITIALIZING");
+    assert_eq!(a.body["more"], false);
+
+    let a = call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["status"], "CANCELLED");
+    assert_eq!(a.header(header::RETRY_AFTER), None);
+
+    // The cancel wrote a status event; `after` moves past it.
+    let a = call(&app, "GET", &format!("/jobs/{id}/events"), None).await;
+    let events = a.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["kind"], "status");
+    assert_eq!(events[0]["data"], "CANCELLED");
+    assert_eq!(a.body["next_after"], events[0]["seq"]);
+    assert_eq!(a.header(header::RETRY_AFTER), None);
+    let after = a.body["next_after"].as_str().unwrap();
+    let a = call(
+        &app,
+        "GET",
+        &format!("/jobs/{id}/events?after={after}"),
+        None,
+    )
+    .await;
+    assert_eq!(a.body["events"], json!([]));
+
+    let a = call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("already ended"));
+}
+
+#[tokio::test]
+async fn a_retried_launch_with_the_same_id_is_harmless() {
+    let app = app().await;
+    let body = json!({ "object_id": "nightly-2026-01-01", "script": { "source": "echo 1" } });
+    let first = launch(&app, body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = launch(&app, body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["object_id"], "nightly-2026-01-01");
+    let list = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(list.body["jobs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_launches_are_refused_with_the_reason() {
+    let app = app().await;
+    let cases = [
+        (json!({}), "a script is required"),
+        (json!({ "script": { "source": "  \n" } }), "is empty"),
+        (json!({ "script": { "s3_key": "jobs/x/script" } }), "s3_key"),
+        (
+            json!({ "collection_owner": "bob/collections/x", "script": { "source": "echo" } }),
+            "not one of your collections",
+        ),
+        (json!({ "run_mode": "RUN_ACTION" }), "--action"),
+        (
+            json!({ "script": { "source": "echo" }, "max_attempts": 0 }),
+            "max_attempts",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "timeout_seconds": "soon" }),
+            "not a launch request",
+        ),
+        (
+            json!({ "object_id": "a b", "script": { "source": "echo" } }),
+            "job id",
+        ),
+        (json!([1, 2]), "not a launch request"),
+    ];
+    for (body, expect) in cases {
+        let a = launch(&app, body.clone()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(a.body["code"], "invalid_argument");
+        let message = a.body["message"].as_str().unwrap();
+        assert!(message.contains(expect), "{body}: {message}");
+    }
+    // Not JSON at all.
+    let req = get("/jobs")
+        .method("POST")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    assert_eq!(send(&app.router, req).await.status, StatusCode::BAD_REQUEST);
+    // No content type.
+    let req = get("/jobs")
+        .method("POST")
+        .body(Body::from(hello().to_string()))
+        .unwrap();
+    let a = send(&app.router, req).await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(a.body["message"].as_str().unwrap().contains("Content-Type"));
+    // Too large.
+    let big = json!({ "script": { "source": "#".repeat(super::MAX_BODY_BYTES + 1) } });
+    let a = launch(&app, big).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.body["code"], "payload_too_large");
+    // Nothing was written by any of them.
+    let list = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(list.body["jobs"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_queries_are_400_and_unknown_routes_404_and_wrong_methods_405() {
+    let app = app().await;
+    for path in [
+        "/jobs?page_size=0",
+        "/jobs?page_size=101",
+        "/jobs?page_size=many",
+        "/jobs?status=DONE",
+        "/jobs/x/events?after=-1",
+        "/jobs/x/events?limit=0",
+        "/jobs/x/events?limit=1001",
+    ] {
+        let a = call(&app, "GET", path, None).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(a.body["code"], "invalid_argument");
+    }
+    let a = call(&app, "GET", "/nothing/here", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("/openapi.yaml"));
+    let a = call(&app, "GET", "/jobs/bad%20id", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    for (method, path) in [
+        ("DELETE", "/jobs/x"),
+        ("PUT", "/jobs"),
+        ("GET", "/jobs/x/cancel"),
+    ] {
+        let a = call(&app, method, path, None).await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(a.body["code"], "method_not_allowed");
+    }
+}
+
+#[tokio::test]
+async fn unchanged_answers_are_304_and_changed_ones_are_not() {
+    let app = app().await;
+    let id = launch(&app, hello()).await.body["object_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for path in [
+        format!("/jobs/{id}"),
+        format!("/jobs/{id}/events?after=0"),
+        "/jobs".to_owned(),
+    ] {
+        let first = call(&app, "GET", &path, None).await;
+        let etag = first.header(header::ETAG).unwrap().to_owned();
+        assert_eq!(
+            first.header(header::CACHE_CONTROL),
+            Some("private, no-cache")
+        );
+        let req = get(&path)
+            .header(header::IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap();
+        let again = send(&app.router, req).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(again.raw.is_empty());
+        assert_eq!(again.header(header::ETAG), Some(etag.as_str()));
+        assert_eq!(
+            again.header(header::RETRY_AFTER),
+            first.header(header::RETRY_AFTER)
+        );
+        // A stale tag gets the full answer.
+        let req = get(&path)
+            .header(header::IF_NONE_MATCH, "\"stale\"")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app.router, req).await.status, StatusCode::OK);
+    }
+    let before = call(&app, "GET", &format!("/jobs/{id}"), None).await;
+    let etag = before.header(header::ETAG).unwrap().to_owned();
+    call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    for path in [format!("/jobs/{id}"), format!("/jobs/{id}/events?after=0")] {
+        let req = get(&path)
+            .header(header::IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap();
+        let after = send(&app.router, req).await;
+        assert_eq!(after.status, StatusCode::OK, "{path}");
+        assert_ne!(after.header(header::ETAG), Some(etag.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn jobs_list_newest_first_in_pages_and_filter_by_status() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            launch(&app, hello()).await.body["object_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    call(&app, "POST", &format!("/jobs/{}/cancel", ids[0]), None).await;
+    let p1 = call(&app, "GET", "/jobs?page_size=2", None).await;
+    let got: Vec<&str> = p1.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["object_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[2].as_str(), ids[1].as_str()]);
+    assert_eq!(p1.header(header::RETRY_AFTER), Some("3"));
+    let token = p1.body["next_page_token"].as_str().unwrap();
+    let p2 = call(
+        &app,
+        "GET",
+        &format!("/jobs?page_size=2&page_token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(p2.body["jobs"][0]["object_id"], ids[0].as_str());
+    assert!(p2.body.get("next_page_token").is_none());
+    let cancelled = call(&app, "GET", "/jobs?status=cancelled", None).await;
+    assert_eq!(cancelled.body["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(cancelled.body["jobs"][0]["object_id"], ids[0].as_str());
+    assert_eq!(cancelled.header(header::RETRY_AFTER), None);
+}
+
+#[tokio::test]
+async fn the_page_and_the_openapi_document_are_served_without_a_token() {
+    let app = app().await;
+    for (path, kind, needle) in [
+        ("/", "text/html", "app.js"),
+        ("/app.js", "text/javascript", "Authorization"),
+        ("/app.css", "text/css", ".badge"),
+        ("/openapi.yaml", "application/yaml", "openapi: 3.0"),
+    ] {
+        let a = send(&app.router, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert!(a.header(header::CONTENT_TYPE).unwrap().starts_with(kind));
+        assert!(String::from_utf8_lossy(&a.raw).contains(needle), "{path}");
+        assert!(a
+            .header(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .contains("script-src 'self'"));
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event for `GET path`, with the JWT
+/// authorizer's `claims` when given.
+fn gateway_event(path: &str, claims: Option<Value>) -> String {
+    let mut context = json!({
+        "accountId": "123456789012",
+        "apiId": "api",
+        "domainName": "api.execute-api.eu-west-1.amazonaws.com",
+        "domainPrefix": "api",
+        "http": { "method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test" },
+        "requestId": "req-1",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "01/Jan/2026:00:00:00 +0000",
+        "timeEpoch": 1767225600000u64
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        // A client-sent header can never name the caller.
+        "headers": { "accept": "application/json", "authorization": "Bearer forged", "x-username": "bob" },
+        "requestContext": context,
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
+    let app = app().await;
+    let req = crate::LaunchRequest {
+        username: "carol".into(),
+        run_mode: plus_jobs::RunMode::RunScript,
+        script: Some(b"echo hi\n".to_vec()),
+        ..Default::default()
+    };
+    let carols = app.launcher.launch(&req, true).await.unwrap().job.object_id;
+    let lambda = router(app.launcher.clone(), Auth::JwtAuthorizer);
+    let run = |event: String| {
+        let lambda = lambda.clone();
+        async move {
+            let req = lambda_http::request::from_str(&event).unwrap();
+            let res = lambda.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let claims =
+        json!({ "sub": "8f2c-uuid", "cognito:username": "carol", "email": "c@example.com" });
+    let (status, body) = run(gateway_event("/jobs", Some(claims.clone()))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["jobs"][0]["object_id"], carols.as_str());
+    let (status, body) = run(gateway_event(&format!("/jobs/{carols}"), Some(claims))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["username"], "carol");
+    // `sub` alone names the user too; it is someone else here.
+    let (status, _) = run(gateway_event(
+        &format!("/jobs/{carols}"),
+        Some(json!({ "sub": "dave" })),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // No authorizer: 401, whatever the headers say.
+    let (status, body) = run(gateway_event("/jobs", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["message"].as_str().unwrap().contains("JWT authorizer"));
+    let (status, _) = run(gateway_event(
+        "/jobs",
+        Some(json!({ "email": "x@example.com" })),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
