@@ -29,5 +29,7 @@ pub mod testkit;
 pub use backend::{Backend, BackendConfig};
 pub use blob::{BlobError, BlobStore};
 pub use job::{JobId, Timestamp};
-pub use plus_proto::{Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent};
+pub use plus_proto::{
+    Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent, TaskResources,
+};
 pub use store::{Expect, JobStore, Page, StoreError};

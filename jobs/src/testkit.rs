@@ -86,6 +86,72 @@ impl Moto {
     }
 }
 
+/// Creates an ECS cluster and registers a Fargate task definition with a
+/// container named `worker` in the emulator; returns their names.
+pub async fn create_ecs(aws: &AwsConfig) -> (String, String) {
+    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
+    let sdk = aws.sdk_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let cluster = format!("plus-{suffix}");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .capacity_providers("FARGATE")
+        .capacity_providers("FARGATE_SPOT")
+        .send()
+        .await
+        .expect("create the cluster");
+    let family = format!("plus-worker-{suffix}");
+    ecs.register_task_definition()
+        .family(&family)
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("worker")
+                .image("123456789012.dkr.ecr.us-east-1.amazonaws.com/plus-worker:latest")
+                .essential(true)
+                .stop_timeout(120)
+                // Fargate does not need container-level sizes; the emulator
+                // does to place the task.
+                .cpu(256)
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register the task definition");
+    (cluster, family)
+}
+
+/// A subnet of the emulator's default VPC (RunTask checks subnets exist).
+/// Read through EC2's query API directly: the workspace has no EC2 SDK.
+pub async fn default_subnet(endpoint: &str) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let request = hyper::Request::post(endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(Full::new(Bytes::from_static(b"Action=DescribeSubnets&Version=2016-11-15")))
+        .unwrap();
+    let response = client.request(request).await.expect("DescribeSubnets");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let start = text
+        .find("<subnetId>")
+        .expect("the emulator has a default subnet")
+        + "<subnetId>".len();
+    let end = start + text[start..].find('<').unwrap();
+    text[start..end].to_owned()
+}
+
 /// Creates the two tables and the bucket `aws` names.
 pub async fn create_resources(aws: &AwsConfig) {
     let sdk = aws.sdk_config().await;
@@ -171,6 +237,8 @@ pub enum Fault {
     Throttle,
     /// Close the connection without an answer.
     Drop,
+    /// Answer with this HTTP status and JSON body without forwarding.
+    Respond(u16, String),
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +247,8 @@ struct ProxyState {
     faults: Vec<(String, Fault)>,
     /// Every request seen, as `DynamoDB:GetItem` or `S3:PUT`.
     seen: Vec<String>,
+    /// The JSON bodies of API requests (not S3), with their target.
+    bodies: Vec<(String, String)>,
 }
 
 /// An HTTP proxy between the code under test and the emulator that counts
@@ -224,7 +294,16 @@ impl FaultProxy {
                                 .headers()
                                 .get("x-amz-target")
                                 .and_then(|v| v.to_str().ok())
-                                .map(|t| format!("DynamoDB:{}", t.rsplit('.').next().unwrap_or(t)))
+                                .map(|t| {
+                                    let service = if t.starts_with("DynamoDB") {
+                                        "DynamoDB"
+                                    } else if t.starts_with("AmazonEC2ContainerService") {
+                                        "ECS"
+                                    } else {
+                                        t.split('.').next().unwrap_or(t)
+                                    };
+                                    format!("{service}:{}", t.rsplit('.').next().unwrap_or(t))
+                                })
                                 .unwrap_or_else(|| format!("S3:{}", req.method()));
                             let fault = {
                                 let mut s = state.lock().unwrap();
@@ -235,6 +314,12 @@ impl FaultProxy {
                                     .position(|(k, _)| target.contains(k.as_str()));
                                 pos.map(|i| s.faults.remove(i).1)
                             };
+                            let (mut parts, body) = req.into_parts();
+                            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            if !target.starts_with("S3:") {
+                                let text = String::from_utf8_lossy(&body).into_owned();
+                                state.lock().unwrap().bodies.push((target.clone(), text));
+                            }
                             match fault {
                                 Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
                                 Some(Fault::ServerError) => {
@@ -255,10 +340,15 @@ impl FaultProxy {
                                 Some(Fault::Drop) => {
                                     return Err("injected: connection dropped".to_owned())
                                 }
+                                Some(Fault::Respond(status, body)) => {
+                                    return Ok(Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/x-amz-json-1.1")
+                                        .body(Full::new(Bytes::from(body)))
+                                        .unwrap());
+                                }
                                 None => {}
                             }
-                            let (mut parts, body) = req.into_parts();
-                            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
                             let path = parts
                                 .uri
                                 .path_and_query()
@@ -312,6 +402,18 @@ impl FaultProxy {
     /// The requests seen so far (`DynamoDB:GetItem`, `S3:PUT`, ...).
     pub fn seen(&self) -> Vec<String> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The JSON bodies of the API requests whose target contains `target`.
+    pub fn bodies(&self, target: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .bodies
+            .iter()
+            .filter(|(t, _)| t.contains(target))
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 
     /// Forgets the requests seen so far.

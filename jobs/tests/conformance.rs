@@ -50,7 +50,45 @@ conformance!(
     jobs_list_newest_first_in_pages,
     owner_query_pages_in_id_order,
     events_come_back_after_a_sequence_number,
+    active_jobs_of_every_user_are_listed,
 );
+
+async fn active_jobs_of_every_user_are_listed(store: Arc<dyn JobStore>) {
+    let (a, b, c) = (job("ann"), job("ben"), job("cat"));
+    for j in [&a, &b, &c] {
+        store.create_job(j).await.unwrap();
+    }
+    let done = Job {
+        status: JobStatus::Failed as i32,
+        ..Job::default()
+    };
+    store
+        .update_job(&c.object_id, &Expect::default(), &done)
+        .await
+        .unwrap();
+    let item = json!({"object_id": "item-x", "owner": "ann/collections/c", "status": "RUNNING"});
+    store
+        .put_objects(&[item.as_object().unwrap().clone()])
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = store.list_active(start.as_deref(), 1).await.unwrap();
+        ids.extend(page.items.into_iter().map(|j| j.object_id));
+        match page.next {
+            Some(n) => start = Some(n),
+            None => break,
+        }
+    }
+    ids.sort();
+    let mut want = vec![a.object_id, b.object_id];
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "only unfinished jobs, not finished ones or items"
+    );
+}
 
 fn job(user: &str) -> Job {
     new_job(

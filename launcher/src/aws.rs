@@ -1,20 +1,25 @@
-//! The AWS backend of the CLI: DynamoDB + S3 from the same variable names
-//! the worker reads.
+//! The AWS backend of the launcher: DynamoDB + S3 + ECS Fargate, configured
+//! from the same variable names the worker reads (DESIGN.md), every missing
+//! setting named at once.
 
 use anyhow::{bail, Result};
 use plus_jobs::{backend::AwsConfig, Backend, BackendConfig};
 
 use crate::{
-    local::LocalRunner,
+    ecs::{EcsRunner, EcsSettings},
     ops::{Launcher, Runner},
 };
 
-/// The AWS settings from the environment, every problem named at once.
+/// The launcher's AWS settings from variables (`get` reads one).
 ///
 /// # Errors
-/// A list of the missing variables.
-pub fn aws_config_from_env() -> Result<AwsConfig> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+/// A list of every missing or invalid variable.
+pub fn settings_from(get: impl Fn(&str) -> Option<String>) -> Result<(AwsConfig, EcsSettings)> {
+    let var = |k: &str| {
+        get(k)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.trim().to_owned())
+    };
     let mut missing = Vec::new();
     let mut need = |k: &str, what: &str| {
         var(k).unwrap_or_else(|| {
@@ -22,17 +27,21 @@ pub fn aws_config_from_env() -> Result<AwsConfig> {
             String::new()
         })
     };
-    let table = need(
-        "DYNAMO_TABLE",
-        "the jobs table (scripts/setup.sh writes it to .env.deploy)",
-    );
+    let setup = "scripts/setup.sh writes it to .env.deploy";
+    let table = need("DYNAMO_TABLE", &format!("the jobs table ({setup})"));
     let streams_table = need(
         "DYNAMO_STREAMS_TABLE",
-        "the streams table (scripts/setup.sh writes it to .env.deploy)",
+        &format!("the streams table ({setup})"),
     );
-    let bucket = need(
-        "PRIMARY_BUCKET",
-        "the primary bucket (scripts/setup.sh writes it to .env.deploy)",
+    let bucket = need("PRIMARY_BUCKET", &format!("the primary bucket ({setup})"));
+    let cluster = need("ECS_CLUSTER", &format!("the ECS cluster ({setup})"));
+    let task_definition = need(
+        "TASK_DEFINITION",
+        &format!("the worker's task definition ({setup})"),
+    );
+    let subnets_raw = need(
+        "SUBNETS",
+        &format!("comma-separated subnet ids for the tasks ({setup})"),
     );
     let region = var("REGION")
         .or_else(|| var("AWS_REGION"))
@@ -41,31 +50,121 @@ pub fn aws_config_from_env() -> Result<AwsConfig> {
                 .push("REGION (or AWS_REGION) is not set: the AWS region, e.g. us-east-1".into());
             String::new()
         });
+    let assign_public_ip = match var("ASSIGN_PUBLIC_IP").map(|v| v.to_ascii_uppercase()) {
+        None => false,
+        Some(v) if v == "ENABLED" || v == "TRUE" => true,
+        Some(v) if v == "DISABLED" || v == "FALSE" => false,
+        Some(v) => {
+            missing.push(format!(
+                "ASSIGN_PUBLIC_IP is {v:?}: expected ENABLED or DISABLED"
+            ));
+            false
+        }
+    };
     if !missing.is_empty() {
         bail!(
             "the AWS backend is not configured:\n  - {}",
             missing.join("\n  - ")
         );
     }
-    Ok(AwsConfig {
-        region,
-        table,
-        streams_table,
-        bucket,
+    let list = |s: String| {
+        s.split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let aws = AwsConfig {
+        region: region.clone(),
+        table: table.clone(),
+        streams_table: streams_table.clone(),
+        bucket: bucket.clone(),
         endpoint_url: var("AWS_ENDPOINT_URL"),
         static_keys: None,
-    })
+    };
+    let ecs = EcsSettings {
+        cluster,
+        task_definition,
+        container_name: var("CONTAINER_NAME").unwrap_or_else(|| "worker".to_owned()),
+        subnets: list(subnets_raw),
+        security_groups: list(var("SECURITY_GROUPS").unwrap_or_default()),
+        assign_public_ip,
+        worker_env: vec![
+            ("REGION".to_owned(), region),
+            ("DYNAMO_TABLE".to_owned(), table),
+            ("DYNAMO_STREAMS_TABLE".to_owned(), streams_table),
+            ("PRIMARY_BUCKET".to_owned(), bucket),
+        ],
+    };
+    Ok((aws, ecs))
 }
 
-/// A launcher on the AWS backend.
+/// A launcher on the AWS backend, configured from the environment.
 ///
 /// # Errors
 /// When the configuration is incomplete.
 pub async fn launcher_from_env() -> Result<Launcher> {
-    let aws = aws_config_from_env()?;
+    let (aws, settings) = settings_from(|k| std::env::var(k).ok())?;
+    launcher_with(aws, settings).await
+}
+
+/// A launcher on the AWS backend with these settings; the SDK clients are
+/// built once here and shared.
+///
+/// # Errors
+/// When the backend cannot be opened.
+pub async fn launcher_with(aws: AwsConfig, settings: EcsSettings) -> Result<Launcher> {
     let backend = Backend::open(&BackendConfig::Aws(aws)).await?;
-    // Until ECS launching is configured, jobs on the AWS stores run as local
-    // workers pointed at DynamoDB and S3.
-    let runner = Runner::Local(LocalRunner::new(std::env::temp_dir()));
-    Ok(Launcher { backend, runner })
+    let sdk = backend
+        .sdk
+        .clone()
+        .expect("the AWS backend has an SDK config");
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    Ok(Launcher {
+        backend,
+        runner: Runner::Ecs(EcsRunner::new(ecs, settings)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_setting_is_named() {
+        let err = settings_from(|_| None).unwrap_err().to_string();
+        for name in [
+            "DYNAMO_TABLE",
+            "DYNAMO_STREAMS_TABLE",
+            "PRIMARY_BUCKET",
+            "ECS_CLUSTER",
+            "TASK_DEFINITION",
+            "SUBNETS",
+            "REGION",
+        ] {
+            assert!(err.contains(&format!("{name} ")), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn lists_and_defaults_are_read() {
+        let vars = std::collections::HashMap::from([
+            ("DYNAMO_TABLE", "t"),
+            ("DYNAMO_STREAMS_TABLE", "s"),
+            ("PRIMARY_BUCKET", "b"),
+            ("ECS_CLUSTER", "c"),
+            ("TASK_DEFINITION", "plus-worker"),
+            ("SUBNETS", "subnet-1, subnet-2"),
+            ("AWS_REGION", "eu-west-1"),
+            ("ASSIGN_PUBLIC_IP", "ENABLED"),
+        ]);
+        let (aws, ecs) = settings_from(|k| vars.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(aws.region, "eu-west-1");
+        assert_eq!(ecs.subnets, vec!["subnet-1", "subnet-2"]);
+        assert_eq!(ecs.container_name, "worker");
+        assert!(ecs.assign_public_ip);
+        assert!(
+            ecs.worker_env.iter().all(|(k, _)| !k.contains("KEY")),
+            "no credentials in the task's env"
+        );
+    }
 }

@@ -71,8 +71,28 @@ pub enum Command {
         /// Follow the job until it ends.
         #[arg(long)]
         wait: bool,
+        /// RUN_COLLECTION: split the items across N tasks (shard jobs
+        /// `{job}-s0`..; the job's status aggregates them).
+        #[arg(long, value_name = "N", requires = "collection")]
+        shards: Option<u32>,
+        /// RUN_COLLECTION: item failures tolerated (a count; default 0).
+        #[arg(long, value_name = "N", requires = "collection")]
+        tolerated_failures: Option<u32>,
+        /// RUN_COLLECTION: item failures tolerated (a percentage).
+        #[arg(long, value_name = "PERCENT", requires = "collection")]
+        tolerated_failure_percent: Option<f32>,
         #[command(flatten)]
         opts: ScriptOpts,
+    },
+    /// Collections: import items from JSON lines, list them.
+    Collection {
+        #[command(subcommand)]
+        command: crate::data::CollectionCommand,
+    },
+    /// Actions: store a script with default params, read it back.
+    Action {
+        #[command(subcommand)]
+        command: crate::data::ActionCommand,
     },
     /// Show a job's record.
     Status {
@@ -124,6 +144,23 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8787")]
         addr: std::net::SocketAddr,
     },
+    /// Settle jobs whose worker died without a word (stale heartbeat, stopped
+    /// task, never started): relaunch interrupted ones while attempts remain,
+    /// fail the rest with the reason.
+    Monitor {
+        /// One pass, then exit (for cron or a schedule).
+        #[arg(long)]
+        once: bool,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// A RUNNING job's heartbeat older than this many seconds is stale.
+        #[arg(long, default_value_t = 120)]
+        stale_after: u64,
+        /// An INITIALIZING job whose task has not started after this many seconds fails.
+        #[arg(long, default_value_t = 600)]
+        start_timeout: u64,
+    },
     /// Run the worker (what a Fargate task runs; used by the local backend).
     #[command(hide = true)]
     Worker,
@@ -147,6 +184,21 @@ pub struct ScriptOpts {
     /// Use this job id (a retried launch with the same id is harmless).
     #[arg(long)]
     pub id: Option<String>,
+    /// The task's CPU units (AWS: 256, 512, 1024, 2048, 4096, 8192, 16384).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// The task's memory in MiB (AWS: a valid Fargate combination with --cpu).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// The task's ephemeral storage in GiB (AWS: 21 to 200).
+    #[arg(long, value_name = "GIB")]
+    pub storage: Option<u32>,
+    /// Run on Fargate Spot (cheaper; interrupted tasks are relaunched).
+    #[arg(long)]
+    pub spot: bool,
+    /// Run with another worker image (a task definition is registered once for it).
+    #[arg(long)]
+    pub image: Option<String>,
     /// Arguments for the script.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -220,7 +272,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let req = script_request(&user, RunMode::RunScript, Some(script), opts)?;
             launch_and_report(&cli, &launcher, &user, req, true).await
         }
-        Command::Launch { script, action, collection, streaming, wait, opts } => {
+        Command::Collection { command } => crate::data::run_collection(launcher.jobs().as_ref(), command, cli.json).await,
+        Command::Action { command } => crate::data::run_action(launcher.jobs().as_ref(), &user, command, cli.json).await,
+        Command::Launch { script, action, collection, streaming, wait, shards, tolerated_failures, tolerated_failure_percent, opts } => {
             let mut req = match (action, collection) {
                 (Some(action), _) => {
                     let mut req = script_request(&user, RunMode::RunAction, None, opts)?;
@@ -239,6 +293,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 }
             };
             req.streaming = *streaming;
+            req.tolerated_failures = *tolerated_failures;
+            req.tolerated_failure_percent = *tolerated_failure_percent;
+            if let Some(n) = shards {
+                return crate::shards::cli_launch(&launcher, &user, &req, *n, *wait, cli.json).await;
+            }
             launch_and_report(&cli, &launcher, &user, req, *wait).await
         }
         Command::Status { job } => {
@@ -266,6 +325,29 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Monitor { once, interval, stale_after, start_timeout } => {
+            let policy = crate::monitor::Policy {
+                stale_after: std::time::Duration::from_secs(*stale_after),
+                start_timeout: std::time::Duration::from_secs(*start_timeout),
+                ..crate::monitor::Policy::default()
+            };
+            loop {
+                let settled = launcher.monitor(&policy).await?;
+                if cli.json {
+                    println!("{}", serde_json::json!({ "settled": settled }));
+                } else if settled.is_empty() {
+                    eprintln!("monitor: every unfinished job has a live worker");
+                } else {
+                    for s in &settled {
+                        eprintln!("monitor: job {} {}: {}", s.job_id, s.action, s.reason);
+                    }
+                }
+                if *once {
+                    return Ok(0);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(*interval)).await;
+            }
         }
         Command::Logs { job } => match launcher.logs(&user, job).await? {
             Some(bytes) => {
@@ -349,6 +431,13 @@ fn script_request(
         timeout_seconds: opts.timeout,
         max_attempts: opts.max_attempts,
         job_id: opts.id.clone(),
+        resources: plus_jobs::TaskResources {
+            cpu: opts.cpu.unwrap_or(0),
+            memory: opts.memory.unwrap_or(0),
+            ephemeral_storage_gib: opts.storage.unwrap_or(0),
+            spot: opts.spot,
+            image: opts.image.clone().unwrap_or_default(),
+        },
         ..LaunchRequest::default()
     })
 }

@@ -54,11 +54,12 @@ pub async fn follow(
     mut after: u64,
 ) -> Result<Job, LauncherError> {
     let mut last_check = std::time::Instant::now() - Duration::from_secs(10);
+    let mut bar = ItemsBar::new(printer.statuses);
     loop {
         let events = launcher.events(username, id, after, 1000).await?;
         let mut saw_status = false;
         for event in &events {
-            printer.print(event);
+            bar.print(&printer, event);
             after = after.max(event.seq);
             saw_status |= event.kind == "status";
         }
@@ -72,19 +73,22 @@ pub async fn follow(
         if saw_status || exited.is_some() || last_check.elapsed() >= Duration::from_secs(1) {
             last_check = std::time::Instant::now();
             let job = launcher.status(username, id).await?;
+            bar.job(&job);
             let status = job.status();
             let finished = is_terminal(status)
                 || (status == JobStatus::Interrupted && (worker.is_none() || exited.is_some()));
             if finished {
                 for event in launcher.events(username, id, after, 10_000).await? {
-                    printer.print(&event);
+                    bar.print(&printer, &event);
                 }
+                bar.finish(&job);
                 return Ok(job);
             }
             if let Some(code) = exited {
                 // The process is gone and the job did not end: settle it.
                 let worker_log = match &launcher.runner {
                     crate::ops::Runner::Local(local) => last_words(&local.worker_log(id)),
+                    _ => None,
                 };
                 let how = match code.code() {
                     Some(c) => format!("exited with code {c}"),
@@ -144,6 +148,108 @@ pub fn human(d: Duration) -> String {
             ((s % 3600.0) / 60.0) as u64
         )
     }
+}
+
+/// The progress bar of a collection job on stderr (items done / total,
+/// rate, ETA), fed by its `progress` events and its record; it ends with
+/// the counts. Hidden when stderr is not a terminal, except the counts.
+#[derive(Debug)]
+pub struct ItemsBar {
+    enabled: bool,
+    bar: Option<indicatif::ProgressBar>,
+    counts: Option<(u64, u64, u64)>,
+}
+
+impl ItemsBar {
+    /// A bar that shows itself once the job reports item progress.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            bar: None,
+            counts: None,
+        }
+    }
+
+    fn set(&mut self, total: u64, succeeded: u64, failed: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.counts = Some((total, succeeded, failed));
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(4),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos}/{len} items  {per_sec}  ETA {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        if total > 0 {
+            bar.set_length(total);
+        }
+        bar.set_position(succeeded + failed);
+        bar.set_message(if failed > 0 {
+            format!("{failed} failed")
+        } else {
+            String::new()
+        });
+    }
+
+    /// Prints an event above the bar, and takes `progress` events.
+    pub fn print(&mut self, printer: &Printer, event: &StreamEvent) {
+        if event.kind == "progress" {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data) {
+                let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                self.set(n("total"), n("succeeded"), n("failed"));
+            }
+        }
+        match &self.bar {
+            Some(bar) => bar.suspend(|| printer.print(event)),
+            None => printer.print(event),
+        }
+    }
+
+    /// Takes a collection job's progress from its record.
+    pub fn job(&mut self, job: &Job) {
+        if job.run_mode() != plus_jobs::RunMode::RunCollection {
+            return;
+        }
+        if let Some(p) = &job.progress {
+            self.set(
+                u64::from(p.total),
+                u64::from(p.succeeded),
+                u64::from(p.failed),
+            );
+        }
+    }
+
+    /// Clears the bar and prints the counts.
+    pub fn finish(&mut self, job: &Job) {
+        self.job(job);
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some((total, ok, failed)) = self.counts {
+            let rate = job_rate(job, ok + failed)
+                .map(|r| format!(" ({r:.0} items/s)"))
+                .unwrap_or_default();
+            eprintln!(
+                "● {} of {total} items done: {ok} succeeded, {failed} failed{rate}",
+                ok + failed
+            );
+        }
+    }
+}
+
+fn job_rate(job: &Job, done: u64) -> Option<f64> {
+    let start = Timestamp::parse(&job.started_at).ok()?;
+    let end = Timestamp::parse(&job.completed_at).ok()?;
+    let secs = end.since(start).as_secs_f64();
+    (secs > 0.0).then(|| done as f64 / secs)
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct LaunchRequest {
     pub tolerated_failures: Option<u32>,
     /// RUN_COLLECTION: item failures tolerated (a percentage).
     pub tolerated_failure_percent: Option<f32>,
+    /// The Fargate task's size and kind (AWS backend).
+    pub resources: plus_jobs::TaskResources,
     /// A caller-chosen job id (a retried launch with the same id is
     /// harmless); a new time-sortable id when `None`.
     pub job_id: Option<String>,
@@ -164,6 +166,10 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
         job.tolerated_failure_percent = Some(p);
     }
     job.tolerated_failures = req.tolerated_failures;
+    crate::ecs::validate_resources(&req.resources).map_err(InvalidRequest::Field)?;
+    if req.resources != plus_jobs::TaskResources::default() {
+        job.resources = Some(req.resources.clone());
+    }
     if !req.params.is_empty() {
         job.params = Some(
             serde_json::from_value(Value::Object(req.params.clone()))

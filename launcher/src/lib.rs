@@ -13,16 +13,22 @@
 //! - [`aws`]: the AWS backend's configuration.
 //! - [`follow`]: following a job's output to its end.
 //! - [`cli`]: the `plus` command line.
+//! - [`data`]: collections and actions as data (`plus collection`, `plus action`).
+//! - [`shards`]: fanning one collection job out across N tasks (`--shards N`).
 //! - [`http`]: the HTTP API for frontends and the live page (`plus serve`,
 //!   and the `plus-api-lambda` binary in AWS).
 
 pub mod aws;
 pub mod cli;
+pub mod data;
+pub mod ecs;
 pub mod follow;
 pub mod http;
 pub mod launch;
 pub mod local;
+pub mod monitor;
 pub mod ops;
+pub mod shards;
 
 pub use launch::LaunchRequest;
 pub use ops::{Launcher, LauncherError, Runner};

@@ -47,6 +47,8 @@ pub enum LauncherError {
 pub enum Runner {
     /// Child processes on this machine.
     Local(LocalRunner),
+    /// ECS Fargate tasks.
+    Ecs(crate::ecs::EcsRunner),
 }
 
 /// A launched job, and its worker process when it runs locally.
@@ -116,7 +118,12 @@ impl Launcher {
         })
     }
 
-    async fn start(&self, job: Job, detach: bool) -> Result<(Job, Option<Child>), LauncherError> {
+    /// Starts the worker (local process or ECS task) of a written job.
+    pub(crate) async fn start(
+        &self,
+        job: Job,
+        detach: bool,
+    ) -> Result<(Job, Option<Child>), LauncherError> {
         match &self.runner {
             Runner::Local(local) => match local.start(&job, detach) {
                 Ok(child) => {
@@ -147,6 +154,50 @@ impl Launcher {
                     Err(LauncherError::Start(reason))
                 }
             },
+            Runner::Ecs(ecs) => match ecs.run_task(&job).await {
+                Ok(task_arn) => {
+                    let patch = Job {
+                        fargate_task_arn: task_arn,
+                        updated_at: Timestamp::now().to_string(),
+                        ..Job::default()
+                    };
+                    // The worker may already have claimed it (and written the
+                    // same ARN): then the record is right as it is.
+                    let job = match self
+                        .jobs()
+                        .update_job(
+                            &job.object_id,
+                            &Expect::status([JobStatus::Initializing]),
+                            &patch,
+                        )
+                        .await
+                    {
+                        Ok(job) => job,
+                        Err(StoreError::Conflict { .. }) => {
+                            self.jobs().get_job(&job.object_id).await?.unwrap_or(job)
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    Ok((job, None))
+                }
+                Err(e) => {
+                    self.fail(&job.object_id, JobStatus::Initializing, &e.0)
+                        .await?;
+                    Err(LauncherError::Start(e.0))
+                }
+            },
+        }
+    }
+
+    /// Stops the job's ECS task, if it has one (best effort: a task that
+    /// already stopped is fine).
+    pub async fn stop_task(&self, job: &Job, reason: &str) {
+        if let Runner::Ecs(ecs) = &self.runner {
+            if job.fargate_task_arn.starts_with("arn:") {
+                if let Err(e) = ecs.stop(&job.fargate_task_arn, reason).await {
+                    tracing::warn!(error = %e, job_id = %job.object_id, "StopTask failed");
+                }
+            }
         }
     }
 
@@ -198,6 +249,12 @@ impl Launcher {
     /// owns it (the two are not told apart).
     pub async fn status(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
         match self.jobs().get_job(id).await {
+            // A fanned-out collection's parent: its status comes from its shards.
+            Ok(Some(job))
+                if job.username == username && job.shard_count > 1 && job.parent_id.is_empty() =>
+            {
+                crate::shards::aggregate(self, job).await
+            }
             Ok(Some(job)) if job.username == username => Ok(job),
             Ok(_) | Err(StoreError::Malformed { .. }) => {
                 Err(LauncherError::NotFound(id.to_owned()))
@@ -284,7 +341,15 @@ impl Launcher {
                 r
             };
             match result {
-                Ok(job) => return Ok(job),
+                Ok(done) => {
+                    // RUNNING: the worker notices the flag within a heartbeat;
+                    // StopTask's SIGTERM makes sure, and the worker records
+                    // CANCELLED because the flag is set. Otherwise the task
+                    // (if it started) has nothing to do.
+                    self.stop_task(&job, "cancelled on request (plus cancel)")
+                        .await;
+                    return Ok(done);
+                }
                 // It moved on between the read and the write: look again.
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

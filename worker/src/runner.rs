@@ -175,6 +175,12 @@ pub struct Finish {
 }
 
 impl Finish {
+    /// The same finish with `exit_code`.
+    pub fn with_exit(mut self, exit_code: Option<i32>) -> Self {
+        self.exit_code = exit_code;
+        self
+    }
+
     /// A failure before or around the script, with a reason.
     pub fn failed(error: impl Into<String>) -> Self {
         Finish {
@@ -776,8 +782,38 @@ async fn record(
         .with_max_times(usize::MAX)
         .with_total_delay(Some(deadline));
 
+    if let StopReason::LostLease(reason) = ctx.control.reason().unwrap_or(StopReason::Cancelled) {
+        if finish.status == JobStatus::Running {
+            let _ = ctx.events.flush().await;
+            let _ = tokio::fs::remove_file(log_path).await;
+            return Outcome::NotClaimable(format!(
+                "job {id} was taken over while it ran ({reason}); nothing more was recorded"
+            ));
+        }
+    }
+
+    // A cancel often arrives as the flag and then StopTask's SIGTERM: the
+    // job was cancelled, not interrupted.
+    let mut finish = finish;
+    if finish.status == JobStatus::Interrupted
+        && matches!(ctx.jobs.get_job(&id).await, Ok(Some(j)) if j.cancel_requested)
+    {
+        finish = stopped_finish(ctx, StopReason::Cancelled, None).with_exit(finish.exit_code);
+    }
+    let status = finish.status;
+    ctx.events.event("status", status_name(status));
+    if let Some(p) = progress.take_changed() {
+        ctx.events
+            .event("progress", serde_json::to_string(&p).unwrap_or_default());
+    }
+
+    // The full log and the last events go out side by side; then the one
+    // conditional write of the end.
     let log_key = blob::log_key(&id);
-    let log_stored = if log_ok {
+    let store_log = async {
+        if !log_ok {
+            return false;
+        }
         let put = || async {
             ctx.blobs
                 .put_file(&log_key, log_path, "text/plain; charset=utf-8")
@@ -794,30 +830,16 @@ async fn record(
                 false
             }
         }
-    } else {
-        false
     };
-    let _ = tokio::fs::remove_file(log_path).await;
-
-    if let StopReason::LostLease(reason) = ctx.control.reason().unwrap_or(StopReason::Cancelled) {
-        if finish.status == JobStatus::Running {
-            let _ = ctx.events.flush().await;
-            return Outcome::NotClaimable(format!(
-                "job {id} was taken over while it ran ({reason}); nothing more was recorded"
-            ));
+    let flush = || async { ctx.events.flush().await };
+    let (log_stored, flushed) =
+        tokio::join!(store_log, flush.retry(retry).when(|e| e.is_transient()));
+    if !log_stored || flushed.is_err() {
+        if let Err(e) = flush.retry(retry).when(|e| e.is_transient()).await {
+            warn!(error = %e, "the last events could not be written");
         }
     }
-
-    let status = finish.status;
-    ctx.events.event("status", status_name(status));
-    if let Some(p) = progress.take_changed() {
-        ctx.events
-            .event("progress", serde_json::to_string(&p).unwrap_or_default());
-    }
-    let flush = || async { ctx.events.flush().await };
-    if let Err(e) = flush.retry(retry).when(|e| e.is_transient()).await {
-        warn!(error = %e, "the last events could not be written");
-    }
+    let _ = tokio::fs::remove_file(log_path).await;
 
     let now = Timestamp::now().to_string();
     let patch = Job {

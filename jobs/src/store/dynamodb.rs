@@ -363,6 +363,49 @@ impl JobStore for DynamoStore {
         Ok(Page { items, next })
     }
 
+    async fn list_active(
+        &self,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError> {
+        // A Scan's Limit counts items read before the filter, so keep
+        // reading pages until `limit` matches or the table ends.
+        let mut items = Vec::new();
+        let mut key = start.map(|id| HashMap::from([("object_id".to_owned(), s(id))]));
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("object_type = :t AND #status IN (:a, :b, :c)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":t", s(crate::job::JOB_OBJECT_TYPE))
+                .expression_attribute_values(":a", s("INITIALIZING"))
+                .expression_attribute_values(":b", s("RUNNING"))
+                .expression_attribute_values(":c", s("INTERRUPTED"))
+                .consistent_read(true)
+                .limit(1000)
+                .set_exclusive_start_key(key.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, "Scan", &self.table))?;
+            for item in out.items.unwrap_or_default() {
+                let id = item
+                    .get("object_id")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                items.push(object_to_job(&id, from_item(&id, item)?)?);
+            }
+            key = out.last_evaluated_key;
+            if key.is_none() || items.len() >= limit {
+                break;
+            }
+        }
+        let next = key.and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
     async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError> {
         let mut items = Vec::with_capacity(objects.len());
         for object in objects {

@@ -160,6 +160,16 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Page<Job>, StoreError>;
 
+    /// Jobs that have not ended (INITIALIZING, RUNNING, INTERRUPTED), of
+    /// every user: what the monitor looks after. A full scan of the jobs
+    /// table on DynamoDB (filtered server-side), so run it on a schedule, not
+    /// per request.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn list_active(&self, start: Option<&str>, limit: usize)
+        -> Result<Page<Job>, StoreError>;
+
     /// Writes objects (actions, collection items) by id, replacing any with
     /// the same id. Each must have `object_id` and `owner`.
     ///

@@ -238,6 +238,35 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn list_active(
+        &self,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError> {
+        let start = start.map(str::to_owned);
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT object_id, body FROM objects
+                     WHERE json_extract(body, '$.object_type') = 'PlusScriptJob'
+                       AND json_extract(body, '$.status') IN ('INITIALIZING', 'RUNNING', 'INTERRUPTED')
+                       AND (?1 IS NULL OR object_id > ?1)
+                     ORDER BY object_id LIMIT ?2",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![start, limit as i64 + 1], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(sql_error)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(sql_error)?;
+                items.push(object_to_job(&id, parse_object(&id, &body)?)?);
+            }
+            Ok(paginate(items, limit, |j: &Job| j.object_id.clone()))
+        })
+        .await
+    }
+
     async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError> {
         let objects = objects.to_vec();
         self.with(move |conn| {

@@ -1,0 +1,446 @@
+//! The launcher's AWS backend against `moto_server`: `plus launch --backend
+//! aws` writes the record and calls RunTask; the test then reads the task's
+//! overrides back with DescribeTasks and runs the real worker with exactly
+//! that environment (the emulator cannot run a container, so the test closes
+//! that loop). Throttling and "Capacity is unavailable" cannot be made to
+//! happen in the emulator: a fault proxy in front of it injects them.
+
+use std::{
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use aws_sdk_ecs::types::Task;
+use plus_jobs::{
+    backend::AwsConfig,
+    testkit::{create_ecs, default_subnet, Fault, FaultProxy, Moto},
+    Backend, BackendConfig, Expect, Job, JobStatus,
+};
+use serde_json::Value;
+
+const PLUS: &str = env!("CARGO_BIN_EXE_plus");
+
+struct Aws {
+    aws: AwsConfig,
+    cluster: String,
+    task_definition: String,
+    backend: Backend,
+    ecs: aws_sdk_ecs::Client,
+    endpoint: String,
+    subnet: String,
+    dir: tempfile::TempDir,
+}
+
+impl Aws {
+    async fn new() -> Aws {
+        let aws = Moto::shared().provision().await;
+        let (cluster, task_definition) = create_ecs(&aws).await;
+        let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
+            .await
+            .unwrap();
+        let ecs = aws_sdk_ecs::Client::new(backend.sdk.as_ref().unwrap());
+        let endpoint = aws.endpoint_url.clone().unwrap();
+        let subnet = default_subnet(&endpoint).await;
+        Aws {
+            aws,
+            cluster,
+            task_definition,
+            backend,
+            ecs,
+            endpoint,
+            subnet,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn plus(&self, args: &[&str]) -> Output {
+        std::process::Command::new(PLUS)
+            .args(["--backend", "aws"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("PLUS_USER", "alice")
+            .env("AWS_REGION", &self.aws.region)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("DYNAMO_TABLE", &self.aws.table)
+            .env("DYNAMO_STREAMS_TABLE", &self.aws.streams_table)
+            .env("PRIMARY_BUCKET", &self.aws.bucket)
+            .env("ECS_CLUSTER", &self.cluster)
+            .env("TASK_DEFINITION", &self.task_definition)
+            .env("SUBNETS", &self.subnet)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    }
+
+    fn launch(&self, args: &[&str]) -> Value {
+        let out = self.plus(&[&["launch"], args, &["--json"]].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn script(&self, text: &str) -> String {
+        let path = self.dir.path().join(format!("s{}.sh", uuid_like()));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    async fn job(&self, id: &str) -> Job {
+        self.backend.jobs.get_job(id).await.unwrap().unwrap()
+    }
+
+    async fn task(&self, arn: &str) -> Task {
+        let out = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .tasks(arn)
+            .send()
+            .await
+            .unwrap();
+        out.tasks
+            .unwrap()
+            .into_iter()
+            .next()
+            .expect("the task exists")
+    }
+
+    async fn tasks(&self) -> usize {
+        let mut n = 0;
+        for status in [
+            aws_sdk_ecs::types::DesiredStatus::Running,
+            aws_sdk_ecs::types::DesiredStatus::Stopped,
+        ] {
+            let out = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.cluster)
+                .desired_status(status)
+                .send()
+                .await
+                .unwrap();
+            n += out.task_arns.unwrap_or_default().len();
+        }
+        n
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:?}", Instant::now())
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+fn env_of(task: &Task) -> Vec<(String, String)> {
+    let overrides = task.overrides.as_ref().expect("overrides");
+    let container = overrides
+        .container_overrides()
+        .iter()
+        .find(|c| c.name() == Some("worker"))
+        .expect("the worker's overrides");
+    container
+        .environment()
+        .iter()
+        .map(|kv| {
+            (
+                kv.name().unwrap().to_owned(),
+                kv.value().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launched_task_carries_the_contract_and_its_worker_runs_the_job() {
+    let t = Aws::new().await;
+    let script =
+        t.script("echo hello from fargate\necho '{\"ok\": true}' > \"$PLUS_RESULT_FILE\"\n");
+    let launched = t.launch(&[&script, "--cpu", "512", "--memory", "1024"]);
+    let id = launched["job_id"].as_str().unwrap();
+    let job = t.job(id).await;
+    assert_eq!(job.status(), JobStatus::Initializing);
+    assert!(
+        job.fargate_task_arn.starts_with("arn:aws:ecs:"),
+        "{}",
+        job.fargate_task_arn
+    );
+
+    let task = t.task(&job.fargate_task_arn).await;
+    let env = env_of(&task);
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "RUN_MODE",
+            "JOB_ID",
+            "USERNAME",
+            "REGION",
+            "DYNAMO_TABLE",
+            "DYNAMO_STREAMS_TABLE",
+            "PRIMARY_BUCKET"
+        ]
+    );
+    assert!(env.contains(&("JOB_ID".into(), id.into())));
+    assert!(
+        !format!("{task:?}").contains("testing"),
+        "no credentials in the task's overrides"
+    );
+    assert_eq!(task.overrides.as_ref().unwrap().cpu(), Some("512"));
+    assert_eq!(task.overrides.as_ref().unwrap().memory(), Some("1024"));
+    assert_eq!(task.started_by(), Some("plus-launcher"));
+    let tags: Vec<(String, String)> = task
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().into(), t.value().unwrap().into()))
+        .collect();
+    assert!(
+        tags.contains(&("plus:job-id".into(), id.into()))
+            && tags.contains(&("plus:username".into(), "alice".into())),
+        "{tags:?}"
+    );
+
+    // What the container would do: the real worker with exactly that
+    // environment (plus the emulator's address and the role's credentials).
+    let mut env = env;
+    env.push(("AWS_ENDPOINT_URL".into(), t.endpoint.clone()));
+    env.push(("AWS_ACCESS_KEY_ID".into(), "testing".into()));
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), "testing".into()));
+    env.push(("PATH".into(), std::env::var("PATH").unwrap()));
+    env.push((
+        "PLUS_WORK_DIR".into(),
+        t.dir.path().join("work").display().to_string(),
+    ));
+    // `plus worker` is the plus-worker binary's code (see the worker crate).
+    let status = tokio::process::Command::new(PLUS)
+        .arg("worker")
+        .env_clear()
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let done = t.job(id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded);
+    let status = t.plus(&["status", id, "--json"]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["result"], serde_json::json!({"ok": true}));
+    let logs = t.plus(&["logs", id]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout),
+        "hello from fargate\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_launches_ask_for_fargate_spot_capacity() {
+    // The emulator places only FARGATE launch types, so the proxy answers
+    // the Spot RunTask itself and the test checks what was asked for.
+    let t = Aws::new().await;
+    let proxy = FaultProxy::start(&t.endpoint).await;
+    let via = Aws {
+        endpoint: proxy.endpoint.clone(),
+        aws: t.aws.clone(),
+        cluster: t.cluster.clone(),
+        task_definition: t.task_definition.clone(),
+        ..Aws::new().await
+    };
+    let arn = "arn:aws:ecs:us-east-1:123456789012:task/plus/0123456789abcdef0123456789abcdef";
+    proxy.inject(
+        "ECS:RunTask",
+        Fault::Respond(
+            200,
+            format!(r#"{{"tasks":[{{"taskArn":"{arn}"}}],"failures":[]}}"#),
+        ),
+    );
+    let id = via.launch(&[&via.script("echo hi\n"), "--spot"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = serde_json::from_str(&proxy.bodies("ECS:RunTask")[0]).unwrap();
+    assert_eq!(
+        body["capacityProviderStrategy"][0]["capacityProvider"],
+        "FARGATE_SPOT"
+    );
+    assert!(body.get("launchType").is_none());
+    assert_eq!(body["clientToken"].as_str().unwrap().len(), 36);
+    assert_eq!(t.job(&id).await.fargate_task_arn, arn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_launch_makes_one_record_and_one_task() {
+    let t = Aws::new().await;
+    let script = t.script("echo once\n");
+    let a = t.launch(&[&script, "--id", "same-job-1"]);
+    let b = t.launch(&[&script, "--id", "same-job-1"]);
+    assert_eq!(
+        (a["created"].clone(), b["created"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    assert_eq!(t.tasks().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_sizes_are_refused_before_anything_is_written() {
+    let t = Aws::new().await;
+    let script = t.script("echo never\n");
+    let out = t.plus(&["launch", &script, "--cpu", "256", "--memory", "4096"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--memory 4096 MiB is not valid with --cpu 256: choose one of 512, 1024, 2048 MiB"
+        ),
+        "{stderr}"
+    );
+    let out = t.plus(&["launch", &script, "--storage", "500"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("21 to 200 GiB"));
+    let list: Value = serde_json::from_slice(&t.plus(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list["jobs"], serde_json::json!([]));
+    assert_eq!(t.tasks().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_capacity_errors_are_retried_other_failures_fail_the_job() {
+    let t = Aws::new().await;
+    let proxy = FaultProxy::start(&t.endpoint).await;
+    let via = Aws {
+        endpoint: proxy.endpoint.clone(),
+        aws: t.aws.clone(),
+        cluster: t.cluster.clone(),
+        task_definition: t.task_definition.clone(),
+        ..Aws::new().await
+    };
+    let capacity = r#"{"tasks":[],"failures":[{"reason":"Capacity is unavailable at this time. Please try again later or in a different availability zone"}]}"#;
+    proxy.inject_n("ECS:RunTask", Fault::Throttle, 2);
+    proxy.inject_n("ECS:RunTask", Fault::Respond(200, capacity.into()), 2);
+    let script = via.script("echo hi\n");
+    let launched = via.launch(&[&script]);
+    assert_eq!(proxy.pending_faults(), 0);
+    let job = t.job(launched["job_id"].as_str().unwrap()).await;
+    assert!(job.fargate_task_arn.starts_with("arn:aws:ecs:"));
+    assert_eq!(
+        proxy.seen().iter().filter(|s| *s == "ECS:RunTask").count(),
+        5
+    );
+
+    // A failure that retrying cannot fix fails the job with the reason.
+    let missing = r#"{"tasks":[],"failures":[{"arn":"arn:aws:ecs:us-east-1:123456789012:cluster/x","reason":"MISSING"}]}"#;
+    proxy.inject("ECS:RunTask", Fault::Respond(200, missing.into()));
+    let out = via.plus(&["launch", &script, "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("RunTask failed: MISSING"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&t.plus(&["list", "--json"]).stdout).unwrap();
+    let failed = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["status"] == "FAILED")
+        .expect("the job is FAILED, not INITIALIZING");
+    assert!(failed["error"]
+        .as_str()
+        .unwrap()
+        .contains("RunTask failed: MISSING"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_settles_stopped_tasks_and_relaunches_interrupted_jobs() {
+    let t = Aws::new().await;
+    let script = t.script("echo hi\n");
+    // A task stopped by someone before its worker wrote anything.
+    let id = t.launch(&[&script])["job_id"].as_str().unwrap().to_owned();
+    let job = t.job(&id).await;
+    t.ecs
+        .stop_task()
+        .cluster(&t.cluster)
+        .task(&job.fargate_task_arn)
+        .reason("Task stopped by user")
+        .send()
+        .await
+        .unwrap();
+    // An interrupted job (its worker wrote INTERRUPTED on SIGTERM).
+    let id2 = t.launch(&[&script, "--max-attempts", "2"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first_task = t.job(&id2).await.fargate_task_arn;
+    let patch = Job {
+        status: JobStatus::Interrupted as i32,
+        ..Job::default()
+    };
+    t.backend
+        .jobs
+        .update_job(&id2, &Expect::status([JobStatus::Initializing]), &patch)
+        .await
+        .unwrap();
+
+    let out = t.plus(&["monitor", "--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settled = report["settled"].as_array().unwrap();
+    assert_eq!(settled.len(), 2, "{report}");
+
+    let stopped = t.job(&id).await;
+    assert_eq!(stopped.status(), JobStatus::Failed);
+    assert!(stopped.error.contains("was stopped"), "{}", stopped.error);
+
+    let relaunched = t.job(&id2).await;
+    assert_eq!(relaunched.status(), JobStatus::Initializing);
+    assert_eq!(relaunched.attempt, Some(2));
+    assert_ne!(
+        relaunched.fargate_task_arn, first_task,
+        "a new task for the new attempt"
+    );
+
+    // Out of attempts: the next interruption fails the job.
+    t.backend
+        .jobs
+        .update_job(&id2, &Expect::status([JobStatus::Initializing]), &patch)
+        .await
+        .unwrap();
+    assert!(t.plus(&["monitor", "--once"]).status.success());
+    let failed = t.job(&id2).await;
+    assert_eq!(failed.status(), JobStatus::Failed);
+    assert!(
+        failed.error.contains("2 attempts are used up"),
+        "{}",
+        failed.error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_writes_cancelled_and_stops_the_task() {
+    let t = Aws::new().await;
+    let id = t.launch(&[&t.script("sleep 100\n")])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = t.plus(&["cancel", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = t.job(&id).await;
+    assert_eq!(job.status(), JobStatus::Cancelled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.task(&job.fargate_task_arn).await.last_status() != Some("STOPPED") {
+        assert!(Instant::now() < deadline, "the task was not stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

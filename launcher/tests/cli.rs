@@ -1,0 +1,339 @@
+//! The `plus` CLI on the local backend, run as a real process: it launches a
+//! real worker (`plus worker`) and follows it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const PLUS: &str = env!("CARGO_BIN_EXE_plus");
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, user: &str, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(PLUS);
+        cmd.args(args)
+            .env_remove("DYNAMO_TABLE")
+            .env("PLUS_HOME", self.dir.path().join("home"))
+            .env("PLUS_USER", user)
+            .env("PLUS_HEARTBEAT_SECONDS", "0.2")
+            .env("PLUS_GRACE_SECONDS", "2")
+            .env("PLUS_FLUSH_MILLIS", "50")
+            .env("PLUS_WORK_DIR", self.dir.path().join("work"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd
+    }
+
+    fn plus(&self, args: &[&str]) -> Output {
+        self.cmd("alice", args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.plus(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn script(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn wait_status(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = self.json(&["status", id, "--json"]);
+            if job["status"] == want {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never reached {want}: {job}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn hello() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.sh"))
+}
+
+#[test]
+fn plus_run_streams_output_and_records_the_job() {
+    let home = Home::new();
+    let out = home.plus(&["run", hello().to_str().unwrap(), "--param", "name=world"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("hello from job")
+            && stdout.contains("params: {\"name\":\"world\"}")
+            && stdout.ends_with("done\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("● RUNNING") && stderr.contains("SUCCEEDED in"),
+        "{stderr}"
+    );
+
+    let list = home.json(&["list", "--json"]);
+    let jobs = list["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1);
+    let id = jobs[0]["object_id"].as_str().unwrap().to_owned();
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "SUCCEEDED");
+    assert_eq!(job["exit_code"], 0);
+    assert_eq!(job["result"], serde_json::json!({"steps": 3, "ok": true}));
+    assert_eq!(job["owner"], "alice/jobs");
+
+    let logs = home.plus(&["logs", &id]);
+    assert!(text(&logs.stdout).contains("working... step 3 of 3"));
+    let events = home.json(&["events", &id, "--json"]);
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"status"));
+    assert!(kinds.contains(&"stdout"));
+    let human = text(&home.plus(&["status", &id]).stdout);
+    assert!(human.contains("status      SUCCEEDED"), "{human}");
+}
+
+#[test]
+fn plus_run_exits_1_with_the_reason_when_the_script_fails() {
+    let home = Home::new();
+    let script = home.script("fail.sh", "echo trying\nexit 4\n");
+    let out = home.plus(&["run", script.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("FAILED") && stderr.contains("the script exited with code 4"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("full log: plus logs"), "{stderr}");
+}
+
+#[test]
+fn plus_run_on_a_missing_file_says_so_and_writes_nothing() {
+    let home = Home::new();
+    let out = home.plus(&["run", "no/such/script.sh"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the script no/such/script.sh cannot be read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was launched"), "{stderr}");
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn launch_json_prints_the_id_and_the_detached_job_finishes() {
+    let home = Home::new();
+    let launched = home.json(&["launch", hello().to_str().unwrap(), "--json"]);
+    let id = launched["job_id"].as_str().unwrap();
+    assert_eq!(launched["status"], "INITIALIZING");
+    let follow = home.plus(&["events", id, "--follow"]);
+    assert!(follow.status.success(), "{}", text(&follow.stderr));
+    assert!(text(&follow.stdout).contains("done"));
+    assert_eq!(home.json(&["status", id, "--json"])["status"], "SUCCEEDED");
+}
+
+#[test]
+fn a_launch_retried_with_the_same_id_runs_once() {
+    let home = Home::new();
+    let script = home.script(
+        "count.sh",
+        &format!("echo x >> {}\n", home.dir.path().join("count").display()),
+    );
+    let first = home.json(&[
+        "launch",
+        script.to_str().unwrap(),
+        "--id",
+        "job-fixed-1",
+        "--json",
+    ]);
+    let again = home.json(&[
+        "launch",
+        script.to_str().unwrap(),
+        "--id",
+        "job-fixed-1",
+        "--json",
+    ]);
+    assert_eq!(first["created"], true);
+    assert_eq!(again["created"], false);
+    home.wait_status("job-fixed-1", "SUCCEEDED");
+    assert_eq!(
+        std::fs::read_to_string(home.dir.path().join("count")).unwrap(),
+        "x\n"
+    );
+}
+
+#[test]
+fn ctrl_c_interrupts_the_job_and_retry_resumes_it() {
+    use std::os::unix::process::CommandExt;
+    let home = Home::new();
+    let script = home.script(
+        "resumable.sh",
+        "if [ \"$PLUS_ATTEMPT\" = 1 ]; then echo first-attempt; sleep 30; fi\necho attempt $PLUS_ATTEMPT done\n",
+    );
+    let mut child = home
+        .cmd(
+            "alice",
+            &["run", script.to_str().unwrap(), "--max-attempts", "3"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Wait for the script to be running, then press Ctrl-C (SIGINT to the
+    // foreground process group, as a terminal does).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let list = home.json(&["list", "--json"]);
+        if let Some(job) = list["jobs"].as_array().unwrap().first() {
+            let id = job["object_id"].as_str().unwrap().to_owned();
+            let events = home.json(&["events", &id, "--json"]);
+            if events.to_string().contains("first-attempt") {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("resume it: plus retry"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        home.json(&["status", &id, "--json"])["status"],
+        "INTERRUPTED"
+    );
+
+    let retry = home.plus(&["retry", &id, "--wait"]);
+    assert!(retry.status.success(), "{}", text(&retry.stderr));
+    assert!(text(&retry.stdout).contains("attempt 2 done"));
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "SUCCEEDED");
+    assert_eq!(job["attempt"], 2);
+}
+
+#[test]
+fn cancel_stops_a_running_job() {
+    let home = Home::new();
+    let script = home.script("long.sh", "echo started\nsleep 30\n");
+    let id = home.json(&["launch", script.to_str().unwrap(), "--json"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    home.wait_status(&id, "RUNNING");
+    let out = home.plus(&["cancel", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let follow = home.plus(&["events", &id, "--follow"]);
+    assert_eq!(follow.status.code(), Some(1));
+    assert_eq!(home.json(&["status", &id, "--json"])["status"], "CANCELLED");
+    let again = home.plus(&["cancel", &id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("already ended (CANCELLED)"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn other_users_jobs_are_not_found() {
+    let home = Home::new();
+    let id = home.json(&["launch", hello().to_str().unwrap(), "--json"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = home.cmd("bob", &["status", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!("job {id} was not found")),
+        "{}",
+        text(&out.stderr)
+    );
+    let bobs = home.cmd("bob", &["list", "--json"]).output().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bobs.stdout).unwrap()["jobs"],
+        serde_json::json!([])
+    );
+    home.wait_status(&id, "SUCCEEDED");
+}
+
+#[test]
+fn a_worker_that_dies_before_claiming_leaves_the_job_failed_not_initializing() {
+    let home = Home::new();
+    let broken = home.script(
+        "broken-worker.sh",
+        "#!/bin/sh\necho 'plus-worker: the image is broken' >&2\nexit 7\n",
+    );
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = home
+        .cmd("alice", &["run", hello().to_str().unwrap()])
+        .env("PLUS_WORKER_BIN", &broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let list = home.json(&["list", "--json"]);
+    let job = &list["jobs"][0];
+    assert_eq!(job["status"], "FAILED");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("the worker exited with code 7 while the job was INITIALIZING"),
+        "{error}"
+    );
+    assert!(error.contains("the image is broken"), "{error}");
+}
+
+#[test]
+fn a_worker_that_cannot_start_fails_the_job_with_the_reason() {
+    let home = Home::new();
+    let out = home
+        .cmd("alice", &["run", hello().to_str().unwrap()])
+        .env("PLUS_WORKER_BIN", "/no/such/worker")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("the worker could not be started"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = home.json(&["list", "--json"]);
+    assert_eq!(list["jobs"][0]["status"], "FAILED");
+}
