@@ -114,10 +114,27 @@ if aws_maybe ResourceNotFoundException lambda get-function --function-name "$LAM
   awsj lambda wait function-updated --function-name "$LAMBDA_FUNCTION"
   log "updated Lambda $LAMBDA_FUNCTION"
 else
-  awsj lambda create-function --function-name "$LAMBDA_FUNCTION" --runtime provided.al2023 \
-    --architectures x86_64 --handler bootstrap --role "$LAUNCHER_ROLE_ARN" \
-    --zip-file "fileb://$LAMBDA_ZIP" --memory-size "$LAMBDA_MEMORY" --timeout "$LAMBDA_TIMEOUT" \
-    --environment "$lambda_env" --tags "app=${PLUS_NAME:-plus}" >/dev/null
+  # A role made moments ago (by setup.sh) takes a few seconds to become
+  # assumable by Lambda; CreateFunction says so, and trying again works.
+  for try in 1 2 3 4 5 6 7 8; do
+    err=$(mktemp)
+    if awsj lambda create-function --function-name "$LAMBDA_FUNCTION" --runtime provided.al2023 \
+      --architectures x86_64 --handler bootstrap --role "$LAUNCHER_ROLE_ARN" \
+      --zip-file "fileb://$LAMBDA_ZIP" --memory-size "$LAMBDA_MEMORY" --timeout "$LAMBDA_TIMEOUT" \
+      --environment "$lambda_env" --tags "app=${PLUS_NAME:-plus}" >/dev/null 2>"$err"; then
+      rm -f "$err"
+      break
+    fi
+    if ((try < 8)) && grep -q 'cannot be assumed' "$err"; then
+      rm -f "$err"
+      log "the launcher role is not assumable yet (new roles take a few seconds); trying again"
+      sleep 5
+      continue
+    fi
+    cat "$err" >&2
+    rm -f "$err"
+    die "the Lambda $LAMBDA_FUNCTION could not be created (see above)"
+  done
   awsj lambda wait function-active-v2 --function-name "$LAMBDA_FUNCTION"
   log "created Lambda $LAMBDA_FUNCTION"
 fi

@@ -99,7 +99,10 @@ aws_maybe() {
   fi
   cat "$err" >&2
   rm -f "$err"
-  die "aws $1 $2 failed (see above)"
+  printf 'error: aws %s %s failed (see above)\n' "$1" "$2" >&2
+  # Called inside $(...), so end the script itself, not just the subshell.
+  kill -s TERM "$$"
+  exit 1
 }
 
 # Resolves REGION from REGION, AWS_REGION, AWS_DEFAULT_REGION or the CLI's

@@ -55,7 +55,7 @@ changed() {
 }
 same() { printf '  = %s\n' "$*" >&2; }
 
-identity=$(awsj sts get-caller-identity) || die "no AWS credentials: configure a profile (aws configure) or set AWS_PROFILE"
+identity=$(awsj sts get-caller-identity) || die "sts get-caller-identity failed (above): check the credentials (aws configure, AWS_PROFILE) and the endpoint"
 ACCOUNT_ID=$(jq -r .Account <<<"$identity")
 PARTITION=$(jq -r '.Arn | split(":")[1]' <<<"$identity")
 
