@@ -49,6 +49,28 @@ for tool in jq zip; do
   fi
 done
 
+# The HTTP API's tests: schemathesis against docs/openapi.yaml
+# (launcher/tests/http_schemathesis.rs), and the live page in headless
+# Chromium driven by playwright-core (launcher/tests/http_browser.rs).
+if ! command -v schemathesis >/dev/null 2>&1; then
+  log "installing schemathesis"
+  pip_install 'schemathesis==4.32.5'
+fi
+if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1; then
+  log "installing chromium and node (the browser test)"
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
+  if ! { "${sudo[@]}" apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium nodejs npm >/dev/null; }; then
+    log "could not install chromium and node: apt-get install chromium nodejs npm"
+    exit 1
+  fi
+fi
+if [ ! -d launcher/tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core (npm ci in launcher/tests/browser)"
+  (cd launcher/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"

@@ -186,7 +186,7 @@ function renderJob(job) {
     ["Heartbeat", when(job.heartbeat_at)],
     ["Exit code", job.exit_code],
     ["Task", job.fargate_task_arn],
-    ["Cancel", job.cancel_requested ? "requested: the worker is stopping the script" : ""],
+    ["Cancel", job.cancel_requested && !TERMINAL.has(job.status) ? "requested: the worker is stopping the script" : ""],
   ];
   const dl = $("job-facts");
   dl.replaceChildren();

@@ -14,8 +14,8 @@ use axum::{
     response::Response,
 };
 use plus_jobs::{
-    job::{job_json, normalize_numbers, status_name, JobId},
-    Job, JobStatus, RunMode,
+    job::{job_json, status_name, JobId},
+    JobStatus, RunMode,
 };
 use serde::Deserialize;
 
@@ -109,6 +109,13 @@ pub async fn list(
         ),
     };
     let start = q.page_token.as_deref().filter(|t| !t.is_empty());
+    if let Some(token) = start {
+        if JobId::parse(token).is_err() {
+            return Err(ApiError::BadRequest(
+                "page_token is not one this API gave out: pass the previous page's next_page_token unchanged".into(),
+            ));
+        }
+    }
     let page = state.launcher.list(&caller.0, status, start, size).await?;
     let active = page.items.iter().any(|j| poll_hint(j.status()).is_some());
     let jobs: Vec<serde_json::Value> = page.items.iter().map(job_json).collect();
@@ -179,9 +186,8 @@ pub async fn events(
     Ok(json_response(&headers, StatusCode::OK, &body, poll))
 }
 
-/// `POST /jobs`: launches a job described by the proto3 JSON of a [`Job`]
-/// (`run_mode`, `script`, `params`, ...). Fields the launcher and worker
-/// write are ignored; the caller is the job's user. 201 for a new job, 200
+/// `POST /jobs`: launches a job described by a [`LaunchBody`] (the fields
+/// of a job's proto3 JSON a caller chooses); the caller is the job's user. 201 for a new job, 200
 /// when a job with the given `object_id` already exists (a retried launch).
 pub async fn launch(
     caller: Caller,
@@ -210,12 +216,12 @@ pub async fn launch(
         )),
         _ => ApiError::BadRequest(e.body_text()),
     })?;
-    let job: Job = serde_json::from_slice(&body).map_err(|e| {
+    let body: LaunchBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
-            "the body is not a launch request (a Job in proto3 JSON, e.g. {{\"script\": {{\"source\": \"echo hi\"}}}}): {e}"
+            "the body is not a launch request (e.g. {{\"script\": {{\"source\": \"echo hi\"}}}}; see LaunchRequest in /openapi.yaml): {e}"
         ))
     })?;
-    let req = launch_request(&caller.0, job)?;
+    let req = launch_request(&caller.0, body)?;
     let launched = state
         .launcher
         .launch(&req, true)
@@ -243,63 +249,176 @@ pub async fn launch(
     Ok(response)
 }
 
+/// The body of `POST /jobs`: the fields of a [`Job`](plus_jobs::Job) a
+/// caller chooses, with their proto3 JSON names, read strictly: an unknown
+/// or misspelt field, a field the launcher or worker writes (`status`,
+/// `username`, ...) or a value of the wrong JSON type is refused rather than
+/// silently ignored. `null` means "not set", as in the proto3 mapping.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchBody {
+    /// A job id of the caller's choosing (a retried launch is harmless).
+    pub object_id: Option<String>,
+    /// `RUN_SCRIPT`, `RUN_COLLECTION` or `RUN_ACTION`; inferred when absent.
+    pub run_mode: Option<String>,
+    /// The script (RUN_SCRIPT, RUN_COLLECTION).
+    pub script: Option<LaunchScript>,
+    /// Parameters handed to the script as `PLUS_PARAMS`.
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// RUN_COLLECTION: one of the caller's collections.
+    pub collection_owner: Option<String>,
+    /// RUN_ACTION: the stored action to run.
+    pub action_id: Option<String>,
+    /// `timeout_seconds`.
+    pub timeout_seconds: Option<u32>,
+    /// `max_attempts`.
+    pub max_attempts: Option<u32>,
+    /// RUN_COLLECTION: item failures tolerated (a count).
+    pub tolerated_failures: Option<u32>,
+    /// RUN_COLLECTION: item failures tolerated (a percentage).
+    pub tolerated_failure_percent: Option<f32>,
+}
+
+/// The `script` of a [`LaunchBody`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchScript {
+    /// The script's text.
+    pub source: Option<String>,
+    /// Refused over HTTP (it could name any file in the bucket); read only
+    /// to say so.
+    pub s3_key: Option<String>,
+    /// The program that runs the script file.
+    pub interpreter: Option<String>,
+    /// Arguments after the script file.
+    pub args: Option<Vec<String>>,
+    /// RUN_COLLECTION: one process reads items as JSON lines on stdin.
+    pub streaming: Option<bool>,
+}
+
 /// Turns a launch body into a [`LaunchRequest`] for `user`.
 ///
 /// # Errors
-/// [`ApiError::BadRequest`] for what the HTTP API does not accept: a script
-/// by bucket key (it could name another user's file) and another user's
-/// collection.
-pub fn launch_request(user: &str, mut job: Job) -> Result<LaunchRequest, ApiError> {
-    let script = job.script.take().unwrap_or_default();
-    if !script.s3_key.is_empty() {
-        return Err(ApiError::BadRequest(
-            "script.s3_key is not accepted over HTTP (it could name any file in the bucket): send the script's text as script.source, or launch a stored action with action_id".into(),
+/// [`ApiError::BadRequest`] naming the field: a script by bucket key (it
+/// could name another user's file), fields that do not belong to the run
+/// mode. [`ApiError::NotFound`] for a collection that is not the caller's
+/// (as for jobs, another user's collection is not confirmed to exist).
+pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, ApiError> {
+    let bad = |m: String| Err(ApiError::BadRequest(m));
+    let present = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
+    let run_mode = match body.run_mode.as_deref() {
+        None | Some("RUN_MODE_UNSPECIFIED") if present(&body.action_id) => RunMode::RunAction,
+        None | Some("RUN_MODE_UNSPECIFIED") if present(&body.collection_owner) => {
+            RunMode::RunCollection
+        }
+        None | Some("RUN_MODE_UNSPECIFIED") => RunMode::RunScript,
+        Some(name) => match RunMode::from_str_name(name) {
+            Some(mode) => mode,
+            None => {
+                return bad(format!(
+                "run_mode {name:?} is not a run mode: use RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION"
+            ))
+            }
+        },
+    };
+    let mode_name = run_mode.as_str_name();
+    let mut stray = Vec::new();
+    if run_mode != RunMode::RunCollection {
+        if present(&body.collection_owner) {
+            stray.push("collection_owner");
+        }
+        if body.tolerated_failures.is_some() {
+            stray.push("tolerated_failures");
+        }
+        if body.tolerated_failure_percent.is_some() {
+            stray.push("tolerated_failure_percent");
+        }
+    }
+    if run_mode != RunMode::RunAction && present(&body.action_id) {
+        stray.push("action_id");
+    }
+    if run_mode == RunMode::RunAction && body.script.is_some() {
+        stray.push("script");
+    }
+    if !stray.is_empty() {
+        return bad(format!(
+            "{} do(es) not apply to a {mode_name} job: leave it out, or set run_mode to the mode it belongs to",
+            stray.join(", ")
         ));
     }
-    let run_mode = match job.run_mode() {
-        RunMode::Unspecified if !job.action_id.is_empty() => RunMode::RunAction,
-        RunMode::Unspecified if !job.collection_owner.is_empty() => RunMode::RunCollection,
-        RunMode::Unspecified => RunMode::RunScript,
-        mode => mode,
-    };
-    if !job.collection_owner.is_empty() && !job.collection_owner.starts_with(&format!("{user}/")) {
-        return Err(ApiError::BadRequest(format!(
-            "collection_owner {:?} is not one of your collections: it must start with \"{user}/\" (e.g. {user}/collections/photos)",
-            job.collection_owner
-        )));
-    }
-    let params = match job.params {
-        Some(p) => {
-            let mut v = serde_json::to_value(p)
-                .map_err(|e| ApiError::BadRequest(format!("params cannot be read: {e}")))?;
-            normalize_numbers(&mut v);
-            match v {
-                serde_json::Value::Object(map) => map,
-                _ => serde_json::Map::new(),
-            }
+    for (name, value) in [
+        ("action_id", &body.action_id),
+        ("collection_owner", &body.collection_owner),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return bad(format!(
+                "{name} contains a NUL character, which no id can hold: remove it"
+            ));
         }
-        None => serde_json::Map::new(),
-    };
+    }
+    let script = body.script.unwrap_or_default();
+    if script.s3_key.as_deref().is_some_and(|k| !k.is_empty()) {
+        return bad("script.s3_key is not accepted over HTTP (it could name any file in the bucket): send the script's text as script.source, or launch a stored action with action_id".into());
+    }
+    let collection_owner = body.collection_owner.filter(|o| !o.is_empty());
+    if let Some(owner) = &collection_owner {
+        let owner = owner.trim();
+        if owner.contains('/') && !owner.starts_with(&format!("{user}/")) {
+            return Err(ApiError::NotFound(format!(
+                "collection {owner} was not found among yours: your collections are named {user}/collections/NAME"
+            )));
+        }
+    }
     Ok(LaunchRequest {
         username: user.to_owned(),
         run_mode,
-        script: (!script.source.is_empty()).then(|| script.source.into_bytes()),
+        script: script
+            .source
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes),
         script_name: "script.source".into(),
-        interpreter: script.interpreter,
-        args: script.args,
-        params,
-        collection_owner: (!job.collection_owner.is_empty()).then_some(job.collection_owner),
-        streaming: script.streaming,
-        action_id: (!job.action_id.is_empty()).then_some(job.action_id),
-        timeout_seconds: job.timeout_seconds,
-        max_attempts: job.max_attempts,
-        tolerated_failures: job.tolerated_failures,
-        tolerated_failure_percent: job.tolerated_failure_percent,
-        job_id: (!job.object_id.is_empty()).then_some(job.object_id),
+        interpreter: script.interpreter.unwrap_or_default(),
+        args: script.args.unwrap_or_default(),
+        params: body
+            .params
+            .map(|mut p| {
+                p.values_mut().for_each(as_doubles);
+                p
+            })
+            .unwrap_or_default(),
+        collection_owner,
+        streaming: script.streaming.unwrap_or_default(),
+        action_id: body.action_id.filter(|a| !a.is_empty()),
+        timeout_seconds: body.timeout_seconds,
+        max_attempts: body.max_attempts,
+        tolerated_failures: body.tolerated_failures,
+        tolerated_failure_percent: body.tolerated_failure_percent,
+        job_id: body.object_id.filter(|i| !i.is_empty()),
         // Fields added to LaunchRequest later keep their defaults until the
         // HTTP API reads them.
         ..LaunchRequest::default()
     })
+}
+
+/// Params are stored as a protobuf `Struct`, whose numbers are doubles:
+/// integers too large for a double to hold exactly become the nearest
+/// double here (the store would refuse them otherwise).
+fn as_doubles(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    const EXACT: u64 = 1 << 53;
+    match value {
+        Value::Number(n)
+            if n.as_u64().is_some_and(|u| u > EXACT)
+                || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT) =>
+        {
+            if let Some(d) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                *n = d;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(as_doubles),
+        Value::Object(map) => map.values_mut().for_each(as_doubles),
+        _ => {}
+    }
 }
 
 /// `POST /jobs/{id}/cancel`: an INITIALIZING or INTERRUPTED job is

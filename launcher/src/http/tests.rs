@@ -298,10 +298,51 @@ async fn bad_launches_are_refused_with_the_reason() {
         (json!({ "script": { "source": "  \n" } }), "is empty"),
         (json!({ "script": { "s3_key": "jobs/x/script" } }), "s3_key"),
         (
-            json!({ "collection_owner": "bob/collections/x", "script": { "source": "echo" } }),
-            "not one of your collections",
+            json!({ "collection_owner": "photos", "script": { "source": "echo" } }),
+            "not an owner path",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "status": "SUCCEEDED" }),
+            "unknown field `status`",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "timout_seconds": 5 }),
+            "unknown field `timout_seconds`",
+        ),
+        (
+            json!({ "script": { "source": "echo", "shell": "sh" } }),
+            "unknown field `shell`",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "run_mode": 1 }),
+            "not a launch request",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "run_mode": "RUN_FAST" }),
+            "not a run mode",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "max_attempts": "3" }),
+            "not a launch request",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "action_id": "nightly" }),
+            "script do(es) not apply to a RUN_ACTION job",
+        ),
+        (
+            json!({ "script": { "source": "echo" }, "tolerated_failures": 2 }),
+            "tolerated_failures do(es) not apply to a RUN_SCRIPT job",
+        ),
+        (
+            json!({ "run_mode": "RUN_SCRIPT", "script": { "source": "echo" }, "collection_owner": "alice/collections/x" }),
+            "collection_owner do(es) not apply",
         ),
         (json!({ "run_mode": "RUN_ACTION" }), "--action"),
+        (json!({ "action_id": "nightly\u{0}" }), "NUL"),
+        (
+            json!({ "script": { "source": "echo" }, "run_mode": "" }),
+            "not a run mode",
+        ),
         (
             json!({ "script": { "source": "echo" }, "max_attempts": 0 }),
             "max_attempts",
@@ -343,9 +384,50 @@ async fn bad_launches_are_refused_with_the_reason() {
     let a = launch(&app, big).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(a.body["code"], "payload_too_large");
-    // Nothing was written by any of them.
+    // Another user's collection is not found, like another user's job.
+    let a = launch(
+        &app,
+        json!({ "collection_owner": "bob/collections/x", "script": { "source": "echo" } }),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("alice/collections/NAME"));
+    // `null` is "not set", as in the proto3 JSON mapping.
+    let a = launch(
+        &app,
+        json!({ "script": { "source": "echo", "args": null }, "params": null, "max_attempts": null }),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    call(
+        &app,
+        "POST",
+        &format!("/jobs/{}/cancel", a.body["object_id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    // Huge integers in params are kept as the nearest double.
+    let a = launch(
+        &app,
+        json!({ "script": { "source": "echo" }, "params": { "big": u64::MAX, "small": i64::MIN, "n": [7] } }),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["params"]["n"], json!([7]));
+    assert_eq!(a.body["params"]["big"].as_f64(), Some(u64::MAX as f64));
+    call(
+        &app,
+        "POST",
+        &format!("/jobs/{}/cancel", a.body["object_id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    // Nothing was written by any of the refused ones.
     let list = call(&app, "GET", "/jobs", None).await;
-    assert_eq!(list.body["jobs"], json!([]));
+    assert_eq!(list.body["jobs"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -356,6 +438,7 @@ async fn bad_queries_are_400_and_unknown_routes_404_and_wrong_methods_405() {
         "/jobs?page_size=101",
         "/jobs?page_size=many",
         "/jobs?status=DONE",
+        "/jobs?page_token=not%20a%20token",
         "/jobs/x/events?after=-1",
         "/jobs/x/events?limit=0",
         "/jobs/x/events?limit=1001",
