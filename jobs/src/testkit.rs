@@ -114,10 +114,10 @@ pub async fn create_ecs(aws: &AwsConfig) -> (String, String) {
                 .image("123456789012.dkr.ecr.us-east-1.amazonaws.com/plus-worker:latest")
                 .essential(true)
                 .stop_timeout(120)
-                // Fargate does not need container-level sizes; the emulator
-                // does to place the task.
-                .cpu(256)
-                .memory(512)
+                // Fargate does not need a container-level size; the emulator
+                // does to place the task (and echoes `memory` back as a
+                // number, which the SDK refuses, so use the reservation).
+                .memory_reservation(512)
                 .build(),
         )
         .send()
@@ -129,6 +129,10 @@ pub async fn create_ecs(aws: &AwsConfig) -> (String, String) {
 /// A subnet of the emulator's default VPC (RunTask checks subnets exist).
 /// Read through EC2's query API directly: the workspace has no EC2 SDK.
 pub async fn default_subnet(endpoint: &str) -> String {
+    ec2_query(endpoint, "DescribeSubnets", "<subnetId>").await
+}
+
+async fn ec2_query(endpoint: &str, action: &str, tag: &str) -> String {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -139,17 +143,22 @@ pub async fn default_subnet(endpoint: &str) -> String {
             "authorization",
             "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
         )
-        .body(Full::new(Bytes::from_static(b"Action=DescribeSubnets&Version=2016-11-15")))
+        .body(Full::new(Bytes::from(format!("Action={action}&Version=2016-11-15"))))
         .unwrap();
-    let response = client.request(request).await.expect("DescribeSubnets");
+    let response = client.request(request).await.expect("EC2 answers");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&body);
     let start = text
-        .find("<subnetId>")
-        .expect("the emulator has a default subnet")
-        + "<subnetId>".len();
+        .find(tag)
+        .unwrap_or_else(|| panic!("no {tag} in the emulator's answer: {text}"))
+        + tag.len();
     let end = start + text[start..].find('<').unwrap();
     text[start..end].to_owned()
+}
+
+/// The default security group of the emulator's default VPC.
+pub async fn default_security_group(endpoint: &str) -> String {
+    ec2_query(endpoint, "DescribeSecurityGroups", "<groupId>").await
 }
 
 /// Creates the two tables and the bucket `aws` names.
@@ -224,6 +233,45 @@ pub async fn create_resources(aws: &AwsConfig) {
         .send()
         .await
         .expect("create the bucket");
+}
+
+/// The emulator returns a task container's `cpu` and `memory` as JSON
+/// numbers where ECS returns strings, which the Rust SDK (rightly) refuses;
+/// the proxy turns them into strings. Nothing else is changed.
+fn fix_ecs_shapes(body: hyper::body::Bytes) -> hyper::body::Bytes {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    let mut changed = false;
+    let mut tasks: Vec<&mut serde_json::Value> = Vec::new();
+    if let Some(obj) = v.as_object_mut() {
+        for (k, val) in obj.iter_mut() {
+            match (k.as_str(), val) {
+                ("tasks", serde_json::Value::Array(list)) => tasks.extend(list.iter_mut()),
+                ("task", t @ serde_json::Value::Object(_)) => tasks.push(t),
+                _ => {}
+            }
+        }
+    }
+    {
+        for task in tasks {
+            if let Some(containers) = task.get_mut("containers").and_then(|c| c.as_array_mut()) {
+                for c in containers.iter_mut().filter_map(|c| c.as_object_mut()) {
+                    for key in ["cpu", "memory", "memoryReservation"] {
+                        if let Some(n) = c.get(key).filter(|n| n.is_number()).cloned() {
+                            c.insert(key.to_owned(), serde_json::Value::String(n.to_string()));
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if changed {
+        hyper::body::Bytes::from(v.to_string())
+    } else {
+        body
+    }
 }
 
 /// A fault to inject into one proxied request.
@@ -363,8 +411,13 @@ impl FaultProxy {
                                 .request(Request::from_parts(parts, Full::new(body)))
                                 .await
                                 .map_err(|e| e.to_string())?;
-                            let (parts, body) = resp.into_parts();
-                            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            let (mut parts, body) = resp.into_parts();
+                            let mut body =
+                                body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            if target.starts_with("ECS:") {
+                                body = fix_ecs_shapes(body);
+                                parts.headers.remove("content-length");
+                            }
                             Ok::<_, String>(Response::from_parts(parts, Full::new(body)))
                         }
                     });

@@ -24,6 +24,7 @@ pub mod data;
 pub mod ecs;
 pub mod follow;
 pub mod http;
+pub mod lambda;
 pub mod launch;
 pub mod local;
 pub mod monitor;

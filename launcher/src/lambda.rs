@@ -1,0 +1,309 @@
+//! The launcher's Lambda face: JSON operations over [`Launcher`], for an
+//! engine Lambda (or Step Functions, or an EventBridge schedule for the
+//! monitor) to invoke. The handler is a thin adapter: parse, call the
+//! library, shape the answer.
+//!
+//! ```json
+//! {"op": "launch", "username": "alice", "script": "echo hi", "params": {"n": 3}}
+//! {"op": "status", "username": "alice", "job_id": "..."}
+//! {"op": "events", "username": "alice", "job_id": "...", "after": 0}
+//! {"op": "cancel", "username": "alice", "job_id": "..."}
+//! {"op": "list",   "username": "alice"}
+//! {"op": "monitor"}
+//! ```
+
+use plus_jobs::{job::job_json, RunMode, TaskResources};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    launch::LaunchRequest,
+    monitor::Policy,
+    ops::{Launcher, LauncherError},
+};
+
+/// One operation.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Launch a job.
+    Launch(Box<LaunchOp>),
+    /// A job's record.
+    Status {
+        /// The caller.
+        username: String,
+        /// The job.
+        job_id: String,
+    },
+    /// A job's events after a sequence number.
+    Events {
+        /// The caller.
+        username: String,
+        /// The job.
+        job_id: String,
+        /// Only events with a larger `seq`.
+        #[serde(default)]
+        after: u64,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The caller.
+        username: String,
+        /// The job.
+        job_id: String,
+    },
+    /// The caller's jobs, newest first.
+    List {
+        /// The caller.
+        username: String,
+        /// Continue after this job id.
+        #[serde(default)]
+        start: Option<String>,
+        /// At most this many.
+        #[serde(default = "default_limit")]
+        limit: usize,
+    },
+    /// One monitor pass (for an EventBridge schedule).
+    Monitor,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// The fields of a launch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchOp {
+    /// Who launches it.
+    pub username: String,
+    /// `RUN_SCRIPT` (default), `RUN_COLLECTION` or `RUN_ACTION`.
+    #[serde(default)]
+    pub run_mode: Option<String>,
+    /// The script's text.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// A script already in the primary bucket.
+    #[serde(default)]
+    pub script_key: Option<String>,
+    /// `interpreter`.
+    #[serde(default)]
+    pub interpreter: String,
+    /// `args`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `params`.
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
+    /// RUN_COLLECTION's owner path.
+    #[serde(default)]
+    pub collection_owner: Option<String>,
+    /// RUN_ACTION's action.
+    #[serde(default)]
+    pub action_id: Option<String>,
+    /// `timeout_seconds`.
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    /// `max_attempts`.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// A caller-chosen id (a retried invocation is then harmless).
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// CPU units.
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory: Option<u32>,
+    /// Fargate Spot.
+    #[serde(default)]
+    pub spot: bool,
+}
+
+/// Errors the handler returns: the Lambda runtime reports them as the
+/// invocation's error with this message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The event is not a valid operation.
+    #[error("the event is not a valid operation: {0}")]
+    BadEvent(String),
+    /// The operation failed.
+    #[error(transparent)]
+    Launcher(#[from] LauncherError),
+}
+
+/// Handles one event.
+///
+/// # Errors
+/// [`HandlerError`] with a sentence for the caller.
+pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerError> {
+    let op: Operation =
+        serde_json::from_value(event).map_err(|e| HandlerError::BadEvent(e.to_string()))?;
+    Ok(match op {
+        Operation::Launch(l) => {
+            let run_mode = match l.run_mode.as_deref() {
+                None => RunMode::RunScript,
+                Some(m) => RunMode::from_str_name(m)
+                    .filter(|m| *m != RunMode::Unspecified)
+                    .ok_or_else(|| {
+                        HandlerError::BadEvent(format!(
+                            "run_mode {m:?} is not RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION"
+                        ))
+                    })?,
+            };
+            let req = LaunchRequest {
+                username: l.username,
+                run_mode,
+                script: l.script.map(String::into_bytes),
+                script_key: l.script_key,
+                script_name: "the event's script".into(),
+                interpreter: l.interpreter,
+                args: l.args,
+                params: l.params,
+                collection_owner: l.collection_owner,
+                action_id: l.action_id,
+                timeout_seconds: l.timeout_seconds,
+                max_attempts: l.max_attempts,
+                job_id: l.job_id,
+                resources: TaskResources {
+                    cpu: l.cpu.unwrap_or(0),
+                    memory: l.memory.unwrap_or(0),
+                    spot: l.spot,
+                    ..TaskResources::default()
+                },
+                ..LaunchRequest::default()
+            };
+            let launched = launcher.launch(&req, true).await?;
+            json!({ "job_id": launched.job.object_id, "status": launched.job.status().as_str_name(), "created": launched.created })
+        }
+        Operation::Status { username, job_id } => {
+            job_json(&launcher.status(&username, &job_id).await?)
+        }
+        Operation::Events {
+            username,
+            job_id,
+            after,
+        } => {
+            let events = launcher.events(&username, &job_id, after, 1000).await?;
+            let last = events.last().map(|e| e.seq).unwrap_or(after);
+            json!({ "events": events, "last_seq": last })
+        }
+        Operation::Cancel { username, job_id } => {
+            job_json(&launcher.cancel(&username, &job_id).await?)
+        }
+        Operation::List {
+            username,
+            start,
+            limit,
+        } => {
+            let page = launcher
+                .list(&username, None, start.as_deref(), limit.clamp(1, 1000))
+                .await?;
+            json!({ "jobs": page.items.iter().map(job_json).collect::<Vec<_>>(), "next": page.next })
+        }
+        Operation::Monitor => json!({ "settled": launcher.monitor(&Policy::default()).await? }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{local::LocalRunner, ops::Runner};
+    use plus_jobs::{Backend, BackendConfig};
+
+    async fn local() -> (Launcher, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::open(&BackendConfig::Local {
+            dir: dir.path().into(),
+            bucket: "b".into(),
+        })
+        .await
+        .unwrap();
+        // A worker that never starts: the handler's answers are what is tested.
+        let mut runner = LocalRunner::new(dir.path().into());
+        runner.worker = vec!["/bin/true".into()];
+        (
+            Launcher {
+                backend,
+                runner: Runner::Local(runner),
+            },
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn launch_then_status_events_list_and_cancel() {
+        let (launcher, _dir) = local().await;
+        let out = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-1", "params": {"n": 3}})).await.unwrap();
+        assert_eq!(
+            out,
+            json!({"job_id": "j-1", "status": "INITIALIZING", "created": true})
+        );
+        let again = handle(
+            &launcher,
+            json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-1"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again["created"], false);
+        let status = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-1"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status["params"], json!({"n": 3}));
+        let list = handle(&launcher, json!({"op": "list", "username": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+        let events = handle(
+            &launcher,
+            json!({"op": "events", "username": "alice", "job_id": "j-1"}),
+        )
+        .await
+        .unwrap();
+        assert!(events["events"].is_array());
+        let cancelled = handle(
+            &launcher,
+            json!({"op": "cancel", "username": "alice", "job_id": "j-1"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cancelled["status"], "CANCELLED");
+    }
+
+    #[tokio::test]
+    async fn bad_events_and_other_users_are_refused_with_a_reason() {
+        let (launcher, _dir) = local().await;
+        let err = handle(&launcher, json!({"op": "explode"}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `explode`"), "{err}");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice"}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a script is required"), "{err}");
+        handle(
+            &launcher,
+            json!({"op": "launch", "username": "alice", "script": "echo", "job_id": "j-2"}),
+        )
+        .await
+        .unwrap();
+        let err = handle(
+            &launcher,
+            json!({"op": "status", "username": "bob", "job_id": "j-2"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("was not found"), "{err}");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo", "cpu": 256, "memory": 9999})).await.unwrap_err().to_string();
+        assert!(err.contains("choose one of 512, 1024, 2048 MiB"), "{err}");
+    }
+}

@@ -1,0 +1,199 @@
+//! The real `plus-lambda` binary end to end: a small stand-in for the Lambda
+//! Runtime API (the few routes a runtime uses) feeds it invocations, and the
+//! launcher behind it talks to `moto_server`. Proves the packaging, not only
+//! the handler, and measures the init time.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{Path, State},
+    http::HeaderMap,
+    routing::{get, post},
+    Router,
+};
+use plus_jobs::{
+    testkit::{create_ecs, default_security_group, default_subnet, FaultProxy, Moto},
+    Backend, BackendConfig, JobStatus,
+};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const LAMBDA: &str = env!("CARGO_BIN_EXE_plus-lambda");
+
+#[derive(Clone)]
+struct RuntimeApi {
+    events: Arc<Mutex<VecDeque<(String, Value)>>>,
+    first_poll: Arc<Mutex<Option<Instant>>>,
+    results: mpsc::UnboundedSender<(String, &'static str, Value)>,
+}
+
+async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
+    api.first_poll
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
+    loop {
+        if let Some((id, event)) = api.events.lock().unwrap().pop_front() {
+            let mut headers = HeaderMap::new();
+            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+            let deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                deadline.to_string().parse().unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:plus"
+                    .parse()
+                    .unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793".parse().unwrap(),
+            );
+            return (headers, event.to_string());
+        }
+        // No more invocations: hold the long poll, as Lambda does.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn response(
+    State(api): State<RuntimeApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> &'static str {
+    let _ = api.results.send((
+        id,
+        "response",
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ));
+    "{}"
+}
+
+async fn error(
+    State(api): State<RuntimeApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> &'static str {
+    let _ = api.results.send((
+        id,
+        "error",
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ));
+    "{}"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_serves_operations_through_the_runtime_api() {
+    let moto = Moto::shared();
+    let aws = moto.provision().await;
+    let (cluster, task_definition) = create_ecs(&aws).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let subnet = default_subnet(&moto.endpoint).await;
+    let sg = default_security_group(&moto.endpoint).await;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let api = RuntimeApi {
+        events: Arc::new(Mutex::new(VecDeque::from([
+            (
+                "req-1".to_owned(),
+                json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "lambda-job-1"}),
+            ),
+            (
+                "req-2".to_owned(),
+                json!({"op": "status", "username": "alice", "job_id": "lambda-job-1"}),
+            ),
+            (
+                "req-3".to_owned(),
+                json!({"op": "status", "username": "mallory", "job_id": "lambda-job-1"}),
+            ),
+            ("req-4".to_owned(), json!({"op": "monitor"})),
+        ]))),
+        first_poll: Arc::default(),
+        results: tx,
+    };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(LAMBDA)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "plus")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "group")
+        .env("AWS_REGION", &aws.region)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("DYNAMO_TABLE", &aws.table)
+        .env("DYNAMO_STREAMS_TABLE", &aws.streams_table)
+        .env("PRIMARY_BUCKET", &aws.bucket)
+        .env("ECS_CLUSTER", &cluster)
+        .env("TASK_DEFINITION", &task_definition)
+        .env("SUBNETS", &subnet)
+        .env("SECURITY_GROUPS", &sg)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let mut results = Vec::new();
+    while results.len() < 4 {
+        let r = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("the function answers")
+            .unwrap();
+        results.push(r);
+    }
+    let init = api.first_poll.lock().unwrap().unwrap() - started;
+    child.kill().await.unwrap();
+
+    assert_eq!(results[0].0, "req-1");
+    assert_eq!(results[0].1, "response", "{:?}", results[0]);
+    assert_eq!(results[0].2["job_id"], "lambda-job-1");
+    assert_eq!(results[1].2["status"], "INITIALIZING");
+    assert!(results[1].2["fargate_task_arn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:ecs:"));
+    assert_eq!(results[2].1, "error");
+    assert!(
+        results[2].2.to_string().contains("was not found"),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(results[3].1, "response");
+    assert!(results[3].2["settled"].is_array());
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    assert_eq!(
+        backend
+            .jobs
+            .get_job("lambda-job-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(),
+        JobStatus::Initializing
+    );
+    eprintln!("REPORT plus-lambda init (process start to first poll of the Runtime API): {init:?}");
+}
