@@ -1,0 +1,379 @@
+//! Fan-out: one RUN_COLLECTION job split across N tasks
+//! (`plus launch --collection OWNER SCRIPT --shards N`).
+//!
+//! The parent job is a record only: no worker runs it. Its shards are child
+//! jobs `{parent}-s0` .. `{parent}-s{N-1}`, each a full RUN_COLLECTION job
+//! with `shard_index`, `shard_count` and `parent_id`, its own task, its own
+//! progress, checkpoint, results (`jobs/{shard}/results.jsonl`) and retries.
+//! A shard runs the items whose id hashes to its index (FNV-1a 64 modulo N,
+//! see `plus_worker::collection::shard_of`): a deterministic partition that
+//! needs no coordination.
+//!
+//! The parent's status is derived from its shards whenever it is read
+//! ([`aggregate`], called by `Launcher::status`, hence by `plus status`,
+//! following and the HTTP API) and written back to the parent record with
+//! a conditional write, so a frontend polling the parent sees it too:
+//! SUCCEEDED when every shard succeeded; once all shards ended, FAILED if
+//! any failed (else CANCELLED); INTERRUPTED while some shard is and none
+//! is running; RUNNING as soon as any shard has started. Its progress is the
+//! sum of the shards'.
+
+use plus_jobs::{
+    job::{is_terminal, status_name},
+    Expect, Job, JobStatus, Progress, RunMode, StoreError, Timestamp,
+};
+use tokio::process::Child;
+
+use crate::{
+    launch::{prepare, LaunchRequest},
+    ops::{Launcher, LauncherError},
+};
+
+/// The most shards one job may have.
+pub const MAX_SHARDS: u32 = 100;
+
+/// The id of shard `index` of `parent`.
+pub fn shard_id(parent: &str, index: u32) -> String {
+    format!("{parent}-s{index}")
+}
+
+/// A launched fan-out: the parent record and any local worker processes.
+#[derive(Debug)]
+pub struct LaunchedShards {
+    /// The parent job as written.
+    pub parent: Job,
+    /// Local workers (one per shard) when they run on this machine.
+    pub workers: Vec<Child>,
+}
+
+/// Writes the parent and its `count` shards and starts every shard. A
+/// retried launch with the same job id finds the records and starts nothing
+/// twice.
+///
+/// # Errors
+/// [`LauncherError::Invalid`] before anything is written when the request
+/// is not a collection or `count` is out of range; store and start errors.
+pub async fn launch(
+    launcher: &Launcher,
+    req: &LaunchRequest,
+    count: u32,
+    detach: bool,
+) -> Result<LaunchedShards, LauncherError> {
+    let invalid = |m: String| LauncherError::Invalid(crate::launch::InvalidRequest::Field(m));
+    if req.run_mode != RunMode::RunCollection {
+        return Err(invalid(
+            "--shards splits a collection: use it with --collection OWNER SCRIPT".into(),
+        ));
+    }
+    if !(1..=MAX_SHARDS).contains(&count) {
+        return Err(invalid(format!(
+            "--shards {count} is out of range: use 1 to {MAX_SHARDS}"
+        )));
+    }
+    if count == 1 {
+        let launched = launcher.launch(req, detach).await?;
+        return Ok(LaunchedShards {
+            parent: launched.job,
+            workers: launched.worker.into_iter().collect(),
+        });
+    }
+    let prepared = prepare(req)?;
+    if let Some((key, bytes)) = &prepared.upload {
+        launcher
+            .backend
+            .blobs
+            .put_bytes(key, bytes.clone(), "text/plain")
+            .await?;
+    }
+    let mut parent = prepared.job;
+    parent.shard_count = count;
+    match launcher.jobs().create_job(&parent).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => {
+            let existing = launcher.status(&req.username, &parent.object_id).await?;
+            return Ok(LaunchedShards {
+                parent: existing,
+                workers: Vec::new(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut workers = Vec::new();
+    for index in 0..count {
+        let shard = Job {
+            object_id: shard_id(&parent.object_id, index),
+            shard_index: index,
+            shard_count: count,
+            parent_id: parent.object_id.clone(),
+            ..parent.clone()
+        };
+        match launcher.jobs().create_job(&shard).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let (_, worker) = launcher.start(shard, detach).await?;
+        workers.extend(worker);
+    }
+    Ok(LaunchedShards { parent, workers })
+}
+
+/// The parent's status and progress derived from its shards, written back
+/// to the parent record when they changed. A shard that cannot be read
+/// counts as not started.
+///
+/// # Errors
+/// Store errors.
+pub async fn aggregate(launcher: &Launcher, parent: Job) -> Result<Job, LauncherError> {
+    if is_terminal(parent.status()) {
+        return Ok(parent);
+    }
+    let mut shards = Vec::with_capacity(parent.shard_count as usize);
+    for index in 0..parent.shard_count {
+        let id = shard_id(&parent.object_id, index);
+        shards.push(launcher.jobs().get_job(&id).await.ok().flatten());
+    }
+    let derived = derive(&parent, &shards);
+    let changed = derived.status != parent.status
+        || derived.progress != parent.progress
+        || derived.error != parent.error;
+    if !changed {
+        return Ok(parent);
+    }
+    let now = Timestamp::now().to_string();
+    let status = derived.status();
+    let patch = Job {
+        status: derived.status,
+        progress: derived.progress.clone(),
+        error: derived.error.clone(),
+        updated_at: now.clone(),
+        started_at: if parent.started_at.is_empty() && status != JobStatus::Initializing {
+            now.clone()
+        } else {
+            String::new()
+        },
+        completed_at: if is_terminal(status) {
+            now
+        } else {
+            String::new()
+        },
+        ..Job::default()
+    };
+    match launcher
+        .jobs()
+        .update_job(
+            &parent.object_id,
+            &Expect::status([parent.status()]),
+            &patch,
+        )
+        .await
+    {
+        Ok(job) => {
+            if job.status != parent.status {
+                tracing::info!(job_id = %job.object_id, status = status_name(status), "the shards moved the parent job");
+            }
+            Ok(job)
+        }
+        // Someone else aggregated first: theirs is as good.
+        Err(StoreError::Conflict { .. }) => Ok(launcher
+            .jobs()
+            .get_job(&parent.object_id)
+            .await?
+            .unwrap_or(parent)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The parent as its shards say it is (pure; `None` is a shard not found).
+pub fn derive(parent: &Job, shards: &[Option<Job>]) -> Job {
+    let statuses: Vec<JobStatus> = shards
+        .iter()
+        .map(|s| s.as_ref().map_or(JobStatus::Initializing, Job::status))
+        .collect();
+    let count = |s: JobStatus| statuses.iter().filter(|x| **x == s).count();
+    let all_ended = statuses.iter().all(|s| is_terminal(*s));
+    let name = |i: usize| shard_id(&parent.object_id, i as u32);
+    let (status, error) = if count(JobStatus::Succeeded) == statuses.len() {
+        (JobStatus::Succeeded, String::new())
+    } else if all_ended {
+        let failed: Vec<String> = statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != JobStatus::Succeeded)
+            .map(|(i, s)| {
+                let why = shards[i].as_ref().map(|j| j.error.as_str()).unwrap_or("");
+                format!("{} {} ({why})", name(i), status_name(*s))
+            })
+            .collect();
+        let status = if count(JobStatus::Failed) > 0 {
+            JobStatus::Failed
+        } else {
+            JobStatus::Cancelled
+        };
+        (
+            status,
+            format!(
+                "{} of {} shards did not succeed: {}",
+                failed.len(),
+                statuses.len(),
+                failed.join("; ")
+            ),
+        )
+    } else if count(JobStatus::Interrupted) > 0
+        && count(JobStatus::Running) == 0
+        && count(JobStatus::Initializing) == 0
+    {
+        (
+            JobStatus::Interrupted,
+            "some shards were interrupted: `plus retry SHARD_ID` relaunches each".into(),
+        )
+    } else if statuses.iter().all(|s| *s == JobStatus::Initializing) {
+        (JobStatus::Initializing, String::new())
+    } else {
+        (JobStatus::Running, String::new())
+    };
+    let mut progress = Progress::default();
+    let mut any = false;
+    for p in shards.iter().flatten().filter_map(|j| j.progress.as_ref()) {
+        any = true;
+        progress.total = progress.total.saturating_add(p.total);
+        progress.succeeded = progress.succeeded.saturating_add(p.succeeded);
+        progress.failed = progress.failed.saturating_add(p.failed);
+    }
+    Job {
+        status: status as i32,
+        error,
+        progress: any.then_some(progress),
+        ..parent.clone()
+    }
+}
+
+/// `plus launch --collection OWNER SCRIPT --shards N [--wait]`: launches the
+/// shards and, with `wait`, follows the parent to its end. Returns the exit
+/// code (0 only if every shard succeeded, when followed).
+///
+/// # Errors
+/// As [`launch`], and store errors while following.
+pub async fn cli_launch(
+    launcher: &Launcher,
+    user: &str,
+    req: &LaunchRequest,
+    count: u32,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let launched = launch(launcher, req, count, !wait).await?;
+    let id = launched.parent.object_id.clone();
+    let shard_ids: Vec<String> = (0..count.max(1))
+        .filter(|_| count > 1)
+        .map(|i| shard_id(&id, i))
+        .collect();
+    if !wait {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "job_id": id, "status": status_name(launched.parent.status()), "shards": shard_ids })
+            );
+        } else {
+            eprintln!(
+                "launched job {id} as {count} shards ({})",
+                shard_ids.join(", ")
+            );
+            eprintln!("  follow it: plus status {id}");
+        }
+        return Ok(0);
+    }
+    if !json {
+        eprintln!(
+            "● job {id} launched as {count} shards: {}",
+            shard_ids.join(", ")
+        );
+    }
+    let printer = crate::follow::Printer {
+        stdout_to_stderr: json,
+        statuses: !json,
+    };
+    let worker = if count == 1 {
+        launched.workers.into_iter().next()
+    } else {
+        None
+    };
+    let job = crate::follow::follow(launcher, user, &id, worker, printer, 0).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&plus_jobs::job::job_json(&job))?
+        );
+    } else if job.status() == JobStatus::Succeeded {
+        eprintln!("✔ job {id} SUCCEEDED");
+    } else {
+        eprintln!("✘ job {id} {}: {}", status_name(job.status()), job.error);
+    }
+    Ok(u8::from(job.status() != JobStatus::Succeeded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(status: JobStatus, ok: u32) -> Option<Job> {
+        Some(Job {
+            status: status as i32,
+            progress: Some(Progress {
+                total: 10,
+                succeeded: ok,
+                ..Progress::default()
+            }),
+            error: if status == JobStatus::Failed {
+                "2 of 10 items failed".into()
+            } else {
+                String::new()
+            },
+            ..Job::default()
+        })
+    }
+
+    #[test]
+    fn the_parent_follows_its_shards() {
+        use JobStatus::*;
+        let parent = Job {
+            object_id: "p".into(),
+            shard_count: 3,
+            ..Job::default()
+        };
+        let d = derive(&parent, &[None, None, None]);
+        assert_eq!(d.status(), Initializing);
+        let d = derive(&parent, &[shard(Running, 3), None, shard(Succeeded, 10)]);
+        assert_eq!(d.status(), Running);
+        assert_eq!(d.progress.as_ref().unwrap().succeeded, 13);
+        assert_eq!(d.progress.as_ref().unwrap().total, 20);
+        let d = derive(
+            &parent,
+            &[
+                shard(Succeeded, 10),
+                shard(Succeeded, 10),
+                shard(Succeeded, 10),
+            ],
+        );
+        assert_eq!(d.status(), Succeeded);
+        assert_eq!(d.progress.unwrap().succeeded, 30);
+        let d = derive(
+            &parent,
+            &[shard(Succeeded, 10), shard(Failed, 8), shard(Succeeded, 10)],
+        );
+        assert_eq!(d.status(), Failed);
+        assert_eq!(
+            d.error,
+            "1 of 3 shards did not succeed: p-s1 FAILED (2 of 10 items failed)"
+        );
+        let d = derive(
+            &parent,
+            &[
+                shard(Succeeded, 10),
+                shard(Interrupted, 4),
+                shard(Succeeded, 10),
+            ],
+        );
+        assert_eq!(d.status(), Interrupted);
+    }
+}
