@@ -41,7 +41,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/plus-worker /out/plus-worker
 
 FROM source AS lambda-build
-ARG LAMBDA_BIN=plus-api-lambda
+ARG LAMBDA_BIN=plus-lambda
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin "${LAMBDA_BIN}" \

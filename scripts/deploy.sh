@@ -8,7 +8,7 @@
 # Settings (environment or ENV_FILE; the environment wins):
 #   IMAGE_TAG      tag to push (default: the git commit, -dirty if changed)
 #   IMAGE          deploy this already-pushed image instead of building one
-#   LAMBDA_BIN     the Lambda's binary (default plus-api-lambda)
+#   LAMBDA_BIN     the launcher Lambda's binary (default plus-lambda)
 #   LAMBDA_ZIP     deploy this zip instead of building one
 #   SKIP_LAMBDA=1  leave the Lambda alone
 #   LAMBDA_MEMORY=256  LAMBDA_TIMEOUT=30
@@ -36,7 +36,7 @@ for key in ECR_REPOSITORY_URI TASK_DEFINITION CONTAINER_NAME LAUNCHER_ROLE_ARN L
   DYNAMO_TABLE DYNAMO_STREAMS_TABLE PRIMARY_BUCKET ECS_CLUSTER SUBNETS SECURITY_GROUPS ASSIGN_PUBLIC_IP; do
   [[ -n ${!key:-} ]] || die "$key is not set: run scripts/setup.sh first (it writes $ENV_FILE)"
 done
-LAMBDA_BIN=${LAMBDA_BIN:-plus-api-lambda}
+LAMBDA_BIN=${LAMBDA_BIN:-plus-lambda}
 LAMBDA_MEMORY=${LAMBDA_MEMORY:-256}
 LAMBDA_TIMEOUT=${LAMBDA_TIMEOUT:-30}
 

@@ -413,7 +413,8 @@ ensure_task_definition() {
   fi
   image=${image:-$ECR_REPOSITORY_URI:latest}
   # memoryReservation is a soft reservation, not a cap, so a RunTask
-  # override of the task's memory still applies in full.
+  # override of the task's memory still applies in full (the AWS emulator
+  # the tests use needs a container-level figure to place the task).
   desired=$(jq -n --arg family "$TASK_DEFINITION" --arg task_role "$TASK_ROLE_ARN" --arg exec_role "$EXECUTION_ROLE_ARN" \
     --arg cpu "$TASK_CPU" --arg memory "$TASK_MEMORY" --arg name "$CONTAINER_NAME" --arg image "$image" \
     --arg region "$REGION" --arg group "$LOG_GROUP" --arg table "$DYNAMO_TABLE" --arg streams "$DYNAMO_STREAMS_TABLE" \

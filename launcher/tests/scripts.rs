@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use plus_jobs::testkit::Moto;
+use plus_jobs::testkit::{FaultProxy, Moto};
 use serde_json::Value;
 
 const REGION: &str = "us-east-1";
@@ -498,213 +498,22 @@ fn deploy_registers_a_revision_with_the_image_and_ships_the_lambda() {
     assert!(String::from_utf8_lossy(&log.stderr).contains("setup.sh: 0 change(s)"));
 }
 
-/// moto cannot run a container, and places RunTask calls that name a
-/// capacity provider (as the launcher's do) only on registered container
-/// instances: this registers one, the emulator's stand-in for Fargate
-/// capacity. Nothing runs; the task is recorded as started.
-fn give_the_emulator_capacity(cluster: &str) {
-    let instance = aws(&[
-        "ec2",
-        "run-instances",
-        "--image-id",
-        "ami-12c6146b",
-        "--count",
-        "1",
-        "--instance-type",
-        "t3.large",
-    ]);
-    let id = instance["Instances"][0]["InstanceId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let doc = serde_json::json!({ "instanceId": id, "region": REGION }).to_string();
-    aws(&[
-        "ecs",
-        "register-container-instance",
-        "--cluster",
-        cluster,
-        "--instance-identity-document",
-        &doc,
-    ]);
-}
-
-/// moto 5 answers RunTask and DescribeTasks with each container's `cpu` as
-/// a JSON number where the ECS API has a string; the AWS CLI lets it pass,
-/// the Rust SDK (rightly) does not. This loopback proxy between the
-/// launcher and the emulator turns those numbers into strings and changes
-/// nothing else. Returns its endpoint.
-fn start_moto_fixing_proxy(upstream: &str) -> String {
-    use std::{
-        io::{Read, Write},
-        net::{TcpListener, TcpStream},
-    };
-
-    fn head_end(buf: &[u8]) -> Option<usize> {
-        buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-    }
-    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-        head.lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    }
-    /// The head without Connection (and, if asked, Content-Length /
-    /// Transfer-Encoding) headers, ending in `Connection: close`.
-    fn rewrite_head(head: &str, drop_length: bool) -> String {
-        let mut out = String::new();
-        for (i, line) in head.trim_end().split("\r\n").enumerate() {
-            let name = line
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            let drop = i > 0
-                && (name == "connection"
-                    || (drop_length && (name == "content-length" || name == "transfer-encoding")));
-            if !drop {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-        }
-        out.push_str("Connection: close\r\n");
-        out
-    }
-    fn dechunk(mut body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&body[..eol])
-                    .split(';')
-                    .next()
-                    .unwrap()
-                    .trim(),
-                16,
-            )
-            .unwrap_or(0);
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&body[eol + 2..eol + 2 + size]);
-            body = &body[eol + 2 + size + 2..];
-        }
-        out
-    }
-    fn fix(v: &mut Value) -> bool {
-        let mut changed = false;
-        match v {
-            Value::Object(map) => {
-                if let Some(Value::Array(containers)) = map.get_mut("containers") {
-                    for c in containers.iter_mut() {
-                        for key in ["cpu", "memory", "memoryReservation"] {
-                            if let Some(n) = c.get(key).filter(|n| n.is_number()).cloned() {
-                                c[key] = Value::String(n.to_string());
-                                changed = true;
-                            }
-                        }
-                    }
-                }
-                for child in map.values_mut() {
-                    changed |= fix(child);
-                }
-            }
-            Value::Array(items) => {
-                for child in items {
-                    changed |= fix(child);
-                }
-            }
-            _ => {}
-        }
-        changed
-    }
-    fn serve(mut client: TcpStream, upstream: &str) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 65536];
-        let end = loop {
-            if let Some(end) = head_end(&buf) {
-                break end;
-            }
-            let n = client.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let length: usize = header(&head, "content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < end + length {
-            let n = client.read(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let mut server = TcpStream::connect(upstream)?;
-        server.write_all(rewrite_head(&head, false).as_bytes())?;
-        server.write_all(b"\r\n")?;
-        server.write_all(&buf[end..])?;
-        let mut response = Vec::new();
-        server.read_to_end(&mut response)?;
-        let Some(rend) = head_end(&response) else {
-            return client.write_all(&response);
-        };
-        let rhead = String::from_utf8_lossy(&response[..rend]).into_owned();
-        let chunked = header(&rhead, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
-        let body = if chunked {
-            dechunk(&response[rend..])
-        } else {
-            response[rend..].to_vec()
-        };
-        let fixed = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|mut json| fix(&mut json).then_some(json));
-        match fixed {
-            Some(json) => {
-                let body = serde_json::to_vec(&json).unwrap();
-                client.write_all(rewrite_head(&rhead, true).as_bytes())?;
-                client.write_all(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes())?;
-                client.write_all(&body)
-            }
-            _ if chunked => {
-                client.write_all(rewrite_head(&rhead, true).as_bytes())?;
-                client.write_all(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes())?;
-                client.write_all(&body)
-            }
-            _ => {
-                client.write_all(rewrite_head(&rhead, false).as_bytes())?;
-                client.write_all(b"\r\n")?;
-                client.write_all(&body)
-            }
-        }
-    }
-
-    let upstream = upstream.trim_start_matches("http://").to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let upstream = upstream.clone();
-            std::thread::spawn(move || {
-                let _ = serve(client, &upstream);
-            });
-        }
-    });
-    endpoint
-}
-
 #[test]
 fn run_task_launches_a_job_through_the_launcher_and_starts_its_ecs_task() {
     need("aws");
     need("jq");
     let d = shared_deployment();
     let s = d.settings();
-    give_the_emulator_capacity(&s["ECS_CLUSTER"]);
     // The emulator cannot run the container, so the job cannot be followed
     // to its end: launch without waiting, then check what a real run
     // starts from, the job record and the RunTask.
-    let proxy = start_moto_fixing_proxy(&Moto::shared().endpoint);
+    // moto returns a task container's `cpu` as a number where ECS has a
+    // string, which the Rust SDK refuses; the testkit's proxy fixes that
+    // shape and changes nothing else.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the proxy");
+    let proxy = runtime
+        .block_on(FaultProxy::start(&Moto::shared().endpoint))
+        .endpoint;
     let out = d.run_ok(
         "run-task.sh",
         &["--no-wait", "--", "--param", "name=ops"],
