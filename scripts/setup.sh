@@ -335,7 +335,8 @@ ensure_roles() {
 
   # The launcher Lambda: the job records and files, RunTask of this task
   # definition on this cluster (passing exactly the two roles above), and
-  # its own logs. PerJobImages lets a job ask for another image: the
+  # its own logs. FindActiveJobs is the monitor's pass over the jobs table
+  # ({"op": "monitor"} on a schedule). PerJobImages lets a job ask for another image: the
   # launcher then registers a copy of the task definition (family
   # plus-worker-HASH) with that image; ECS cannot scope those two actions to
   # a resource, and PassRole still limits such copies to the two roles.
@@ -348,6 +349,7 @@ ensure_roles() {
       {Sid: "JobRecordsAndEvents", Effect: "Allow",
        Action: ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
        Resource: [$jobs, "\($jobs)/index/owner-index", $streams]},
+      {Sid: "FindActiveJobs", Effect: "Allow", Action: "dynamodb:Scan", Resource: $jobs},
       {Sid: "JobFiles", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: "\($bucket)/jobs/*"},
       {Sid: "ListJobFiles", Effect: "Allow", Action: "s3:ListBucket", Resource: $bucket,
        Condition: {StringLike: {"s3:prefix": ["jobs/*"]}}},
