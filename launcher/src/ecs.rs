@@ -14,7 +14,7 @@ use aws_sdk_ecs::{
     Client,
 };
 use backon::{ExponentialBuilder, Retryable};
-use plus_jobs::{job::run_mode_name, Job, TaskResources};
+use plus_jobs::{Job, TaskResources};
 use tokio::sync::Mutex;
 
 /// ECS's limit on the JSON of a RunTask's overrides.
@@ -115,22 +115,7 @@ impl EcsRunner {
     /// The container environment of `job`: exactly the contract of
     /// DESIGN.md, nothing secret.
     pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
-        let mut env = vec![
-            (
-                "RUN_MODE".to_owned(),
-                run_mode_name(job.run_mode()).to_owned(),
-            ),
-            ("JOB_ID".to_owned(), job.object_id.clone()),
-            ("USERNAME".to_owned(), job.username.clone()),
-        ];
-        env.extend(self.settings.worker_env.iter().cloned());
-        if !job.collection_owner.is_empty() {
-            env.push(("COLLECTION_OWNER".to_owned(), job.collection_owner.clone()));
-        }
-        if !job.action_id.is_empty() {
-            env.push(("ACTION_ID".to_owned(), job.action_id.clone()));
-        }
-        env
+        crate::launch::worker_env(job, &self.settings.worker_env)
     }
 
     /// The overrides of a RunTask for `job`.

@@ -77,6 +77,23 @@ pub struct Prepared {
 /// [`InvalidRequest`] naming the problem.
 pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     let bad = |s: String| Err(InvalidRequest::Field(s));
+    for (name, value) in [
+        ("the username", Some(req.username.as_str())),
+        ("the action id", req.action_id.as_deref()),
+        ("the collection owner", req.collection_owner.as_deref()),
+        ("the interpreter", Some(req.interpreter.as_str())),
+    ] {
+        if value.is_some_and(|v| v.chars().any(char::is_control)) {
+            return bad(format!(
+                "{name} contains a control character: use printable text"
+            ));
+        }
+    }
+    if req.args.iter().any(|a| a.contains('\0')) {
+        return bad(
+            "a script argument contains a NUL byte, which no program can receive".to_owned(),
+        );
+    }
     if req.username.trim().is_empty() || req.username.contains('/') {
         return bad(format!(
             "the username {:?} is not valid: it must be non-empty and have no '/'",
@@ -171,12 +188,55 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
         job.resources = Some(req.resources.clone());
     }
     if !req.params.is_empty() {
+        // Protobuf's Struct holds numbers as doubles: integers beyond 2^53
+        // are stored as the nearest double rather than refused.
+        let mut params = Value::Object(req.params.clone());
+        doubles_for_huge_integers(&mut params);
         job.params = Some(
-            serde_json::from_value(Value::Object(req.params.clone()))
+            serde_json::from_value(params)
                 .map_err(|e| InvalidRequest::Field(format!("params cannot be stored: {e}")))?,
         );
     }
     Ok(Prepared { job, upload })
+}
+
+fn doubles_for_huge_integers(v: &mut Value) {
+    match v {
+        Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| f.abs() > 9_007_199_254_740_992.0)
+                && !n.is_f64() =>
+        {
+            if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                *n = f;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(doubles_for_huge_integers),
+        Value::Object(map) => map.values_mut().for_each(doubles_for_huge_integers),
+        _ => {}
+    }
+}
+
+/// The container contract of DESIGN.md for `job`: `RUN_MODE`, `JOB_ID`,
+/// `USERNAME`, then `base` (region, tables, bucket), then the mode's own
+/// variable. Both runners build the worker's environment with it.
+pub fn worker_env(job: &plus_jobs::Job, base: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "RUN_MODE".to_owned(),
+            plus_jobs::job::run_mode_name(job.run_mode()).to_owned(),
+        ),
+        ("JOB_ID".to_owned(), job.object_id.clone()),
+        ("USERNAME".to_owned(), job.username.clone()),
+    ];
+    env.extend(base.iter().cloned());
+    if !job.collection_owner.is_empty() {
+        env.push(("COLLECTION_OWNER".to_owned(), job.collection_owner.clone()));
+    }
+    if !job.action_id.is_empty() {
+        env.push(("ACTION_ID".to_owned(), job.action_id.clone()));
+    }
+    env
 }
 
 /// Parses `key=value` parameters; values that are JSON (numbers, booleans,
@@ -256,6 +316,23 @@ mod tests {
             ..script_request()
         };
         assert!(prepare(&req).unwrap_err().to_string().contains("job id"));
+    }
+
+    #[test]
+    fn control_characters_and_huge_integers_are_handled() {
+        let req = LaunchRequest {
+            run_mode: RunMode::RunAction,
+            action_id: Some("a\0b".into()),
+            ..script_request()
+        };
+        assert!(prepare(&req)
+            .unwrap_err()
+            .to_string()
+            .contains("control character"));
+        let mut req = script_request();
+        req.params = parse_params(&["n=18446744073709551615".into()]).unwrap();
+        let job = prepare(&req).unwrap().job;
+        assert!(job.params.is_some());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
     process::Stdio,
 };
 
-use plus_jobs::{job::run_mode_name, Job};
+use plus_jobs::Job;
 use tokio::process::{Child, Command};
 
 /// The table, stream table and bucket names the local backend uses.
@@ -64,32 +64,19 @@ impl LocalRunner {
     /// The worker's environment for `job`: the container contract of
     /// DESIGN.md. Nothing else of this process's environment is passed on.
     pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
-        let mut env = vec![
+        let base = [
+            ("REGION", "local".to_owned()),
+            ("DYNAMO_TABLE", LOCAL_TABLE.to_owned()),
+            ("DYNAMO_STREAMS_TABLE", LOCAL_STREAMS_TABLE.to_owned()),
+            ("PRIMARY_BUCKET", LOCAL_BUCKET.to_owned()),
+            ("PLUS_LOCAL_DIR", self.dir.display().to_string()),
             (
-                "RUN_MODE".to_owned(),
-                run_mode_name(job.run_mode()).to_owned(),
-            ),
-            ("JOB_ID".to_owned(), job.object_id.clone()),
-            ("USERNAME".to_owned(), job.username.clone()),
-            ("REGION".to_owned(), "local".to_owned()),
-            ("DYNAMO_TABLE".to_owned(), LOCAL_TABLE.to_owned()),
-            (
-                "DYNAMO_STREAMS_TABLE".to_owned(),
-                LOCAL_STREAMS_TABLE.to_owned(),
-            ),
-            ("PRIMARY_BUCKET".to_owned(), LOCAL_BUCKET.to_owned()),
-            ("PLUS_LOCAL_DIR".to_owned(), self.dir.display().to_string()),
-            (
-                "PATH".to_owned(),
+                "PATH",
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             ),
-        ];
-        if !job.collection_owner.is_empty() {
-            env.push(("COLLECTION_OWNER".to_owned(), job.collection_owner.clone()));
-        }
-        if !job.action_id.is_empty() {
-            env.push(("ACTION_ID".to_owned(), job.action_id.clone()));
-        }
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        let mut env = crate::launch::worker_env(job, &base);
         env.extend(self.tuning.iter().cloned());
         env
     }

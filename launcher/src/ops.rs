@@ -431,6 +431,7 @@ impl Launcher {
                     max_attempts: copy.max_attempts,
                     tolerated_failures: copy.tolerated_failures,
                     tolerated_failure_percent: copy.tolerated_failure_percent,
+                    resources: copy.resources.take(),
                     ..fresh
                 };
                 self.jobs().create_job(&copy).await?;

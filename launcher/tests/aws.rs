@@ -450,3 +450,49 @@ async fn cancel_writes_cancelled_and_stops_the_task() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_image_registers_one_task_definition_and_reuses_it() {
+    let t = Aws::new().await;
+    let script = t.script("echo hi\n");
+    let image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/plus-worker:with-ffmpeg";
+    let a = t.launch(&[&script, "--image", image])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = t.launch(&[&script, "--image", image])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let registered = t
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| *s == "ECS:RegisterTaskDefinition")
+        .count();
+    assert_eq!(
+        registered, 1,
+        "registered once, then found and reused by the next launcher"
+    );
+    let (ta, tb) = (
+        t.task(&t.job(&a).await.fargate_task_arn).await,
+        t.task(&t.job(&b).await.fargate_task_arn).await,
+    );
+    assert_eq!(ta.task_definition_arn(), tb.task_definition_arn());
+    assert!(
+        ta.task_definition_arn()
+            .unwrap()
+            .contains(":task-definition/plus-worker-"),
+        "{:?}",
+        ta.task_definition_arn()
+    );
+    let def = t
+        .ecs
+        .describe_task_definition()
+        .task_definition(ta.task_definition_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let containers = def.task_definition().unwrap().container_definitions();
+    assert_eq!(containers[0].image(), Some(image));
+}

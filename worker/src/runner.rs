@@ -864,7 +864,17 @@ async fn record(
     };
     let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
     let write = || async { ctx.jobs.update_job(&id, &expect, &patch).await };
-    match write.retry(retry).when(StoreError::is_transient).await {
+    // Bounded as a whole (the SDK retries inside each attempt too), so the
+    // worker answers within the grace period, well inside stopTimeout.
+    let written = tokio::time::timeout(deadline, write.retry(retry).when(StoreError::is_transient))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {} s",
+                deadline.as_secs()
+            )))
+        });
+    match written {
         Ok(_) => {
             info!(status = status_name(status), exit_code = ?finish.exit_code, error = %finish.error, "recorded the job's end");
             match status {

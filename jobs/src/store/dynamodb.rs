@@ -56,6 +56,44 @@ impl DynamoStore {
         &self.streams_table
     }
 
+    /// One page of `owner-index` for `owner`, in `object_id` order
+    /// (ascending when `forward`).
+    async fn owner_page(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+        forward: bool,
+    ) -> Result<Page<Object>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .scan_index_forward(forward)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start.map(|id| page_key(owner, id)))
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.table))?;
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = item
+                .get("object_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            items.push(from_item(&id, item)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
     async fn batch_write(
         &self,
         table: &str,
@@ -334,33 +372,23 @@ impl JobStore for DynamoStore {
         start: Option<&str>,
         limit: usize,
     ) -> Result<Page<Job>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OWNER_INDEX)
-            .key_condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start.map(|id| page_key(owner, id)))
-            .send()
-            .await
-            .map_err(|e| classify(e, "Query", &self.table))?;
-        let mut items = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            let id = item
-                .get("object_id")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            items.push(object_to_job(&id, from_item(&id, item)?)?);
-        }
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
-        Ok(Page { items, next })
+        let page = self.owner_page(owner, start, limit, false).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|o| {
+                let id = o
+                    .get("object_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                object_to_job(&id, o)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
     async fn list_active(
@@ -437,33 +465,7 @@ impl JobStore for DynamoStore {
         start: Option<&str>,
         limit: usize,
     ) -> Result<Page<Object>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OWNER_INDEX)
-            .key_condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .scan_index_forward(true)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start.map(|id| page_key(owner, id)))
-            .send()
-            .await
-            .map_err(|e| classify(e, "Query", &self.table))?;
-        let mut items = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            let id = item
-                .get("object_id")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            items.push(from_item(&id, item)?);
-        }
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
-        Ok(Page { items, next })
+        self.owner_page(owner, start, limit, true).await
     }
 
     async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError> {

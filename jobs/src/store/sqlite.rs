@@ -132,6 +132,25 @@ fn read_object(conn: &Connection, id: &str) -> Result<Option<Object>, StoreError
     body.map(|b| parse_object(id, &b)).transpose()
 }
 
+/// Runs a `SELECT object_id, body` and parses each body.
+fn id_bodies(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(String, Object)>, StoreError> {
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql_error)?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (id, body) = row.map_err(sql_error)?;
+        let object = parse_object(&id, &body)?;
+        items.push((id, object));
+    }
+    Ok(items)
+}
+
 fn owner_of(object: &Object) -> Option<&str> {
     object.get("owner").and_then(Value::as_str)
 }
@@ -223,16 +242,10 @@ impl JobStore for SqliteStore {
                      ORDER BY object_id DESC LIMIT ?3",
                 )
                 .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![owner, start, limit as i64 + 1], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(sql_error)?;
-            let mut items = Vec::new();
-            for row in rows {
-                let (id, body) = row.map_err(sql_error)?;
-                items.push(object_to_job(&id, parse_object(&id, &body)?)?);
-            }
+            let items = id_bodies(&mut stmt, params![owner, start, limit as i64 + 1])?
+                .into_iter()
+                .map(|(id, object)| object_to_job(&id, object))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(paginate(items, limit, |j: &Job| j.object_id.clone()))
         })
         .await
@@ -254,14 +267,10 @@ impl JobStore for SqliteStore {
                      ORDER BY object_id LIMIT ?2",
                 )
                 .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![start, limit as i64 + 1], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(sql_error)?;
-            let mut items = Vec::new();
-            for row in rows {
-                let (id, body) = row.map_err(sql_error)?;
-                items.push(object_to_job(&id, parse_object(&id, &body)?)?);
-            }
+            let items = id_bodies(&mut stmt, params![start, limit as i64 + 1])?
+                .into_iter()
+                .map(|(id, object)| object_to_job(&id, object))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(paginate(items, limit, |j: &Job| j.object_id.clone()))
         })
         .await
@@ -311,16 +320,10 @@ impl JobStore for SqliteStore {
                      ORDER BY object_id ASC LIMIT ?3",
                 )
                 .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![owner, start, limit as i64 + 1], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(sql_error)?;
-            let mut items = Vec::new();
-            for row in rows {
-                let (id, body) = row.map_err(sql_error)?;
-                items.push(parse_object(&id, &body)?);
-            }
+            let items: Vec<Object> = id_bodies(&mut stmt, params![owner, start, limit as i64 + 1])?
+                .into_iter()
+                .map(|(_, object)| object)
+                .collect();
             Ok(paginate(items, limit, |o: &Object| {
                 o.get("object_id").and_then(Value::as_str).unwrap_or_default().to_owned()
             }))
