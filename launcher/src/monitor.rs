@@ -226,6 +226,10 @@ impl Launcher {
         container: &str,
         policy: &Policy,
     ) -> Result<Option<Settled>, LauncherError> {
+        // A sharded job's parent runs no task: its state is its shards'.
+        if job.shard_count > 1 && job.parent_id.is_empty() {
+            return Ok(None);
+        }
         let id = job.object_id.as_str();
         let settled = |action: &str, reason: String| {
             Ok(Some(Settled {

@@ -304,6 +304,18 @@ impl Launcher {
     /// # Errors
     /// [`LauncherError::Conflict`] when the job already ended.
     pub async fn cancel(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        let first = self.status(username, id).await?;
+        if first.shard_count > 1 && first.parent_id.is_empty() && !is_terminal(first.status()) {
+            // A sharded job is cancelled by cancelling every shard.
+            for i in 0..first.shard_count {
+                let shard = crate::shards::shard_id(id, i);
+                match Box::pin(self.cancel(username, &shard)).await {
+                    Ok(_) | Err(LauncherError::Conflict(_)) | Err(LauncherError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return self.status(username, id).await;
+        }
         for _ in 0..5 {
             let job = self.status(username, id).await?;
             let status = job.status();
@@ -374,6 +386,29 @@ impl Launcher {
         detach: bool,
     ) -> Result<Launched, LauncherError> {
         let job = self.status(username, id).await?;
+        if job.shard_count > 1 && job.parent_id.is_empty() {
+            // A sharded job is retried through its shards: relaunch the
+            // interrupted ones; finished shards never change.
+            let mut relaunched = 0;
+            for i in 0..job.shard_count {
+                let shard = crate::shards::shard_id(id, i);
+                if self.status(username, &shard).await?.status() == JobStatus::Interrupted {
+                    Box::pin(self.retry(username, &shard, true)).await?;
+                    relaunched += 1;
+                }
+            }
+            if relaunched == 0 {
+                return Err(LauncherError::Conflict(format!(
+                    "job {id} is sharded and none of its shards is INTERRUPTED: retry a finished shard on its own (plus retry {id}-s0 ...)"
+                )));
+            }
+            let job = self.status(username, id).await?;
+            return Ok(Launched {
+                job,
+                worker: None,
+                created: false,
+            });
+        }
         match job.status() {
             JobStatus::Interrupted => {
                 let attempt = job.attempt.unwrap_or(1) + 1;
