@@ -200,7 +200,7 @@ fn ctrl_c_interrupts_the_job_and_retry_resumes_it() {
         "resumable.sh",
         "if [ \"$PLUS_ATTEMPT\" = 1 ]; then echo first-attempt; sleep 30; fi\necho attempt $PLUS_ATTEMPT done\n",
     );
-    let mut child = home
+    let child = home
         .cmd(
             "alice",
             &["run", script.to_str().unwrap(), "--max-attempts", "3"],
