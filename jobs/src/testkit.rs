@@ -274,6 +274,22 @@ fn fix_ecs_shapes(body: hyper::body::Bytes) -> hyper::body::Bytes {
     }
 }
 
+/// The emulator answers CompleteMultipartUpload with a
+/// `CompleteMultipartUploadResponse` root element where S3 uses
+/// `CompleteMultipartUploadResult` (which the Rust SDK requires); the proxy
+/// renames it. Nothing else is changed.
+fn fix_s3_shapes(body: hyper::body::Bytes) -> hyper::body::Bytes {
+    let text = String::from_utf8_lossy(&body);
+    if text.contains("<CompleteMultipartUploadResponse") {
+        hyper::body::Bytes::from(text.replace(
+            "CompleteMultipartUploadResponse",
+            "CompleteMultipartUploadResult",
+        ))
+    } else {
+        body
+    }
+}
+
 /// A fault to inject into one proxied request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -416,6 +432,9 @@ impl FaultProxy {
                                 body.collect().await.map_err(|e| e.to_string())?.to_bytes();
                             if target.starts_with("ECS:") {
                                 body = fix_ecs_shapes(body);
+                                parts.headers.remove("content-length");
+                            } else if target.starts_with("S3:") {
+                                body = fix_s3_shapes(body);
                                 parts.headers.remove("content-length");
                             }
                             Ok::<_, String>(Response::from_parts(parts, Full::new(body)))

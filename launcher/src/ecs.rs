@@ -507,6 +507,31 @@ mod tests {
     }
 
     #[test]
+    fn overrides_over_the_ecs_limit_are_refused_before_runtask() {
+        let conf = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .build();
+        let runner = EcsRunner::new(
+            Client::from_conf(conf),
+            EcsSettings {
+                container_name: "worker".into(),
+                ..EcsSettings::default()
+            },
+        );
+        let mut job = plus_jobs::job::new_job(
+            &plus_jobs::JobId::generate(),
+            "alice",
+            plus_jobs::RunMode::RunCollection,
+            plus_jobs::Timestamp::now(),
+        );
+        job.collection_owner = format!("alice/collections/{}", "x".repeat(8000));
+        let err = runner.overrides(&job).unwrap_err().0;
+        assert!(err.contains("over ECS's limit of 8192"), "{err}");
+        job.collection_owner = "alice/collections/photos".into();
+        assert!(runner.overrides(&job).is_ok());
+    }
+
+    #[test]
     fn client_tokens_are_stable_and_short() {
         let a = client_token(&"x".repeat(200), 1);
         assert_eq!(a, client_token(&"x".repeat(200), 1));

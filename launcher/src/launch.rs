@@ -83,9 +83,11 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
         ("the collection owner", req.collection_owner.as_deref()),
         ("the interpreter", Some(req.interpreter.as_str())),
     ] {
-        if value.is_some_and(|v| v.chars().any(char::is_control)) {
+        // A NUL cannot reach the worker (environment variables are C
+        // strings): refuse it here rather than fail the task at start.
+        if value.is_some_and(|v| v.contains('\0')) {
             return bad(format!(
-                "{name} contains a control character: use printable text"
+                "{name} contains a NUL character, which cannot be passed to the worker"
             ));
         }
     }
@@ -319,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_and_huge_integers_are_handled() {
+    fn nul_characters_and_huge_integers_are_handled() {
         let req = LaunchRequest {
             run_mode: RunMode::RunAction,
             action_id: Some("a\0b".into()),
@@ -328,7 +330,7 @@ mod tests {
         assert!(prepare(&req)
             .unwrap_err()
             .to_string()
-            .contains("control character"));
+            .contains("NUL character"));
         let mut req = script_request();
         req.params = parse_params(&["n=18446744073709551615".into()]).unwrap();
         let job = prepare(&req).unwrap().job;

@@ -337,3 +337,55 @@ fn a_worker_that_cannot_start_fails_the_job_with_the_reason() {
     let list = home.json(&["list", "--json"]);
     assert_eq!(list["jobs"][0]["status"], "FAILED");
 }
+
+#[test]
+fn the_monitor_settles_a_job_whose_worker_was_killed() {
+    let home = Home::new();
+    let script = home.script("long.sh", "echo started\nsleep 30\n");
+    let id = home.json(&[
+        "launch",
+        script.to_str().unwrap(),
+        "--json",
+        "--max-attempts",
+        "1",
+    ])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = home.wait_status(&id, "RUNNING");
+    // The lease is `local:{host}:{pid}`: kill that worker outright.
+    let pid: i32 = job["lease"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+        assert!(Instant::now() < deadline, "the worker did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        home.json(&["status", &id, "--json"])["status"],
+        "RUNNING",
+        "nobody wrote for the dead worker"
+    );
+    let report = home.json(&["monitor", "--once", "--json"]);
+    assert_eq!(report["settled"][0]["job_id"], id.as_str(), "{report}");
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "FAILED");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("died while the job was RUNNING"),
+        "{job}"
+    );
+}

@@ -55,6 +55,10 @@ impl S3Blobs {
                     "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
                         BlobError::Unavailable(format!("{op} s3://{bucket}/{key}: {code}: {message}"))
                     }
+                    "Unknown" => {
+                        let raw: String = format!("{:?}", service.raw()).chars().take(600).collect();
+                        BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed with an answer S3 does not document: {raw}"))
+                    }
                     _ => BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed: {code}: {message}")),
                 }
             }
@@ -154,9 +158,16 @@ impl S3Blobs {
                 .await
                 .map_err(|e| self.classify(e, "UploadPart", key))?;
             parts.push(
+                // The SDK checksums each part; completing must name the
+                // same checksums, or S3 refuses the upload.
                 CompletedPart::builder()
                     .part_number(number)
                     .set_e_tag(out.e_tag)
+                    .set_checksum_crc32(out.checksum_crc32)
+                    .set_checksum_crc32_c(out.checksum_crc32_c)
+                    .set_checksum_crc64_nvme(out.checksum_crc64_nvme)
+                    .set_checksum_sha1(out.checksum_sha1)
+                    .set_checksum_sha256(out.checksum_sha256)
                     .build(),
             );
             offset += length;
