@@ -70,7 +70,6 @@ fn the_live_page_shows_a_job_reach_succeeded_with_its_output_and_cancels_another
         "hello from the live page test",
         "step 1 of 5",
         "step 5 of 5",
-        "a warning",
         "done",
     ];
     let out = Command::new("node")

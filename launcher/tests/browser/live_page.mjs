@@ -81,6 +81,9 @@ try {
   for (const line of lines) {
     await page.locator("#output", { hasText: line }).waitFor({ timeout: 10000 });
   }
+  // stderr arrives on its own pipe: it shows, but its order against the
+  // stdout lines written at the same moment is not defined.
+  await page.locator("#output", { hasText: "a warning" }).waitFor({ timeout: 10000 });
   const output = await page.locator("#output").innerText();
   const positions = lines.map((l) => output.indexOf(l));
   assert.deepEqual([...positions].sort((a, b) => a - b), positions, `output out of order:\n${output}`);
