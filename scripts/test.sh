@@ -56,13 +56,17 @@ if ! command -v schemathesis >/dev/null 2>&1; then
   log "installing schemathesis"
   pip_install 'schemathesis==4.32.5'
 fi
-if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1; then
-  log "installing chromium and node (the browser test)"
+# Only what is missing: a node already on the machine is kept.
+browser_pkgs=()
+if [ ! -x /usr/bin/chromium ]; then browser_pkgs+=(chromium); fi
+if ! command -v node >/dev/null 2>&1; then browser_pkgs+=(nodejs npm); fi
+if [ "${#browser_pkgs[@]}" -gt 0 ]; then
+  log "installing ${browser_pkgs[*]} (the browser test)"
   sudo=()
   if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
   if ! { "${sudo[@]}" apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium nodejs npm >/dev/null; }; then
-    log "could not install chromium and node: apt-get install chromium nodejs npm"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${browser_pkgs[@]}" >/dev/null; }; then
+    log "could not install ${browser_pkgs[*]}: apt-get install ${browser_pkgs[*]}"
     exit 1
   fi
 fi
