@@ -51,7 +51,75 @@ conformance!(
     owner_query_pages_in_id_order,
     events_come_back_after_a_sequence_number,
     active_jobs_of_every_user_are_listed,
+    a_claim_checks_the_user_and_keeps_the_first_start,
 );
+
+async fn a_claim_checks_the_user_and_keeps_the_first_start(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let first = Job {
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        attempt: Some(1),
+        ..Job::default()
+    };
+    let as_bob = Expect::status([JobStatus::Initializing]).for_worker("bob", RunMode::RunScript);
+    let err = store
+        .update_job_with(&j.object_id, &as_bob, &claim_patch("task-a"), &first)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let wrong_mode =
+        Expect::status([JobStatus::Initializing]).for_worker("alice", RunMode::RunAction);
+    assert!(store
+        .update_job_with(&j.object_id, &wrong_mode, &claim_patch("task-a"), &first)
+        .await
+        .unwrap_err()
+        .is_conflict());
+    assert_eq!(
+        store.get_job(&j.object_id).await.unwrap().unwrap(),
+        j,
+        "a refused claim writes nothing"
+    );
+
+    let as_alice =
+        Expect::status([JobStatus::Initializing]).for_worker("alice", RunMode::RunScript);
+    let mut claim = claim_patch("task-a");
+    claim.started_at = String::new();
+    let claimed = store
+        .update_job_with(&j.object_id, &as_alice, &claim, &first)
+        .await
+        .unwrap();
+    assert_eq!(claimed.started_at, "2026-01-01T00:00:00.000Z");
+    assert_eq!(
+        claimed.attempt,
+        Some(1),
+        "kept: the record already had attempt 1"
+    );
+    // A relaunch claims again: started_at and attempt stay as they are.
+    let back = Job {
+        status: JobStatus::Initializing as i32,
+        attempt: Some(2),
+        ..Job::default()
+    };
+    store
+        .update_job(&j.object_id, &Expect::default(), &back)
+        .await
+        .unwrap();
+    let later = Job {
+        started_at: "2026-06-01T00:00:00.000Z".into(),
+        attempt: Some(1),
+        ..Job::default()
+    };
+    let mut claim_b = claim_patch("task-b");
+    claim_b.started_at = String::new();
+    let again = store
+        .update_job_with(&j.object_id, &as_alice, &claim_b, &later)
+        .await
+        .unwrap();
+    assert_eq!(again.started_at, "2026-01-01T00:00:00.000Z");
+    assert_eq!(again.attempt, Some(2));
+    assert_eq!(again.lease, "task-b");
+}
 
 async fn active_jobs_of_every_user_are_listed(store: Arc<dyn JobStore>) {
     let (a, b, c) = (job("ann"), job("ben"), job("cat"));

@@ -215,56 +215,9 @@ async fn execute_inner(
     let id = config.job_id.to_string();
     let jobs = backend.jobs.clone();
 
-    let job = match jobs.get_job(&id).await {
-        Ok(Some(job)) => job,
-        Ok(None) => {
-            return Outcome::NotClaimable(format!(
-                "job {id} was not found: check JOB_ID, and that DYNAMO_TABLE names the table the launcher wrote it to"
-            ))
-        }
-        Err(StoreError::Malformed { reason, .. }) => {
-            return Outcome::NotClaimable(format!("job {id} cannot be run: its record is malformed ({reason})"))
-        }
-        Err(e) => return store_outcome(&e, "reading the job"),
-    };
-    if job.username != config.username {
-        return Outcome::BadConfig(format!(
-            "USERNAME is {:?} but job {id} belongs to {:?}: a worker only runs jobs of the user it was launched for",
-            config.username, job.username
-        ));
-    }
-    if job.run_mode() != config.run_mode {
-        return Outcome::BadConfig(format!(
-            "RUN_MODE is {} but job {id} was launched as {}: launch the worker with the job's own mode",
-            run_mode_name(config.run_mode),
-            run_mode_name(job.run_mode())
-        ));
-    }
-    match job.status() {
-        JobStatus::Initializing => {}
-        JobStatus::Running => {
-            return Outcome::NotClaimable(format!(
-                "job {id} is already RUNNING, held by {}: only one worker runs a job at a time, so this one exits without running anything",
-                job.lease
-            ))
-        }
-        JobStatus::Interrupted => {
-            return Outcome::NotClaimable(format!(
-                "job {id} is INTERRUPTED: relaunch it (`plus retry {id}`, or let the monitor do it) to move it back to INITIALIZING first"
-            ))
-        }
-        status if is_terminal(status) => {
-            return Outcome::NotClaimable(format!(
-                "job {id} is already {}: a finished job never runs again; launch a new one or `plus retry {id}`",
-                status_name(status)
-            ))
-        }
-        other => {
-            return Outcome::NotClaimable(format!("job {id} has status {} and cannot be claimed", status_name(other)))
-        }
-    }
-
-    // The claim: one conditional write, INITIALIZING -> RUNNING.
+    // The claim first: one conditional write, INITIALIZING -> RUNNING, that
+    // also requires the job's user and mode, so a job this worker must not
+    // run is never touched. Only a refused claim reads the record, to say why.
     let now = Timestamp::now();
     let claim = Job {
         status: JobStatus::Running as i32,
@@ -272,21 +225,21 @@ async fn execute_inner(
         fargate_task_arn: lease.clone(),
         heartbeat_at: now.to_string(),
         updated_at: now.to_string(),
-        started_at: if job.started_at.is_empty() {
-            now.to_string()
-        } else {
-            String::new()
-        },
-        attempt: if job.attempt.is_none() { Some(1) } else { None },
         ..Job::default()
     };
-    let job = match jobs.update_job(&id, &Expect::status([JobStatus::Initializing]), &claim).await {
+    let first_claim = Job {
+        started_at: now.to_string(),
+        attempt: Some(1),
+        ..Job::default()
+    };
+    let expect =
+        Expect::status([JobStatus::Initializing]).for_worker(&config.username, config.run_mode);
+    let job = match jobs
+        .update_job_with(&id, &expect, &claim, &first_claim)
+        .await
+    {
         Ok(job) => job,
-        Err(StoreError::Conflict { reason, .. }) => {
-            return Outcome::NotClaimable(format!(
-                "job {id} was claimed by another worker first ({reason}): this one exits without running anything"
-            ))
-        }
+        Err(StoreError::Conflict { reason, .. }) => return refused(&config, &jobs, &reason).await,
         Err(e) => return store_outcome(&e, "claiming the job"),
     };
     info!(attempt = job.attempt.unwrap_or(1), "claimed the job");
@@ -380,6 +333,52 @@ async fn execute_inner(
     close_output.cancel();
     let log_written = collector.await.unwrap_or(false);
     record(&ctx, finish, log_written, &log_path, &progress).await
+}
+
+/// Why a claim was refused, read from the record: the outcome and its
+/// sentence (exit 2 for a worker launched for another user or mode, 3 for a
+/// job that is gone, taken or finished).
+async fn refused(config: &Config, jobs: &Arc<dyn JobStore>, reason: &str) -> Outcome {
+    let id = config.job_id.as_str();
+    let job = match jobs.get_job(id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => {
+            return Outcome::NotClaimable(format!(
+                "job {id} was not found: check JOB_ID, and that DYNAMO_TABLE names the table the launcher wrote it to"
+            ))
+        }
+        Err(StoreError::Malformed { reason, .. }) => {
+            return Outcome::NotClaimable(format!("job {id} cannot be run: its record is malformed ({reason})"))
+        }
+        Err(e) => return store_outcome(&e, "reading the job"),
+    };
+    if job.username != config.username {
+        return Outcome::BadConfig(format!(
+            "USERNAME is {:?} but job {id} belongs to {:?}: a worker only runs jobs of the user it was launched for",
+            config.username, job.username
+        ));
+    }
+    if job.run_mode() != config.run_mode {
+        return Outcome::BadConfig(format!(
+            "RUN_MODE is {} but job {id} was launched as {}: launch the worker with the job's own mode",
+            run_mode_name(config.run_mode),
+            run_mode_name(job.run_mode())
+        ));
+    }
+    Outcome::NotClaimable(match job.status() {
+        JobStatus::Running => format!(
+            "job {id} is already RUNNING, held by {}: only one worker runs a job at a time, so this one exits without running anything",
+            job.lease
+        ),
+        JobStatus::Interrupted => format!(
+            "job {id} is INTERRUPTED: relaunch it (`plus retry {id}`, or let the monitor do it) to move it back to INITIALIZING first"
+        ),
+        status if is_terminal(status) => format!(
+            "job {id} is already {}: a finished job never runs again; launch a new one or `plus retry {id}`",
+            status_name(status)
+        ),
+        _ => format!("job {id} was claimed by another worker first ({reason}): this one exits without running anything"),
+    })
 }
 
 fn store_outcome(e: &StoreError, doing: &str) -> Outcome {

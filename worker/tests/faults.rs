@@ -217,7 +217,7 @@ async fn transient_store_faults_are_ridden_out_with_the_log_intact() {
     let job = w
         .job("i=0\nwhile [ $i -lt 500 ]; do echo \"line $i\"; i=$((i+1)); done\n")
         .await;
-    proxy.inject("GetItem", Fault::Delay(Duration::from_millis(500)));
+    proxy.inject("UpdateItem", Fault::Delay(Duration::from_millis(500)));
     proxy.inject_n("UpdateItem", Fault::ServerError, 2);
     proxy.inject("UpdateItem", Fault::Drop);
     proxy.inject_n("BatchWriteItem", Fault::Throttle, 3);

@@ -296,7 +296,13 @@ impl JobStore for DynamoStore {
             .transpose()
     }
 
-    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError> {
+    async fn update_job_with(
+        &self,
+        id: &str,
+        expect: &Expect,
+        patch: &Job,
+        if_absent: &Job,
+    ) -> Result<Job, StoreError> {
         let attributes = patch_attributes(patch)?;
         let mut names = HashMap::new();
         let mut values = HashMap::new();
@@ -311,7 +317,27 @@ impl JobStore for DynamoStore {
             names.insert(format!("#a{i}"), name);
             values.insert(format!(":a{i}"), v);
         }
+        for (i, (name, value)) in patch_attributes(if_absent)?.into_iter().enumerate() {
+            let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
+                StoreError::Rejected(format!(
+                    "attribute {name} of job {id} cannot be stored: {e}"
+                ))
+            })?;
+            sets.push(format!("#b{i} = if_not_exists(#b{i}, :b{i})"));
+            names.insert(format!("#b{i}"), name);
+            values.insert(format!(":b{i}"), v);
+        }
         let mut conditions = vec!["attribute_exists(object_id)".to_owned()];
+        if let Some(username) = &expect.username {
+            names.insert("#username".to_owned(), "username".to_owned());
+            values.insert(":username".to_owned(), s(username));
+            conditions.push("#username = :username".to_owned());
+        }
+        if let Some(mode) = expect.run_mode {
+            names.insert("#run_mode".to_owned(), "run_mode".to_owned());
+            values.insert(":run_mode".to_owned(), s(mode.as_str_name()));
+            conditions.push("#run_mode = :run_mode".to_owned());
+        }
         if !expect.statuses.is_empty() {
             names.insert("#status".to_owned(), "status".to_owned());
             let mut alternatives = Vec::new();

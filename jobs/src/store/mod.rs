@@ -69,6 +69,10 @@ pub struct Expect {
     pub statuses: Vec<JobStatus>,
     /// The job's `lease` must equal this.
     pub lease: Option<String>,
+    /// The job's `username` must equal this (a worker's claim).
+    pub username: Option<String>,
+    /// The job's `run_mode` must equal this (a worker's claim).
+    pub run_mode: Option<plus_proto::RunMode>,
 }
 
 impl Expect {
@@ -76,7 +80,7 @@ impl Expect {
     pub fn status(statuses: impl IntoIterator<Item = JobStatus>) -> Self {
         Self {
             statuses: statuses.into_iter().collect(),
-            lease: None,
+            ..Self::default()
         }
     }
 
@@ -86,12 +90,25 @@ impl Expect {
         self
     }
 
+    /// Also expect the job to belong to `username` and run as `run_mode`.
+    pub fn for_worker(
+        mut self,
+        username: impl Into<String>,
+        run_mode: plus_proto::RunMode,
+    ) -> Self {
+        self.username = Some(username.into());
+        self.run_mode = Some(run_mode);
+        self
+    }
+
     /// Whether `job` meets the condition (the rule both adapters implement).
     pub fn holds_for(&self, job: &Job) -> bool {
         let status_ok =
             self.statuses.is_empty() || self.statuses.iter().any(|s| *s as i32 == job.status);
         let lease_ok = self.lease.as_deref().is_none_or(|l| l == job.lease);
-        status_ok && lease_ok
+        let user_ok = self.username.as_deref().is_none_or(|u| u == job.username);
+        let mode_ok = self.run_mode.is_none_or(|m| m as i32 == job.run_mode);
+        status_ok && lease_ok && user_ok && mode_ok
     }
 
     /// A sentence for a [`StoreError::Conflict`]: what was expected, and
@@ -147,7 +164,24 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when `expect` does not hold; nothing changed.
-    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError>;
+    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError> {
+        self.update_job_with(id, expect, patch, &Job::default())
+            .await
+    }
+
+    /// As [`JobStore::update_job`], and also sets the fields of `if_absent`
+    /// that the record does not have yet (a claim's `started_at` keeps the
+    /// first attempt's time), in the same conditional write.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `expect` does not hold; nothing changed.
+    async fn update_job_with(
+        &self,
+        id: &str,
+        expect: &Expect,
+        patch: &Job,
+        if_absent: &Job,
+    ) -> Result<Job, StoreError>;
 
     /// The jobs whose `owner` is `owner`, newest first.
     ///

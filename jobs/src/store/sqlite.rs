@@ -189,7 +189,14 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn update_job(&self, id: &str, expect: &Expect, patch: &Job) -> Result<Job, StoreError> {
+    async fn update_job_with(
+        &self,
+        id: &str,
+        expect: &Expect,
+        patch: &Job,
+        if_absent: &Job,
+    ) -> Result<Job, StoreError> {
+        let absent = patch_attributes(if_absent)?;
         let id = id.to_owned();
         let expect = expect.clone();
         let attributes = patch_attributes(patch)?;
@@ -211,6 +218,9 @@ impl JobStore for SqliteStore {
                 });
             }
             merge(&mut object, attributes);
+            for (k, v) in absent {
+                object.entry(k).or_insert(v);
+            }
             let job = object_to_job(&id, object.clone())?;
             tx.execute(
                 "UPDATE objects SET body = ?2, owner = ?3 WHERE object_id = ?1",
