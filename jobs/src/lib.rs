@@ -33,3 +33,16 @@ pub use plus_proto::{
     Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent, TaskResources,
 };
 pub use store::{Expect, JobStore, Page, StoreError};
+
+/// An error with its causes, one after the other (`a: b: c`): the one
+/// formatter every message that wraps an SDK error uses.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}

@@ -79,16 +79,10 @@ fn sdk_message<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
             ) || retryable_failure(&msg);
             (format!("{code}: {msg}"), retry)
         }
-        other => {
-            let mut s = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(e) = src {
-                s.push_str(": ");
-                s.push_str(&e.to_string());
-                src = e.source();
-            }
-            (s, !matches!(other, SdkError::ConstructionFailure(_)))
-        }
+        other => (
+            plus_jobs::error_chain(other),
+            !matches!(other, SdkError::ConstructionFailure(_)),
+        ),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use plus_jobs::{
-    job::{is_terminal, jobs_owner, sources_of, status_name},
+    job::{is_terminal, jobs_owner, sources_of, status_name, DEFAULT_EVENT_TTL_DAYS},
     store::Object,
     Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
 };
@@ -230,15 +230,13 @@ impl Launcher {
     }
 
     async fn append_status(&self, id: &str, status: JobStatus) {
-        let now = Timestamp::now();
-        let event = StreamEvent {
-            stream_id: id.to_owned(),
-            seq: now.unix_micros().max(0) as u64,
-            kind: "status".into(),
-            at: now.to_string(),
-            data: status_name(status).into(),
-            expires_at: (now.unix_seconds().max(0) as u64) + 30 * 86_400,
-        };
+        let event = plus_jobs::job::stream_event(
+            id,
+            "status",
+            status_name(status).into(),
+            DEFAULT_EVENT_TTL_DAYS,
+            0,
+        );
         let _ = self.jobs().append_events(&[event]).await;
     }
 

@@ -234,10 +234,10 @@ impl Config {
             },
         };
         let event_ttl_days = match non_empty(raw.plus_event_ttl_days) {
-            None => 30,
+            None => plus_jobs::job::DEFAULT_EVENT_TTL_DAYS,
             Some(v) => v.parse::<u32>().ok().filter(|d| (1..=3650).contains(d)).unwrap_or_else(|| {
                 problems.push(format!("PLUS_EVENT_TTL_DAYS is {v:?}: expected a whole number of days from 1 to 3650"));
-                30
+                plus_jobs::job::DEFAULT_EVENT_TTL_DAYS
             }),
         };
         let stream_max_bytes = match non_empty(raw.plus_stream_max_bytes) {

@@ -7,12 +7,9 @@
 //! of unwritten output, lines are left out of the stream and counted, and a
 //! marker says so. The full log in the blob store is never cut.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
-use plus_jobs::{JobStore, StoreError, StreamEvent, Timestamp};
+use plus_jobs::{job::stream_event, JobStore, StoreError, StreamEvent};
 
 /// The largest `data` of one stream item (DynamoDB items are at most 400 KB).
 pub const ITEM_BYTES: usize = 32 * 1024;
@@ -40,15 +37,16 @@ struct Pending {
 pub struct EventSink {
     store: Arc<dyn JobStore>,
     stream_id: String,
-    ttl: Duration,
+    ttl_days: u32,
     pending: Arc<Mutex<Pending>>,
     /// Serialises writers so events land in sequence order.
     write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EventSink {
-    /// A sink for the stream of job `stream_id`; events expire after `ttl`.
-    pub fn new(store: Arc<dyn JobStore>, stream_id: &str, ttl: Duration, view_bytes: u64) -> Self {
+    /// A sink for the stream of job `stream_id`; events expire after
+    /// `ttl_days`.
+    pub fn new(store: Arc<dyn JobStore>, stream_id: &str, ttl_days: u32, view_bytes: u64) -> Self {
         let pending = Pending {
             view_left: view_bytes,
             ..Pending::default()
@@ -56,7 +54,7 @@ impl EventSink {
         Self {
             store,
             stream_id: stream_id.to_owned(),
-            ttl,
+            ttl_days,
             pending: Arc::new(Mutex::new(pending)),
             write_lock: Arc::default(),
         }
@@ -80,19 +78,9 @@ impl EventSink {
     }
 
     fn new_event(&self, p: &mut Pending, kind: &str, data: String) -> StreamEvent {
-        let now = Timestamp::now();
-        // Time-ordered and strictly increasing within this writer, so events
-        // of a relaunched attempt sort after the last attempt's.
-        let seq = (now.unix_micros().max(0) as u64).max(p.last_seq + 1);
-        p.last_seq = seq;
-        StreamEvent {
-            stream_id: self.stream_id.clone(),
-            seq,
-            kind: kind.to_owned(),
-            at: now.to_string(),
-            data,
-            expires_at: (now.unix_seconds().max(0) as u64) + self.ttl.as_secs(),
-        }
+        let event = stream_event(&self.stream_id, kind, data, self.ttl_days, p.last_seq);
+        p.last_seq = event.seq;
+        event
     }
 
     /// Adds one output line (`kind` is `stdout` or `stderr`). Returns
@@ -125,12 +113,6 @@ impl EventSink {
         p.bytes += data.len();
         let event = self.new_event(&mut p, kind, data);
         p.items.push(event);
-    }
-
-    /// Whether anything waits to be written.
-    pub fn is_empty(&self) -> bool {
-        let p = self.lock();
-        p.items.is_empty() && p.omitted_lines == 0
     }
 
     /// Writes what is pending. On failure the events stay pending (in order)

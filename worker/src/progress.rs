@@ -44,8 +44,9 @@ impl ProgressCell {
         s.progress.clone()
     }
 
-    /// Marks the progress changed again after a failed write.
-    pub fn restore(&self, _written: Progress) {
+    /// Marks the progress changed again after a failed write, so the next
+    /// heartbeat writes it.
+    pub fn mark_unwritten(&self) {
         self.lock().changed = true;
     }
 

@@ -10,7 +10,6 @@ use std::{
 };
 
 use backon::{ExponentialBuilder, Retryable};
-use bytes::Bytes;
 use plus_jobs::{
     blob::{self, BlobStore},
     job::{is_terminal, run_mode_name, status_name},
@@ -247,7 +246,7 @@ async fn execute_inner(
     let events = EventSink::new(
         jobs.clone(),
         &id,
-        Duration::from_secs(u64::from(config.event_ttl_days) * 86_400),
+        config.event_ttl_days,
         config.stream_max_bytes,
     );
     events.event("status", "RUNNING");
@@ -425,8 +424,8 @@ async fn heartbeat(ctx: JobContext, progress: crate::ProgressCell, done: Cancell
                 return;
             }
             Err(e) => {
-                if let Some(p) = patch.progress {
-                    progress.restore(p);
+                if patch.progress.is_some() {
+                    progress.mark_unwritten();
                 }
                 warn!(error = %e, "heartbeat failed; will retry");
             }
@@ -892,11 +891,4 @@ async fn record(
             deadline.as_secs()
         )),
     }
-}
-
-/// Bytes for a script's stdin.
-pub fn stdin_bytes(value: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(value).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
 }

@@ -71,17 +71,6 @@ impl Workspace {
         std::fs::set_permissions(&ws.script, std::fs::Permissions::from_mode(0o700))?;
         Ok(ws)
     }
-
-    /// A clean working directory for one collection item (`work/{n}`), so
-    /// items do not see each other's files.
-    ///
-    /// # Errors
-    /// When the directory cannot be made.
-    pub fn item_dir(&self, n: u64) -> io::Result<PathBuf> {
-        let dir = self.work.join(n.to_string());
-        std::fs::create_dir_all(&dir)?;
-        Ok(dir)
-    }
 }
 
 /// How to start the script.
@@ -316,11 +305,6 @@ async fn read_pieces(reader: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::S
 }
 
 impl Running {
-    /// The process group id (the script's pid).
-    pub fn pgid(&self) -> Pid {
-        self.pgid
-    }
-
     /// Waits for the script to exit.
     ///
     /// # Errors

@@ -17,15 +17,3 @@ pub fn init() {
         .with_writer(std::io::stdout)
         .try_init();
 }
-
-/// An error with its whole cause chain, for logs and messages.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}

@@ -62,16 +62,10 @@ impl S3Blobs {
                     _ => BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed: {code}: {message}")),
                 }
             }
-            _ => {
-                let mut s = err.to_string();
-                let mut source = std::error::Error::source(&err);
-                while let Some(e) = source {
-                    s.push_str(": ");
-                    s.push_str(&e.to_string());
-                    source = e.source();
-                }
-                BlobError::Unavailable(format!("{op} s3://{bucket}/{key}: {s}"))
-            }
+            _ => BlobError::Unavailable(format!(
+                "{op} s3://{bucket}/{key}: {}",
+                crate::error_chain(&err)
+            )),
         }
     }
 

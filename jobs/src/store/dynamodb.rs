@@ -46,16 +46,6 @@ impl DynamoStore {
         }
     }
 
-    /// The jobs table's name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// The streams table's name.
-    pub fn streams_table(&self) -> &str {
-        &self.streams_table
-    }
-
     /// One page of `owner-index` for `owner`, in `object_id` order
     /// (ascending when `forward`).
     async fn owner_page(
@@ -173,22 +163,10 @@ where
         }
         SdkError::ConstructionFailure(_) => StoreError::Rejected(format!(
             "{op} on {table} could not be built: {}",
-            chain(&err)
+            crate::error_chain(&err)
         )),
-        _ => StoreError::Unavailable(format!("{op} on {table}: {}", chain(&err))),
+        _ => StoreError::Unavailable(format!("{op} on {table}: {}", crate::error_chain(&err))),
     }
-}
-
-/// An error with its causes, one after the other.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
 }
 
 fn to_item(id: &str, object: Object) -> Result<HashMap<String, AttributeValue>, StoreError> {
@@ -303,40 +281,41 @@ impl JobStore for DynamoStore {
         patch: &Job,
         if_absent: &Job,
     ) -> Result<Job, StoreError> {
-        let attributes = patch_attributes(patch)?;
         let mut names = HashMap::new();
         let mut values = HashMap::new();
         let mut sets = Vec::new();
-        for (i, (name, value)) in attributes.into_iter().enumerate() {
+        // `#aN = :aN` replaces; `#bN = if_not_exists(#bN, :bN)` only fills in.
+        let replace = patch_attributes(patch)?.into_iter().map(|kv| ("a", kv));
+        let fill = patch_attributes(if_absent)?.into_iter().map(|kv| ("b", kv));
+        for (i, (kind, (name, value))) in replace.chain(fill).enumerate() {
             let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
                 StoreError::Rejected(format!(
                     "attribute {name} of job {id} cannot be stored: {e}"
                 ))
             })?;
-            sets.push(format!("#a{i} = :a{i}"));
-            names.insert(format!("#a{i}"), name);
-            values.insert(format!(":a{i}"), v);
-        }
-        for (i, (name, value)) in patch_attributes(if_absent)?.into_iter().enumerate() {
-            let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
-                StoreError::Rejected(format!(
-                    "attribute {name} of job {id} cannot be stored: {e}"
-                ))
-            })?;
-            sets.push(format!("#b{i} = if_not_exists(#b{i}, :b{i})"));
-            names.insert(format!("#b{i}"), name);
-            values.insert(format!(":b{i}"), v);
+            let (n, val) = (format!("#{kind}{i}"), format!(":{kind}{i}"));
+            sets.push(match kind {
+                "a" => format!("{n} = {val}"),
+                _ => format!("{n} = if_not_exists({n}, {val})"),
+            });
+            names.insert(n, name);
+            values.insert(val, v);
         }
         let mut conditions = vec!["attribute_exists(object_id)".to_owned()];
-        if let Some(username) = &expect.username {
-            names.insert("#username".to_owned(), "username".to_owned());
-            values.insert(":username".to_owned(), s(username));
-            conditions.push("#username = :username".to_owned());
-        }
-        if let Some(mode) = expect.run_mode {
-            names.insert("#run_mode".to_owned(), "run_mode".to_owned());
-            values.insert(":run_mode".to_owned(), s(mode.as_str_name()));
-            conditions.push("#run_mode = :run_mode".to_owned());
+        let equal = [
+            ("username", expect.username.clone()),
+            (
+                "run_mode",
+                expect.run_mode.map(|m| m.as_str_name().to_owned()),
+            ),
+            ("lease", expect.lease.clone()),
+        ];
+        for (attribute, wanted) in equal {
+            if let Some(wanted) = wanted {
+                names.insert(format!("#{attribute}"), attribute.to_owned());
+                values.insert(format!(":{attribute}"), s(wanted));
+                conditions.push(format!("#{attribute} = :{attribute}"));
+            }
         }
         if !expect.statuses.is_empty() {
             names.insert("#status".to_owned(), "status".to_owned());
@@ -346,11 +325,6 @@ impl JobStore for DynamoStore {
                 values.insert(format!(":s{i}"), s(status_name(*status)));
             }
             conditions.push(format!("#status IN ({})", alternatives.join(", ")));
-        }
-        if let Some(lease) = &expect.lease {
-            names.insert("#lease".to_owned(), "lease".to_owned());
-            values.insert(":lease".to_owned(), s(lease));
-            conditions.push("#lease = :lease".to_owned());
         }
         let result = self
             .client
