@@ -330,7 +330,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let policy = crate::monitor::Policy {
                 stale_after: std::time::Duration::from_secs(*stale_after),
                 start_timeout: std::time::Duration::from_secs(*start_timeout),
-                ..crate::monitor::Policy::default()
             };
             loop {
                 let settled = launcher.monitor(&policy).await?;

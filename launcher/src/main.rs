@@ -8,7 +8,7 @@ async fn main() -> std::process::ExitCode {
     match plus_launcher::cli::run(cli).await {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("plus: {}", format!("{e:#}").replace(": ", ": ").trim());
+            eprintln!("plus: {e:#}");
             std::process::ExitCode::from(2)
         }
     }

@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::Task;
-use plus_jobs::{job::status_name, Expect, Job, JobStatus, StoreError, Timestamp};
+use plus_jobs::{job::status_name, Job, JobStatus, StoreError, Timestamp};
 use serde::Serialize;
 
-use crate::ops::{Launcher, LauncherError, Runner};
+use crate::ops::{attempts_left, Launcher, LauncherError, Runner};
 
 /// How patient the monitor is.
 #[derive(Clone, Debug)]
@@ -21,9 +21,6 @@ pub struct Policy {
     pub stale_after: Duration,
     /// An INITIALIZING job older than this whose task has not started fails.
     pub start_timeout: Duration,
-    /// Attempts a job gets when it does not say (`max_attempts`): an
-    /// interruption is not the job's fault, so it is relaunched.
-    pub default_max_attempts: u32,
 }
 
 impl Default for Policy {
@@ -31,7 +28,6 @@ impl Default for Policy {
         Self {
             stale_after: Duration::from_secs(120),
             start_timeout: Duration::from_secs(600),
-            default_max_attempts: 3,
         }
     }
 }
@@ -241,13 +237,14 @@ impl Launcher {
         let status = job.status();
         if status == JobStatus::Interrupted {
             return self
-                .relaunch_or_fail(job, policy, "the job was interrupted")
+                .relaunch_or_fail(job.clone(), "the job was interrupted")
                 .await;
         }
         let arn = job.fargate_task_arn.as_str();
         let stale = match status {
             JobStatus::Running => age(&job.heartbeat_at) > policy.stale_after,
-            _ => age(&job.created_at) > policy.start_timeout,
+            // From the current attempt's launch: a relaunch sets updated_at.
+            _ => age(first_nonempty(&job.updated_at, &job.created_at)) > policy.start_timeout,
         };
         // Local workers: a dead process is as good as a stopped task.
         if let Some(alive) = arn
@@ -286,43 +283,25 @@ impl Launcher {
             Some(task) if task.last_status.as_deref() == Some("STOPPED") => {
                 match classify(task, container, job.cancel_requested) {
                     Verdict::Spot(reason) => {
-                        if status == JobStatus::Running {
-                            let patch = Job {
-                                status: JobStatus::Interrupted as i32,
-                                error: reason.clone(),
-                                updated_at: Timestamp::now().to_string(),
-                                ..Job::default()
-                            };
-                            self.jobs()
-                                .update_job(id, &Expect::status([JobStatus::Running]), &patch)
-                                .await?;
+                        // RUNNING -> INTERRUPTED, then relaunch; a task that
+                        // stopped before any worker claimed it is relaunched
+                        // from INITIALIZING (it was never running).
+                        let job = if status == JobStatus::Running {
+                            self.transition(id, status, JobStatus::Interrupted, &reason)
+                                .await?
                         } else {
-                            let patch = Job {
-                                status: JobStatus::Interrupted as i32,
-                                error: reason.clone(),
-                                updated_at: Timestamp::now().to_string(),
-                                ..Job::default()
-                            };
-                            self.jobs()
-                                .update_job(id, &Expect::status([JobStatus::Initializing]), &patch)
-                                .await?;
-                        }
-                        let mut interrupted = job.clone();
-                        interrupted.status = JobStatus::Interrupted as i32;
-                        self.relaunch_or_fail(&interrupted, policy, &reason).await
+                            job.clone()
+                        };
+                        self.relaunch_or_fail(job, &reason).await
                     }
                     Verdict::Cancelled => {
-                        let now = Timestamp::now().to_string();
-                        let patch = Job {
-                            status: JobStatus::Cancelled as i32,
-                            error: "cancelled on request; the task was stopped".into(),
-                            updated_at: now.clone(),
-                            completed_at: now,
-                            ..Job::default()
-                        };
-                        self.jobs()
-                            .update_job(id, &Expect::status([status]), &patch)
-                            .await?;
+                        self.transition(
+                            id,
+                            status,
+                            JobStatus::Cancelled,
+                            "cancelled on request; the task was stopped",
+                        )
+                        .await?;
                         settled(
                             "cancelled",
                             "the task was stopped after a cancel request".into(),
@@ -358,34 +337,29 @@ impl Launcher {
 
     async fn relaunch_or_fail(
         &self,
-        job: &Job,
-        policy: &Policy,
+        job: Job,
         why: &str,
     ) -> Result<Option<Settled>, LauncherError> {
         let id = job.object_id.clone();
-        let max = job.max_attempts.unwrap_or(policy.default_max_attempts);
-        let attempt = job.attempt.unwrap_or(1);
-        if attempt >= max {
-            let reason = format!(
-                "{why}, and its {max} attempt{} are used up (max_attempts)",
-                if max == 1 { "" } else { "s" }
-            );
-            self.fail(&id, JobStatus::Interrupted, &reason).await?;
-            return Ok(Some(Settled {
+        let from = job.status();
+        let out_of_attempts = !attempts_left(&job);
+        match self.relaunch(job, from, true).await {
+            Ok(launched) => Ok(Some(Settled {
+                job_id: id,
+                action: "relaunched".into(),
+                reason: format!(
+                    "{why}; relaunched as attempt {}",
+                    launched.job.attempt.unwrap_or(2)
+                ),
+            })),
+            // `relaunch` recorded FAILED with the reason.
+            Err(LauncherError::Conflict(reason)) if out_of_attempts => Ok(Some(Settled {
                 job_id: id,
                 action: "failed".into(),
-                reason,
-            }));
+                reason: format!("{why}: {reason}"),
+            })),
+            Err(e) => Err(e),
         }
-        let launched = self.retry(&job.username, &id, true).await?;
-        Ok(Some(Settled {
-            job_id: id,
-            action: "relaunched".into(),
-            reason: format!(
-                "{why}; relaunched as attempt {}",
-                launched.job.attempt.unwrap_or(attempt + 1)
-            ),
-        }))
     }
 }
 

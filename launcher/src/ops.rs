@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use plus_jobs::{
-    job::{is_terminal, jobs_owner, sources_of, status_name, DEFAULT_EVENT_TTL_DAYS},
-    store::Object,
+    job::{is_terminal, jobs_owner, status_name, DEFAULT_EVENT_TTL_DAYS},
     Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
 };
 use tokio::process::Child;
@@ -39,6 +38,16 @@ pub enum LauncherError {
     /// same reason.
     #[error("{0}")]
     Start(String),
+}
+
+/// Attempts a job gets when it does not say (`max_attempts`): an
+/// interruption (SIGTERM, Spot) is not the job's fault, so it is relaunched.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Whether `job` may run another attempt (`max_attempts`, default
+/// [`DEFAULT_MAX_ATTEMPTS`]). The one rule `plus retry` and the monitor share.
+pub fn attempts_left(job: &Job) -> bool {
+    job.attempt.unwrap_or(1) < job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS)
 }
 
 /// Where jobs run.
@@ -102,7 +111,14 @@ impl Launcher {
             Err(StoreError::Conflict { .. }) => {
                 // A retried launch: the first one wrote the record and
                 // started (or failed to start) its worker.
-                let existing = self.status(&req.username, &job.object_id).await?;
+                let existing = match self.status(&req.username, &job.object_id).await {
+                    Err(LauncherError::NotFound(id)) => {
+                        return Err(LauncherError::Conflict(format!(
+                            "the job id {id} is taken: choose another id, or leave it out for a new one"
+                        )))
+                    }
+                    other => other?,
+                };
                 return Ok(Launched {
                     job: existing,
                     worker: None,
@@ -207,26 +223,44 @@ impl Launcher {
     /// # Errors
     /// Store errors; a lost race is not an error (the other writer wins).
     pub async fn fail(&self, id: &str, from: JobStatus, reason: &str) -> Result<(), LauncherError> {
+        match self.transition(id, from, JobStatus::Failed, reason).await {
+            Ok(_) | Err(LauncherError::Store(StoreError::Conflict { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One launcher-side status change: a conditional write from `from` to
+    /// `to` with `error` (and `completed_at` when `to` is final), then the
+    /// status event followers see.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] (as [`LauncherError::Store`]) when the job
+    /// is no longer in `from`; nothing changed.
+    pub(crate) async fn transition(
+        &self,
+        id: &str,
+        from: JobStatus,
+        to: JobStatus,
+        error: &str,
+    ) -> Result<Job, LauncherError> {
+        debug_assert!(
+            plus_jobs::job::can_transition(from, to),
+            "{from:?} -> {to:?}"
+        );
         let now = Timestamp::now().to_string();
         let patch = Job {
-            status: JobStatus::Failed as i32,
-            error: reason.to_owned(),
+            status: to as i32,
+            error: error.to_owned(),
             updated_at: now.clone(),
-            completed_at: now,
+            completed_at: if is_terminal(to) { now } else { String::new() },
             ..Job::default()
         };
-        match self
+        let job = self
             .jobs()
             .update_job(id, &Expect::status([from]), &patch)
-            .await
-        {
-            Ok(_) => {
-                self.append_status(id, JobStatus::Failed).await;
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+            .await?;
+        self.append_status(id, to).await;
+        Ok(job)
     }
 
     async fn append_status(&self, id: &str, status: JobStatus) {
@@ -288,11 +322,42 @@ impl Launcher {
         limit: usize,
     ) -> Result<Page<Job>, LauncherError> {
         let owner = jobs_owner(username);
-        let mut page = self.jobs().list_jobs(&owner, start, limit).await?;
-        if let Some(s) = status {
-            page.items.retain(|j| j.status() == s);
+        let Some(wanted) = status else {
+            return Ok(self.jobs().list_jobs(&owner, start, limit).await?);
+        };
+        // Filter while paging, so a page holds `limit` matching jobs (or the
+        // rest of them), not the matches among the newest `limit`.
+        let mut items = Vec::new();
+        let mut cursor = start.map(str::to_owned);
+        loop {
+            let page = self
+                .jobs()
+                .list_jobs(&owner, cursor.as_deref(), limit)
+                .await?;
+            let end = page.next.is_none();
+            for job in page.items {
+                if items.len() == limit {
+                    // Full: continue after the last job looked at.
+                    return Ok(Page {
+                        items,
+                        next: cursor,
+                    });
+                }
+                cursor = Some(job.object_id.clone());
+                if job.status() == wanted {
+                    items.push(job);
+                }
+            }
+            if end {
+                return Ok(Page { items, next: None });
+            }
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next: cursor,
+                });
+            }
         }
-        Ok(page)
     }
 
     /// Cancels a job: an INITIALIZING or INTERRUPTED job becomes CANCELLED
@@ -314,8 +379,8 @@ impl Launcher {
             }
             return self.status(username, id).await;
         }
+        let mut job = first;
         for _ in 0..5 {
-            let job = self.status(username, id).await?;
             let status = job.status();
             if is_terminal(status) {
                 return Err(LauncherError::Conflict(format!(
@@ -334,21 +399,19 @@ impl Launcher {
                     .update_job(id, &Expect::status([JobStatus::Running]), &patch)
                     .await
             } else {
-                let patch = Job {
-                    status: JobStatus::Cancelled as i32,
-                    error: "cancelled on request before it ran".into(),
-                    updated_at: now.clone(),
-                    completed_at: now,
-                    ..Job::default()
-                };
-                let r = self
-                    .jobs()
-                    .update_job(id, &Expect::status([status]), &patch)
-                    .await;
-                if r.is_ok() {
-                    self.append_status(id, JobStatus::Cancelled).await;
+                match self
+                    .transition(
+                        id,
+                        status,
+                        JobStatus::Cancelled,
+                        "cancelled on request before it ran",
+                    )
+                    .await
+                {
+                    Ok(done) => Ok(done),
+                    Err(LauncherError::Store(e)) => Err(e),
+                    Err(other) => return Err(other),
                 }
-                r
             };
             match result {
                 Ok(done) => {
@@ -361,7 +424,7 @@ impl Launcher {
                     return Ok(done);
                 }
                 // It moved on between the read and the write: look again.
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => job = self.status(username, id).await?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -408,63 +471,24 @@ impl Launcher {
             });
         }
         match job.status() {
-            JobStatus::Interrupted => {
-                let attempt = job.attempt.unwrap_or(1) + 1;
-                if let Some(max) = job.max_attempts {
-                    if attempt > max {
-                        let reason = format!("the job was interrupted and its {max} attempts (max_attempts) are used up");
-                        self.fail(id, JobStatus::Interrupted, &reason).await?;
-                        return Err(LauncherError::Conflict(format!(
-                            "job {id} cannot be relaunched: {reason}"
-                        )));
-                    }
-                }
-                let patch = Job {
-                    status: JobStatus::Initializing as i32,
-                    attempt: Some(attempt),
-                    updated_at: Timestamp::now().to_string(),
-                    ..Job::default()
-                };
-                let job = self
-                    .jobs()
-                    .update_job(
-                        id,
-                        &Expect::status(sources_of(JobStatus::Initializing)),
-                        &patch,
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::Conflict { reason, .. } => LauncherError::Conflict(format!(
-                            "job {id} was not relaunched: {reason}"
-                        )),
-                        other => other.into(),
-                    })?;
-                self.append_status(id, JobStatus::Initializing).await;
-                let (job, worker) = self.start(job, detach).await?;
-                Ok(Launched {
-                    job,
-                    worker,
-                    created: false,
-                })
-            }
+            JobStatus::Interrupted => self.relaunch(job, JobStatus::Interrupted, detach).await,
             status if is_terminal(status) => {
-                let mut copy = job.clone();
                 let fresh = plus_jobs::job::new_job(
                     &plus_jobs::JobId::generate(),
                     &job.username,
                     job.run_mode(),
                     Timestamp::now(),
                 );
-                copy = Job {
-                    script: copy.script.take(),
-                    params: copy.params.take(),
-                    collection_owner: copy.collection_owner.clone(),
-                    action_id: copy.action_id.clone(),
-                    timeout_seconds: copy.timeout_seconds,
-                    max_attempts: copy.max_attempts,
-                    tolerated_failures: copy.tolerated_failures,
-                    tolerated_failure_percent: copy.tolerated_failure_percent,
-                    resources: copy.resources.take(),
+                let copy = Job {
+                    script: job.script,
+                    params: job.params,
+                    collection_owner: job.collection_owner,
+                    action_id: job.action_id,
+                    timeout_seconds: job.timeout_seconds,
+                    max_attempts: job.max_attempts,
+                    tolerated_failures: job.tolerated_failures,
+                    tolerated_failure_percent: job.tolerated_failure_percent,
+                    resources: job.resources,
                     ..fresh
                 };
                 self.jobs().create_job(&copy).await?;
@@ -494,11 +518,54 @@ impl Launcher {
         Ok(self.backend.blobs.get_bytes(&job.log_key).await?)
     }
 
-    /// Stores objects (collection items, actions).
+    /// Relaunches `job`, which is in `from` (INTERRUPTED, or INITIALIZING
+    /// whose task stopped before any worker claimed it), as its next attempt
+    /// while [`attempts_left`] allows; otherwise fails it with the reason.
     ///
     /// # Errors
-    /// Store errors.
-    pub async fn put_objects(&self, objects: &[Object]) -> Result<(), LauncherError> {
-        Ok(self.jobs().put_objects(objects).await?)
+    /// [`LauncherError::Conflict`] when the attempts are used up or the job
+    /// moved on meanwhile.
+    pub(crate) async fn relaunch(
+        &self,
+        job: Job,
+        from: JobStatus,
+        detach: bool,
+    ) -> Result<Launched, LauncherError> {
+        let id = job.object_id.clone();
+        let attempt = job.attempt.unwrap_or(1) + 1;
+        if !attempts_left(&job) {
+            let max = job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+            let reason = format!(
+                "the job was interrupted and its {max} attempt{} are used up (max_attempts)",
+                if max == 1 { "" } else { "s" }
+            );
+            self.fail(&id, from, &reason).await?;
+            return Err(LauncherError::Conflict(format!(
+                "job {id} cannot be relaunched: {reason}"
+            )));
+        }
+        let patch = Job {
+            status: JobStatus::Initializing as i32,
+            attempt: Some(attempt),
+            updated_at: Timestamp::now().to_string(),
+            ..Job::default()
+        };
+        let job = self
+            .jobs()
+            .update_job(&id, &Expect::status([from]), &patch)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { reason, .. } => {
+                    LauncherError::Conflict(format!("job {id} was not relaunched: {reason}"))
+                }
+                other => other.into(),
+            })?;
+        self.append_status(&id, JobStatus::Initializing).await;
+        let (job, worker) = self.start(job, detach).await?;
+        Ok(Launched {
+            job,
+            worker,
+            created: false,
+        })
     }
 }
