@@ -145,7 +145,7 @@ impl EventSink {
             Err(e) => {
                 let mut p = self.lock();
                 let newer = std::mem::replace(&mut p.items, batch);
-                p.bytes = p.items.iter().map(|e| e.data.len()).sum::<usize>();
+                p.bytes += p.items.iter().map(|e| e.data.len()).sum::<usize>();
                 p.items.extend(newer);
                 Err(e)
             }

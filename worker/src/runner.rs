@@ -218,15 +218,19 @@ async fn execute_inner(
     // also requires the job's user and mode, so a job this worker must not
     // run is never touched. Only a refused claim reads the record, to say why.
     let now = Timestamp::now();
+    // A task ARN (from the metadata endpoint) is written; a local id only
+    // fills in, so it never hides the ARN the launcher recorded.
+    let is_arn = lease.starts_with("arn:");
     let claim = Job {
         status: JobStatus::Running as i32,
         lease: lease.clone(),
-        fargate_task_arn: lease.clone(),
+        fargate_task_arn: if is_arn { lease.clone() } else { String::new() },
         heartbeat_at: now.to_string(),
         updated_at: now.to_string(),
         ..Job::default()
     };
     let first_claim = Job {
+        fargate_task_arn: if is_arn { String::new() } else { lease.clone() },
         started_at: now.to_string(),
         attempt: Some(1),
         ..Job::default()
@@ -773,6 +777,12 @@ async fn record(
 ) -> Outcome {
     let id = ctx.job.object_id.clone();
     let deadline = ctx.config.grace.max(Duration::from_secs(5));
+    // After SIGTERM the task is killed at stopTimeout: recording as a whole
+    // (log, last events, final write) then fits in one grace period, the
+    // log and events taking at most half of it. A normal end has no such
+    // limit, so a large log is never cut short.
+    let started = tokio::time::Instant::now();
+    let interrupted = finish.status == JobStatus::Interrupted;
     let retry = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(100))
@@ -830,9 +840,16 @@ async fn record(
         }
     };
     let flush = || async { ctx.events.flush().await };
-    let (log_stored, flushed) =
-        tokio::join!(store_log, flush.retry(retry).when(|e| e.is_transient()));
-    if !log_stored || flushed.is_err() {
+    let side_by_side =
+        async { tokio::join!(store_log, flush.retry(retry).when(|e| e.is_transient())) };
+    let (log_stored, flushed) = if interrupted {
+        tokio::time::timeout_at(started + deadline / 2, side_by_side)
+            .await
+            .unwrap_or((false, Err(StoreError::Unavailable("out of time".into()))))
+    } else {
+        side_by_side.await
+    };
+    if (!log_stored || flushed.is_err()) && !interrupted {
         if let Err(e) = flush.retry(retry).when(|e| e.is_transient()).await {
             warn!(error = %e, "the last events could not be written");
         }
@@ -864,7 +881,12 @@ async fn record(
     let write = || async { ctx.jobs.update_job(&id, &expect, &patch).await };
     // Bounded as a whole (the SDK retries inside each attempt too), so the
     // worker answers within the grace period, well inside stopTimeout.
-    let written = tokio::time::timeout(deadline, write.retry(retry).when(StoreError::is_transient))
+    let until = if interrupted {
+        started + deadline
+    } else {
+        tokio::time::Instant::now() + deadline
+    };
+    let written = tokio::time::timeout_at(until, write.retry(retry).when(StoreError::is_transient))
         .await
         .unwrap_or_else(|_| {
             Err(StoreError::Unavailable(format!(

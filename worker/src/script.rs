@@ -40,8 +40,6 @@ pub struct Workspace {
     pub result: PathBuf,
     /// TMPDIR.
     pub tmp: PathBuf,
-    /// The combined log of everything the script printed.
-    pub log: PathBuf,
 }
 
 impl Workspace {
@@ -61,7 +59,6 @@ impl Workspace {
             output: base.join("output"),
             result: base.join("result.json"),
             tmp: base.join("tmp"),
-            log: base.join("log.txt"),
             _root: dir,
         };
         for d in [&ws.work, &ws.output, &ws.tmp] {

@@ -285,8 +285,13 @@ impl JobStore for DynamoStore {
         let mut values = HashMap::new();
         let mut sets = Vec::new();
         // `#aN = :aN` replaces; `#bN = if_not_exists(#bN, :bN)` only fills in.
-        let replace = patch_attributes(patch)?.into_iter().map(|kv| ("a", kv));
-        let fill = patch_attributes(if_absent)?.into_iter().map(|kv| ("b", kv));
+        let set = patch_attributes(patch)?;
+        let mut absent = patch_attributes(if_absent)?;
+        // The patch wins where both name an attribute (DynamoDB refuses
+        // overlapping paths; SQLite lets the patch win too).
+        absent.retain(|k, _| !set.contains_key(k));
+        let replace = set.into_iter().map(|kv| ("a", kv));
+        let fill = absent.into_iter().map(|kv| ("b", kv));
         for (i, (kind, (name, value))) in replace.chain(fill).enumerate() {
             let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
                 StoreError::Rejected(format!(

@@ -119,12 +119,24 @@ impl Expect {
         if let Some(lease) = &self.lease {
             reason.push_str(&format!(" held by {lease}"));
         }
+        if let Some(user) = &self.username {
+            reason.push_str(&format!(" of user {user}"));
+        }
+        if let Some(mode) = self.run_mode {
+            reason.push_str(&format!(" in {}", mode.as_str_name()));
+        }
         match found {
             Some(job) => {
                 let status = JobStatus::try_from(job.status).unwrap_or_default();
                 reason.push_str(&format!(", found {}", status_name(status)));
                 if self.lease.is_some() && !job.lease.is_empty() {
                     reason.push_str(&format!(" held by {}", job.lease));
+                }
+                if self.username.is_some() {
+                    reason.push_str(&format!(" of user {}", job.username));
+                }
+                if self.run_mode.is_some() {
+                    reason.push_str(&format!(" in {}", job.run_mode().as_str_name()));
                 }
             }
             None => reason.push_str(", found no such job"),
