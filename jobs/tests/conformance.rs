@@ -59,7 +59,7 @@ async fn a_claim_checks_the_user_and_keeps_the_first_start(store: Arc<dyn JobSto
     store.create_job(&j).await.unwrap();
     let first = Job {
         started_at: "2026-01-01T00:00:00.000Z".into(),
-        attempt: Some(1),
+        attempt: Some(9),
         ..Job::default()
     };
     let as_bob = Expect::status([JobStatus::Initializing]).for_worker("bob", RunMode::RunScript);

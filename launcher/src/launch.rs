@@ -334,7 +334,12 @@ mod tests {
         let mut req = script_request();
         req.params = parse_params(&["n=18446744073709551615".into()]).unwrap();
         let job = prepare(&req).unwrap().job;
-        assert!(job.params.is_some());
+        let stored = serde_json::to_value(job.params.unwrap()).unwrap();
+        assert_eq!(
+            stored["n"].as_f64(),
+            Some(u64::MAX as f64),
+            "stored as the nearest double"
+        );
     }
 
     #[test]
