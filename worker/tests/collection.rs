@@ -350,7 +350,10 @@ async fn a_streaming_script_that_dies_fails_only_the_items_in_flight(w: World) {
     // Items sent after it were in flight too; none is lost or doubled.
     let failed = lines.iter().filter(|l| l["ok"] == false).count() as u32;
     assert_eq!(progress(&done).2, failed);
-    assert!(failed as usize <= 512, "only the items in flight failed: {failed}");
+    assert!(
+        failed as usize <= 512,
+        "only the items in flight failed: {failed}"
+    );
     assert_eq!(lines[999]["ok"], true, "a fresh process answered the rest");
     assert_eq!(w.log(&done).await.matches("dying").count(), 1);
 }
