@@ -5,10 +5,7 @@
 
 mod support;
 
-use std::time::Instant;
-
 use nix::sys::resource::{getrusage, UsageWho};
-use plus_jobs::JobStatus;
 use support::World;
 
 fn peak_rss_of_children_mib() -> f64 {
