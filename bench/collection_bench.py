@@ -4,12 +4,11 @@ RUN_COLLECTION (per-item and streaming modes) on the local store and on
 moto_server, beside a Python/boto3 (or sqlite3) loop that queries the same
 items and runs the same script per item. Run through scripts/bench-collection.sh.
 
-Peak RSS is the worker process's own maximum resident set (getrusage of the
-waited worker; its per-item `sh` children are far smaller).
+Peak RSS is the worker process's own maximum resident set (wait4 on its
+pid; its per-item `sh` children are far smaller).
 """
 import json
 import os
-import resource
 import socket
 import sqlite3
 import subprocess
@@ -24,8 +23,21 @@ WORKER = os.path.join(ROOT, "target", "release", "plus-worker")
 SIZES = [int(s) for s in os.environ.get("SIZES", "1000,10000,100000").split(",")]
 PY_MAX = int(os.environ.get("PY_MAX", "10000"))
 CONCURRENCY = os.environ.get("PLUS_CONCURRENCY", "")
-NOOP = "#!/bin/sh\ncat >/dev/null\n"
-STREAM = "#!/bin/sh\nexec sed -u 's/.*/{}/'\n"
+# The scripts. Per-item: a no-op (`:`), and one that reads its stdin
+# (`cat`, a second process per item). Streaming: a no-op that answers `{}`
+# per line, flushing each answer (awk), and `sed -u`, which reads its input
+# one byte per system call (shown for scale: the script, not the worker,
+# is then the limit).
+NOOP = "#!/bin/sh\n:\n"
+CAT = "#!/bin/sh\ncat >/dev/null\n"
+STREAM = "#!/bin/sh\nexec awk '{ print \"{}\"; fflush() }'\n"
+SED = "#!/bin/sh\nexec sed -u 's/.*/{}/'\n"
+VARIANTS = [
+    ("per-item, no-op", NOOP, False),
+    ("per-item, cat", CAT, False),
+    ("streaming, awk", STREAM, True),
+    ("streaming, sed -u", SED, True),
+]
 OWNER = "bench/collections/c{n}"
 
 
@@ -33,7 +45,7 @@ def now():
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
-def job_record(job_id, owner, streaming):
+def job_record(job_id, owner, source, streaming):
     return {
         "object_id": job_id,
         "object_type": "PlusScriptJob",
@@ -41,7 +53,7 @@ def job_record(job_id, owner, streaming):
         "username": "bench",
         "status": "INITIALIZING",
         "run_mode": "RUN_COLLECTION",
-        "script": {"source": STREAM if streaming else NOOP, "streaming": streaming},
+        "script": {"source": source, "streaming": streaming},
         "collection_owner": owner,
         "attempt": 1,
         "created_at": now(),
@@ -50,17 +62,18 @@ def job_record(job_id, owner, streaming):
 
 
 def run_worker(env):
-    """Runs the worker to its end; returns (seconds, peak RSS MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Runs the worker to its end; returns (seconds, peak RSS MiB). The RSS
+    is this worker's own (wait4 on its pid; its children are included by
+    the kernel but are far smaller than the worker)."""
     start = time.monotonic()
-    p = subprocess.run([WORKER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen([WORKER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
     took = time.monotonic() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
-        sys.exit(f"the worker failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if rss <= before:
-        rss = float("nan")  # an earlier, larger child hides this one
-    return took, rss / 1024
+        sys.exit(f"the worker failed ({p.returncode}): {err.decode()[-2000:]}")
+    return took, usage.ru_maxrss / 1024
 
 
 def worker_env(base, job_id, owner):
@@ -93,12 +106,21 @@ def python_loop(items, script_path):
 # ---------------------------------------------------------------- local
 
 
+def script_files(dir):
+    """The per-item scripts as files, for the Python loop."""
+    files = []
+    for name, source in (("no-op", NOOP), ("cat", CAT)):
+        path = os.path.join(dir, f"{name}.sh")
+        with open(path, "w") as f:
+            f.write(source)
+        os.chmod(path, 0o755)
+        files.append((name, path))
+    return files
+
+
 def local_bench(rows):
     home = tempfile.mkdtemp(prefix="plus-bench-")
-    script = os.path.join(home, "noop.sh")
-    with open(script, "w") as f:
-        f.write(NOOP)
-    os.chmod(script, 0o755)
+    scripts = script_files(home)
     db = os.path.join(home, "plus.sqlite3")
     for n in SIZES:
         owner = OWNER.format(n=n)
@@ -115,17 +137,17 @@ def local_bench(rows):
             "PLUS_LOCAL_DIR": home,
             "PLUS_WORK_DIR": os.path.join(home, "work"),
         }
-        for streaming in (False, True):
+        for mode, source, streaming in VARIANTS:
             job_id = f"bench-{uuid.uuid4()}"
-            rec = job_record(job_id, owner, streaming)
+            rec = job_record(job_id, owner, source, streaming)
             con = sqlite3.connect(db)
             con.execute("INSERT INTO objects (object_id, owner, body) VALUES (?, ?, ?)", (job_id, rec["owner"], json.dumps(rec)))
             con.commit()
             con.close()
             took, rss = run_worker(worker_env(base, job_id, owner))
-            rows.append(("local", "streaming" if streaming else "per-item", n, n / took, rss))
+            rows.append(("local", mode, n, n / took, rss))
             print(rows[-1], file=sys.stderr, flush=True)
-        if n <= PY_MAX:
+        for name, script in scripts if n <= PY_MAX else []:
             start = time.monotonic()
             con = sqlite3.connect(db)
             done, after = 0, ""
@@ -137,7 +159,7 @@ def local_bench(rows):
                 done += python_loop(page, script)
                 after = page[-1]["object_id"]
             took = time.monotonic() - start
-            rows.append(("local", "python sqlite3 loop", n, done / took, float("nan")))
+            rows.append(("local", f"python sqlite3 loop, {name}", n, done / took, float("nan")))
             print(rows[-1], file=sys.stderr, flush=True)
 
 
@@ -190,10 +212,7 @@ def moto_bench(rows):
         s3.create_bucket(Bucket=bucket)
         res = boto3.resource("dynamodb", **kw).Table(table)
         work = tempfile.mkdtemp(prefix="plus-bench-moto-")
-        script = os.path.join(work, "noop.sh")
-        with open(script, "w") as f:
-            f.write(NOOP)
-        os.chmod(script, 0o755)
+        scripts = script_files(work)
         base = {
             "REGION": "us-east-1",
             "DYNAMO_TABLE": table,
@@ -209,13 +228,13 @@ def moto_bench(rows):
             with res.batch_writer() as w:
                 for i in range(n):
                     w.put_item(Item={"object_id": f"item-{i:07d}", "owner": owner, "n": i, "name": f"photo {i}.jpg"})
-            for streaming in (False, True):
+            for mode, source, streaming in VARIANTS:
                 job_id = f"bench-{uuid.uuid4()}"
-                res.put_item(Item=json.loads(json.dumps(job_record(job_id, owner, streaming))))
+                res.put_item(Item=json.loads(json.dumps(job_record(job_id, owner, source, streaming))))
                 took, rss = run_worker(worker_env(base, job_id, owner))
-                rows.append(("moto", "streaming" if streaming else "per-item", n, n / took, rss))
+                rows.append(("moto", mode, n, n / took, rss))
                 print(rows[-1], file=sys.stderr, flush=True)
-            if n <= PY_MAX:
+            for name, script in scripts if n <= PY_MAX else []:
                 start = time.monotonic()
                 done, key = 0, None
                 while True:
@@ -230,7 +249,7 @@ def moto_bench(rows):
                     if not key:
                         break
                 took = time.monotonic() - start
-                rows.append(("moto", "python boto3 loop", n, done / took, float("nan")))
+                rows.append(("moto", f"python boto3 loop, {name}", n, done / took, float("nan")))
                 print(rows[-1], file=sys.stderr, flush=True)
     finally:
         server.terminate()

@@ -1,6 +1,7 @@
 //! The blob stores: a log larger than the multipart threshold goes up to S3
 //! (in `moto_server`) in parts and comes back byte for byte; keys cannot
-//! escape the local folder.
+//! escape the local folder; a byte range of a file is stored as exactly
+//! those bytes.
 
 use plus_jobs::{
     backend::AwsConfig, blob::s3::MULTIPART_THRESHOLD, testkit::FaultProxy, testkit::Moto, Backend,
@@ -22,6 +23,31 @@ async fn round_trip(blobs: &dyn BlobStore) {
     assert!(back == data, "the log came back byte for byte");
     assert_eq!(blobs.list("jobs/j/").await.unwrap(), vec!["jobs/j/log.txt"]);
     assert_eq!(blobs.get_bytes("jobs/j/missing").await.unwrap(), None);
+
+    // A byte range of a file (a results part) is stored as exactly those
+    // bytes; a range past the end of the file is an error, not a short blob.
+    blobs
+        .put_file_range(
+            "jobs/j/part.jsonl",
+            &path,
+            1000..4000,
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+    let part = blobs.get_bytes("jobs/j/part.jsonl").await.unwrap().unwrap();
+    assert_eq!(part, data[1000..4000]);
+    let past = size as u64 + 10;
+    assert!(blobs
+        .put_file_range(
+            "jobs/j/bad.jsonl",
+            &path,
+            past - 20..past,
+            "application/x-ndjson"
+        )
+        .await
+        .is_err());
+    assert_eq!(blobs.get_bytes("jobs/j/bad.jsonl").await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

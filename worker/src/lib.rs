@@ -68,6 +68,25 @@ pub async fn task_arn(config: &Config) -> String {
     }
 }
 
+/// Blocking-pool threads at most (SQLite calls of the local store, file
+/// I/O, DNS). Every thread that allocates gets a malloc arena of its own
+/// that keeps its high-water mark: tokio's default pool (up to 512 threads)
+/// let the worker's resident set grow by half over a 100k-item collection;
+/// with two threads it stays within 15 % (BENCHMARKS.md, "Collections").
+pub const BLOCKING_THREADS: usize = 2;
+
+/// The worker's tokio runtime: one thread per core and a small blocking
+/// pool ([`BLOCKING_THREADS`]).
+///
+/// # Errors
+/// When the runtime cannot start (no threads).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+}
+
 /// The process entry point shared by `plus-worker` and `plus worker`: JSON
 /// telemetry, configuration, SIGTERM/SIGINT, [`run`]; returns the exit code.
 pub async fn main_entry() -> u8 {

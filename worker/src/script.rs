@@ -190,23 +190,27 @@ pub fn start(
 ) -> Result<Running, StartError> {
     let (program, argv) = command_line(script, &launch.interpreter, &launch.args)
         .map_err(|e| StartError(format!("the script file could not be read: {e}")))?;
+    // Small stdin (an item's JSON, typically) is written into the pipe
+    // before the script starts: it fits whole in any pipe's buffer, and no
+    // writer task is needed.
+    let (stdin, rest) = match &launch.stdin {
+        None => (Stdio::null(), None),
+        Some(bytes) if bytes.len() <= SMALL_STDIN => (prefilled_pipe(bytes)?, None),
+        Some(bytes) => (Stdio::piped(), Some(bytes.clone())),
+    };
     let mut cmd = Command::new(&program);
     cmd.args(&argv)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&launch.cwd)
-        .stdin(if launch.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| start_error(&program, launch, &e))?;
     let pgid = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or_default());
-    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), launch.stdin.clone()) {
+    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), rest) {
         tokio::spawn(async move {
             // A script that does not read its stdin is fine: ignore EPIPE.
             let _ = stdin.write_all(&bytes).await;
@@ -224,6 +228,22 @@ pub fn start(
         pgid,
         readers,
     })
+}
+
+/// Stdin of at most this many bytes is written before the script starts
+/// (a pipe always holds at least one page).
+pub const SMALL_STDIN: usize = 4096;
+
+/// A pipe holding `bytes` (at most [`SMALL_STDIN`]), its write end closed:
+/// the script reads them, then end of file.
+fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, StartError> {
+    use std::io::Write;
+    let (reader, mut writer) =
+        io::pipe().map_err(|e| StartError(format!("the script's stdin could not be made: {e}")))?;
+    writer
+        .write_all(bytes)
+        .map_err(|e| StartError(format!("the script's stdin could not be written: {e}")))?;
+    Ok(Stdio::from(reader))
 }
 
 fn start_error(program: &str, launch: &Launch, e: &io::Error) -> StartError {

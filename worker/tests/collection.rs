@@ -10,6 +10,7 @@ use support::World;
 
 on_both_stores!(
     per_item_mode_runs_every_item_in_order,
+    each_item_starts_in_an_empty_working_directory,
     streaming_mode_runs_every_item_in_order,
     a_collection_larger_than_one_page_is_read_in_full,
     an_empty_collection_succeeds_with_zero_items,
@@ -98,8 +99,7 @@ fn progress(job: &Job) -> (u32, u32, u32, String) {
 }
 
 const ECHO_ITEM: &str = "#!/bin/sh\nread -r item\nprintf '{\"item_id\":\"%s\",\"item\":%s}\\n' \"$PLUS_ITEM_ID\" \"$item\"\necho \"did $PLUS_ITEM_ID\" >&2\n";
-const STREAM_ECHO: &str =
-    "#!/bin/sh\nwhile IFS= read -r line; do printf '{\"seen\":%s}\\n' \"$line\"; done\n";
+const STREAM_ECHO: &str = "#!/bin/sh\nwhile IFS= read -r line; do printf '{\"seen\":%s}\\n' \"$line\"; done\necho 'streamed every item' >&2\n";
 
 async fn per_item_mode_runs_every_item_in_order(w: World) {
     let owner = owner();
@@ -147,6 +147,25 @@ async fn streaming_mode_runs_every_item_in_order(w: World) {
     assert_eq!(ids(&lines), expected_ids(40));
     assert_eq!(lines[39]["output"]["seen"]["n"], 39);
     assert!(lines[39].get("exit_code").is_none());
+    // What the script writes to stderr after its last answer is in the log.
+    assert!(w.log(&done).await.contains("streamed every item"));
+}
+
+async fn each_item_starts_in_an_empty_working_directory(w: World) {
+    let owner = owner();
+    items(&w, &owner, 30, 0).await;
+    // Each item counts what it finds in its directory, then leaves files.
+    let script = "#!/bin/sh\n[ \"$HOME\" = \"$PWD\" ] || exit 3\nn=$(ls -A | wc -l)\ntouch .hidden left; mkdir -p sub/dir; touch sub/dir/f\nprintf '{\"found\":%s}\\n' \"$n\"\n";
+    let job = collection_job(&w, &owner, script, |_| {}).await;
+    let run = support::finish(w.spawn(&job, &[("PLUS_CONCURRENCY", "3")])).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}", done.error);
+    let lines = results(&w, &done).await;
+    assert_eq!(lines.len(), 30);
+    for line in &lines {
+        assert_eq!(line["output"]["found"], 0, "{line}");
+    }
 }
 
 async fn a_collection_larger_than_one_page_is_read_in_full(w: World) {

@@ -91,6 +91,36 @@ impl BlobStore for LocalBlobs {
         .await
     }
 
+    async fn put_file_range(
+        &self,
+        key: &str,
+        source: &Path,
+        range: std::ops::Range<u64>,
+        _content_type: &str,
+    ) -> Result<(), BlobError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path_of(key)?;
+        let mut file = tokio::fs::File::open(source)
+            .await
+            .map_err(|e| io(source, e))?;
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|e| io(source, e))?;
+        let len = range.end.saturating_sub(range.start);
+        write_atomically(&path, async |tmp: &Path| {
+            let mut out = tokio::fs::File::create(tmp).await?;
+            let copied = tokio::io::copy(&mut file.take(len), &mut out).await?;
+            if copied < len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} ends before byte {}", source.display(), range.end),
+                ));
+            }
+            out.sync_data().await
+        })
+        .await
+    }
+
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
         let path = self.path_of(key)?;
         match tokio::fs::read(&path).await {

@@ -58,6 +58,21 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// When the file cannot be read or the store fails.
     async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError>;
 
+    /// Stores bytes `range` of the file at `path` under `key` (one request,
+    /// streamed from the file: the range is never whole in memory). For
+    /// pieces of a file that is still growing, such as a results file
+    /// stored as it is written; keep ranges well under 5 GiB.
+    ///
+    /// # Errors
+    /// When the file cannot be read or the store fails.
+    async fn put_file_range(
+        &self,
+        key: &str,
+        path: &Path,
+        range: std::ops::Range<u64>,
+        content_type: &str,
+    ) -> Result<(), BlobError>;
+
     /// Reads the blob at `key`; `Ok(None)` when there is none.
     ///
     /// # Errors

@@ -130,16 +130,7 @@ impl S3Blobs {
         let mut number = 1;
         while offset < size {
             let length = PART_SIZE.min(size - offset);
-            let body = ByteStream::read_from()
-                .path(path)
-                .offset(offset)
-                .length(aws_sdk_s3::primitives::Length::Exact(length))
-                .build()
-                .await
-                .map_err(|e| BlobError::Io {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other(e),
-                })?;
+            let body = range_body(path, offset..offset + length).await?;
             let out = self
                 .client
                 .upload_part()
@@ -169,6 +160,22 @@ impl S3Blobs {
         }
         Ok(parts)
     }
+}
+
+/// A request body streamed from bytes `range` of the file at `path`.
+async fn range_body(path: &Path, range: std::ops::Range<u64>) -> Result<ByteStream, BlobError> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(range.start)
+        .length(aws_sdk_s3::primitives::Length::Exact(
+            range.end.saturating_sub(range.start),
+        ))
+        .build()
+        .await
+        .map_err(|e| BlobError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        })
 }
 
 #[async_trait]
@@ -208,6 +215,26 @@ impl BlobStore for S3Blobs {
                 path: path.display().to_string(),
                 source: std::io::Error::other(e),
             })?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e, "PutObject", key))
+    }
+
+    async fn put_file_range(
+        &self,
+        key: &str,
+        path: &Path,
+        range: std::ops::Range<u64>,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
+        let body = range_body(path, range).await?;
         self.client
             .put_object()
             .bucket(&self.bucket)

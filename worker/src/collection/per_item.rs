@@ -1,8 +1,17 @@
 //! Per-item mode: one script process per item, the item as JSON on stdin,
 //! `PLUS_ITEM_ID` set, at most `concurrency` at once. The item's stdout
 //! (up to [`OUTPUT_BYTES`]) is its output; its stderr goes to the job's log.
+//!
+//! Each running item has a working directory of its own (its cwd and HOME),
+//! one per concurrency slot. A slot's directory is reused when the item
+//! before left it empty (an empty directory is as fresh as a new one) and
+//! replaced when it did not: making and removing a directory per item cost
+//! a third of the per-item rate on ext4.
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use plus_jobs::Script;
@@ -40,7 +49,15 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
         args: script.args.clone(),
         env,
     });
-    let mut running: JoinSet<Result<Option<Done>, String>> = JoinSet::new();
+    let mut free = Vec::with_capacity(run.concurrency);
+    for slot in 0..run.concurrency {
+        let dir = run.ws.work.join(format!("item-{slot}"));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return Ended::Fatal(dir_error(&dir, &e));
+        }
+        free.push(dir);
+    }
+    let mut running: JoinSet<(PathBuf, Result<Option<Done>, String>)> = JoinSet::new();
     let mut input_open = true;
     let mut fatal = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -56,11 +73,14 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
         let can_start = input_open
             && fatal.is_none()
             && !ctx.control.is_stopped()
-            && running.len() < run.concurrency
+            && !free.is_empty()
             && run.results.waiting() < WINDOW;
         tokio::select! {
             biased;
-            joined = running.join_next(), if !running.is_empty() => match joined {
+            joined = running.join_next(), if !running.is_empty() => match joined.map(|j| j.map(|(dir, r)| {
+                free.push(dir);
+                r
+            })) {
                 Some(Ok(Ok(Some(done)))) => {
                     if let Err(e) = run.results.commit(done).await {
                         fatal.get_or_insert(e);
@@ -82,7 +102,8 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
             () = ctx.control.stopped(), if input_open => input_open = false,
             msg = rx.recv(), if can_start => match msg {
                 Some(Msg::Item(item)) => {
-                    running.spawn(run_item(shared.clone(), item));
+                    let dir = free.pop().expect("a free slot (checked by can_start)");
+                    running.spawn(run_item(shared.clone(), item, dir));
                 }
                 Some(Msg::End(read)) => {
                     run.set_read(read);
@@ -98,7 +119,10 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                 }
             },
             _ = tick.tick() => {
-                run.results.tick().await;
+                if let Err(e) = run.results.tick().await {
+                    fatal.get_or_insert(e);
+                    input_open = false;
+                }
                 run.maybe_progress_event(false);
             }
         }
@@ -110,17 +134,48 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
     }
 }
 
-/// Runs one item's process. `Ok(None)` when the job was stopped meanwhile;
+fn dir_error(dir: &Path, e: &std::io::Error) -> String {
+    format!(
+        "an item's working directory {} cannot be made: {e} (check PLUS_WORK_DIR has room and is writable)",
+        dir.display()
+    )
+}
+
+/// Makes `dir` fresh for the next item: kept when the last item left it
+/// empty, else emptied; when it cannot be emptied (the item locked files
+/// in it), the slot moves to a new directory named after `seq`.
+fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, String> {
+    let empty = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
+    if empty {
+        return Ok(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::fs::create_dir(&dir).is_ok() {
+        return Ok(dir);
+    }
+    let fresh = dir.with_file_name(format!("item-{seq}"));
+    std::fs::create_dir(&fresh).map_err(|e| dir_error(&fresh, &e))?;
+    Ok(fresh)
+}
+
+/// Runs one item's process in `dir` and hands the slot's directory back,
+/// fresh for the next item. `Ok(None)` when the job was stopped meanwhile;
 /// `Err` when the script cannot be started at all (every item would fail
 /// the same way, so the job fails at once with the reason).
-async fn run_item(shared: Arc<Shared>, item: Item) -> Result<Option<Done>, String> {
-    let dir = shared.ws.work.join(item.seq.to_string());
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Err(format!(
-            "an item's working directory {} cannot be made: {e}",
-            dir.display()
-        ));
+async fn run_item(
+    shared: Arc<Shared>,
+    item: Item,
+    dir: PathBuf,
+) -> (PathBuf, Result<Option<Done>, String>) {
+    let seq = item.seq;
+    let result = run_in(&shared, item, &dir).await;
+    match refresh(dir, seq) {
+        Ok(dir) => (dir, result),
+        Err(e) => (PathBuf::new(), result.and(Err(e))),
     }
+}
+
+async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>, String> {
     let mut env = Vec::with_capacity(shared.env.len() + 2);
     env.extend(shared.env.iter().cloned());
     env.push(("HOME".into(), dir.display().to_string()));
@@ -131,7 +186,7 @@ async fn run_item(shared: Arc<Shared>, item: Item) -> Result<Option<Done>, Strin
         interpreter: shared.interpreter.clone(),
         args: shared.args.clone(),
         env,
-        cwd: dir.clone(),
+        cwd: dir.to_owned(),
         stdin: Some(Bytes::from(stdin)),
     };
     let (tx, mut rx) = mpsc::channel::<Piece>(16);
@@ -164,7 +219,6 @@ async fn run_item(shared: Arc<Shared>, item: Item) -> Result<Option<Done>, Strin
         (out, cut)
     };
     let (exit, (out, cut)) = tokio::join!(process, collect);
-    let _ = std::fs::remove_dir_all(&dir);
     let exit = exit.map_err(|e| e.0)?;
     if shared.ctx.control.is_stopped() {
         return Ok(None);

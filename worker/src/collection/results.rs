@@ -34,8 +34,9 @@ use super::Done;
 use crate::{progress::ProgressCell, runner::JobContext, script::Workspace};
 
 /// A part is stored once it holds this many bytes (or at the checkpoint
-/// interval, whichever comes first).
-pub const PART_BYTES: usize = 4 * 1024 * 1024;
+/// interval, whichever comes first). A part is a byte range of the local
+/// results file, streamed from it: its size costs no memory.
+pub const PART_BYTES: u64 = 4 * 1024 * 1024;
 
 /// `jobs/{id}/results.parts/`
 pub fn parts_prefix(job_id: &str) -> String {
@@ -66,7 +67,7 @@ pub struct Manifest {
 #[derive(Debug)]
 struct Part {
     key: String,
-    bytes: Vec<u8>,
+    range: std::ops::Range<u64>,
     succeeded: u64,
     failed: u64,
     checkpoint: String,
@@ -89,7 +90,10 @@ pub struct Results {
     checkpoint: String,
     path: PathBuf,
     file: std::io::BufWriter<std::fs::File>,
-    part: Vec<u8>,
+    /// Bytes written to the local results file so far.
+    written: u64,
+    /// Where the part not yet handed to the uploader starts in that file.
+    part_start: u64,
     part_no: u32,
     last_part: Instant,
     part_every: Duration,
@@ -179,6 +183,7 @@ impl Results {
         let upload_error = Arc::new(Mutex::new(None));
         let uploader = tokio::spawn(upload(
             ctx.blobs.clone(),
+            path.clone(),
             rx,
             progress.clone(),
             upload_error.clone(),
@@ -198,7 +203,8 @@ impl Results {
             checkpoint: String::new(),
             path,
             file: std::io::BufWriter::with_capacity(256 * 1024, file),
-            part: Vec::new(),
+            written: 0,
+            part_start: 0,
             part_no: 0,
             last_part: Instant::now(),
             part_every: ctx
@@ -263,8 +269,8 @@ impl Results {
         while let Some(next) = self.waiting.remove(&self.next_seq) {
             self.write(next)?;
         }
-        if self.part.len() >= PART_BYTES {
-            self.flush_part().await;
+        if self.written - self.part_start >= PART_BYTES {
+            self.flush_part().await?;
         }
         Ok(())
     }
@@ -273,7 +279,7 @@ impl Results {
         self.file
             .write_all(&done.line)
             .map_err(|e| format!("the results file cannot be written: {e}"))?;
-        self.part.extend_from_slice(&done.line);
+        self.written += done.line.len() as u64;
         if done.ok {
             self.succeeded += 1;
         } else {
@@ -285,18 +291,29 @@ impl Results {
     }
 
     /// Stores the pending part when the checkpoint interval has passed.
-    pub async fn tick(&mut self) {
-        if !self.part.is_empty() && self.last_part.elapsed() >= self.part_every {
-            self.flush_part().await;
+    ///
+    /// # Errors
+    /// When the local results file cannot be written.
+    pub async fn tick(&mut self) -> Result<(), String> {
+        if self.written > self.part_start && self.last_part.elapsed() >= self.part_every {
+            self.flush_part().await?;
         }
+        Ok(())
     }
 
-    async fn flush_part(&mut self) {
+    /// Hands the lines written since the last part to the uploader, which
+    /// streams them from the local file.
+    async fn flush_part(&mut self) -> Result<(), String> {
         self.last_part = Instant::now();
-        if self.part.is_empty() {
-            return;
+        if self.written == self.part_start {
+            return Ok(());
         }
-        let Some(tx) = &self.uploads else { return };
+        let Some(tx) = &self.uploads else {
+            return Ok(());
+        };
+        self.file
+            .flush()
+            .map_err(|e| format!("the results file cannot be written: {e}"))?;
         self.part_no += 1;
         let part = Part {
             key: format!(
@@ -305,12 +322,14 @@ impl Results {
                 self.attempt,
                 self.part_no
             ),
-            bytes: std::mem::take(&mut self.part),
+            range: self.part_start..self.written,
             succeeded: self.succeeded,
             failed: self.failed,
             checkpoint: self.checkpoint.clone(),
         };
+        self.part_start = self.written;
         let _ = tx.send(part).await;
+        Ok(())
     }
 
     /// Stores everything committed and waits until it is stored; the
@@ -319,11 +338,12 @@ impl Results {
     /// # Errors
     /// A reason to fail the job when results could not be stored.
     pub async fn flush_all(&mut self) -> Result<(), String> {
-        self.flush_part().await;
+        let flushed = self.flush_part().await;
         self.uploads = None;
         if let Some(handle) = self.uploader.take() {
             let _ = handle.await;
         }
+        flushed?;
         self.file
             .flush()
             .map_err(|e| format!("the results file cannot be written: {e}"))?;
@@ -384,6 +404,7 @@ fn clamp(n: u64) -> u32 {
 /// checkpoint then stays where the stored parts end).
 async fn upload(
     blobs: Arc<dyn BlobStore>,
+    path: PathBuf,
     mut rx: mpsc::Receiver<Part>,
     progress: ProgressCell,
     error: Arc<Mutex<Option<String>>>,
@@ -391,7 +412,7 @@ async fn upload(
     while let Some(part) = rx.recv().await {
         let put = || async {
             blobs
-                .put_bytes(&part.key, part.bytes.clone(), "application/x-ndjson")
+                .put_file_range(&part.key, &path, part.range.clone(), "application/x-ndjson")
                 .await
         };
         match put.retry(retry()).when(|e| e.is_transient()).await {

@@ -44,6 +44,7 @@ struct Process {
     stdin: Option<mpsc::Sender<Vec<u8>>>,
     answers: mpsc::Receiver<(Vec<u8>, bool)>,
     answered: u64,
+    stderr: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Process {
@@ -76,7 +77,7 @@ impl Process {
             child.stdout.take().expect("stdout is piped"),
             out_tx,
         ));
-        tokio::spawn(forward_stderr(
+        let stderr = tokio::spawn(forward_stderr(
             child.stderr.take().expect("stderr is piped"),
             ctx.output.clone(),
         ));
@@ -86,6 +87,7 @@ impl Process {
             stdin: Some(in_tx),
             answers: out_rx,
             answered: 0,
+            stderr: Some(stderr),
         })
     }
 
@@ -93,9 +95,26 @@ impl Process {
     /// after `grace` if it does not.
     async fn exit(&mut self, grace: Duration) -> Exit {
         self.stdin = None;
-        match tokio::time::timeout(grace, self.child.wait()).await {
+        let exit = match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(Ok(status)) => exit_of(status),
             _ => self.stop(grace).await,
+        };
+        self.finish().await;
+        exit
+    }
+
+    /// After the process exited: kills what it left behind in its group
+    /// (so the pipes close) and waits until its stderr is in the job's log.
+    async fn finish(&mut self) {
+        let Some(mut stderr) = self.stderr.take() else {
+            return;
+        };
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+        if tokio::time::timeout(Duration::from_secs(5), &mut stderr)
+            .await
+            .is_err()
+        {
+            stderr.abort();
         }
     }
 
@@ -114,7 +133,7 @@ impl Process {
                     .unwrap_or(Exit::Signal(9))
             }
         };
-        let _ = killpg(self.pgid, Signal::SIGKILL);
+        self.finish().await;
         exit
     }
 }
@@ -266,7 +285,10 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                 }
             },
             _ = tick.tick() => {
-                run.results.tick().await;
+                if let Err(e) = run.results.tick().await {
+                    proc.stop(grace).await;
+                    break Ended::Fatal(e);
+                }
                 run.maybe_progress_event(false);
             }
         }
