@@ -4,8 +4,8 @@ RUN_COLLECTION (per-item and streaming modes) on the local store and on
 moto_server, beside a Python/boto3 (or sqlite3) loop that queries the same
 items and runs the same script per item. Run through scripts/bench-collection.sh.
 
-Peak RSS is the worker process's own maximum resident set (wait4 on its
-pid; its per-item `sh` children are far smaller).
+Peak RSS is the worker process's own maximum resident set, as GNU time
+reports it (see run_worker).
 """
 import json
 import os
@@ -20,6 +20,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUS = os.path.join(ROOT, "target", "release", "plus")
 WORKER = os.path.join(ROOT, "target", "release", "plus-worker")
+TIME = "/usr/bin/time"
 SIZES = [int(s) for s in os.environ.get("SIZES", "1000,10000,100000").split(",")]
 PY_MAX = int(os.environ.get("PY_MAX", "10000"))
 CONCURRENCY = os.environ.get("PLUS_CONCURRENCY", "")
@@ -62,18 +63,23 @@ def job_record(job_id, owner, source, streaming):
 
 
 def run_worker(env):
-    """Runs the worker to its end; returns (seconds, peak RSS MiB). The RSS
-    is this worker's own (wait4 on its pid; its children are included by
-    the kernel but are far smaller than the worker)."""
-    start = time.monotonic()
-    p = subprocess.Popen([WORKER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    took = time.monotonic() - start
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"the worker failed ({p.returncode}): {err.decode()[-2000:]}")
-    return took, usage.ru_maxrss / 1024
+    """Runs the worker to its end; returns (seconds, peak RSS MiB).
+
+    The peak RSS comes from GNU time, which forks the worker from its own
+    small process. Asking the kernel directly (wait4 or getrusage from this
+    script) would not do: a child started from Python begins with Python's
+    high-water mark, because exec records the old memory's peak."""
+    if not os.access(TIME, os.X_OK):
+        sys.exit(f"{TIME} (GNU time) is needed for the peak RSS: apt-get install time")
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
+        start = time.monotonic()
+        p = subprocess.run([TIME, "-f", "%M", "-o", out.name, WORKER], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        took = time.monotonic() - start
+        if p.returncode != 0:
+            sys.exit(f"the worker failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
+        rss_kib = int(out.read().strip().splitlines()[-1])
+    return took, rss_kib / 1024
 
 
 def worker_env(base, job_id, owner):
