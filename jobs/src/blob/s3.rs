@@ -162,6 +162,27 @@ impl S3Blobs {
     }
 }
 
+impl S3Blobs {
+    /// One PutObject of `body` at `key`.
+    async fn put_body(
+        &self,
+        key: &str,
+        body: ByteStream,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e, "PutObject", key))
+    }
+}
+
 /// A request body streamed from bytes `range` of the file at `path`.
 async fn range_body(path: &Path, range: std::ops::Range<u64>) -> Result<ByteStream, BlobError> {
     ByteStream::read_from()
@@ -186,16 +207,8 @@ impl BlobStore for S3Blobs {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> Result<(), BlobError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
+        self.put_body(key, ByteStream::from(bytes), content_type)
             .await
-            .map(drop)
-            .map_err(|e| self.classify(e, "PutObject", key))
     }
 
     async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
@@ -209,22 +222,7 @@ impl BlobStore for S3Blobs {
         if size > MULTIPART_THRESHOLD {
             return self.put_multipart(key, path, size, content_type).await;
         }
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|e| BlobError::Io {
-                path: path.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| self.classify(e, "PutObject", key))
+        self.put_file_range(key, path, 0..size, content_type).await
     }
 
     async fn put_file_range(
@@ -235,16 +233,7 @@ impl BlobStore for S3Blobs {
         content_type: &str,
     ) -> Result<(), BlobError> {
         let body = range_body(path, range).await?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| self.classify(e, "PutObject", key))
+        self.put_body(key, body, content_type).await
     }
 
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
