@@ -154,8 +154,9 @@ async fn streaming_mode_runs_every_item_in_order(w: World) {
 async fn each_item_starts_in_an_empty_working_directory(w: World) {
     let owner = owner();
     items(&w, &owner, 30, 0).await;
-    // Each item counts what it finds in its directory, then leaves files.
-    let script = "#!/bin/sh\n[ \"$HOME\" = \"$PWD\" ] || exit 3\nn=$(ls -A | wc -l)\ntouch .hidden left; mkdir -p sub/dir; touch sub/dir/f\nprintf '{\"found\":%s}\\n' \"$n\"\n";
+    // Each item counts what it finds in its directory and reads its mode,
+    // then leaves files and makes the directory read-only.
+    let script = "#!/bin/sh\n[ \"$HOME\" = \"$PWD\" ] || exit 3\nn=$(ls -A | wc -l)\nm=$(stat -c %a .)\ntouch .hidden left; mkdir -p sub/dir; touch sub/dir/f\nchmod 555 .\nprintf '{\"found\":%s,\"mode\":\"%s\"}\\n' \"$n\" \"$m\"\n";
     let job = collection_job(&w, &owner, script, |_| {}).await;
     let run = support::finish(w.spawn(&job, &[("PLUS_CONCURRENCY", "3")])).await;
     assert_eq!(run.code, Some(0), "{run:?}");
@@ -165,6 +166,7 @@ async fn each_item_starts_in_an_empty_working_directory(w: World) {
     assert_eq!(lines.len(), 30);
     for line in &lines {
         assert_eq!(line["output"]["found"], 0, "{line}");
+        assert_eq!(line["output"]["mode"], "700", "{line}");
     }
 }
 

@@ -52,12 +52,16 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
     let mut free = Vec::with_capacity(run.concurrency);
     for slot in 0..run.concurrency {
         let dir = run.ws.work.join(format!("item-{slot}"));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        if let Err(e) =
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+                .create(&dir)
+        {
             return Ended::Fatal(dir_error(&dir, &e));
         }
         free.push(dir);
     }
-    let mut running: JoinSet<(PathBuf, Result<Option<Done>, String>)> = JoinSet::new();
+    type Joined = (Result<PathBuf, String>, Result<Option<Done>, String>);
+    let mut running: JoinSet<Joined> = JoinSet::new();
     let mut input_open = true;
     let mut fatal = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -78,7 +82,13 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
         tokio::select! {
             biased;
             joined = running.join_next(), if !running.is_empty() => match joined.map(|j| j.map(|(dir, r)| {
-                free.push(dir);
+                match dir {
+                    Ok(dir) => free.push(dir),
+                    Err(e) => {
+                        fatal.get_or_insert(e);
+                        input_open = false;
+                    }
+                }
                 r
             })) {
                 Some(Ok(Ok(Some(done)))) => {
@@ -142,37 +152,45 @@ fn dir_error(dir: &Path, e: &std::io::Error) -> String {
 }
 
 /// Makes `dir` fresh for the next item: kept when the last item left it
-/// empty, else emptied; when it cannot be emptied (the item locked files
-/// in it), the slot moves to a new directory named after `seq`.
+/// empty and with the mode it was made with (0700 here), else made anew;
+/// when it cannot be removed (the item left files it cannot delete, such
+/// as read-only folders), the slot moves to a new directory named after
+/// `seq`, which no slot directory (`item-{k}`) can be called.
 fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, String> {
-    let empty = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let unchanged = std::fs::metadata(&dir).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o700);
+    let empty = unchanged && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
     if empty {
         return Ok(dir);
     }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    // An item that made its own directory read-only gets it back writable
+    // first, so its files can be removed without root.
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     let _ = std::fs::remove_dir_all(&dir);
-    if std::fs::create_dir(&dir).is_ok() {
+    if builder.create(&dir).is_ok() {
         return Ok(dir);
     }
-    let fresh = dir.with_file_name(format!("item-{seq}"));
-    std::fs::create_dir(&fresh).map_err(|e| dir_error(&fresh, &e))?;
+    let fresh = dir.with_file_name(format!("replaced-{seq}"));
+    builder.create(&fresh).map_err(|e| dir_error(&fresh, &e))?;
     Ok(fresh)
 }
 
 /// Runs one item's process in `dir` and hands the slot's directory back,
-/// fresh for the next item. `Ok(None)` when the job was stopped meanwhile;
-/// `Err` when the script cannot be started at all (every item would fail
-/// the same way, so the job fails at once with the reason).
+/// fresh for the next item (or why no fresh one could be made: the job
+/// then fails, keeping this item's result). `Ok(None)` when the job was
+/// stopped meanwhile; `Err` when the script cannot be started at all
+/// (every item would fail the same way, so the job fails at once with the
+/// reason).
 async fn run_item(
     shared: Arc<Shared>,
     item: Item,
     dir: PathBuf,
-) -> (PathBuf, Result<Option<Done>, String>) {
+) -> (Result<PathBuf, String>, Result<Option<Done>, String>) {
     let seq = item.seq;
     let result = run_in(&shared, item, &dir).await;
-    match refresh(dir, seq) {
-        Ok(dir) => (dir, result),
-        Err(e) => (PathBuf::new(), result.and(Err(e))),
-    }
+    (refresh(dir, seq), result)
 }
 
 async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>, String> {
@@ -261,6 +279,34 @@ pub fn output_value(out: &[u8], cut: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_directories_are_made_fresh_between_items() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let slot = tmp.path().join("item-0");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::create_dir(&slot).unwrap();
+        std::fs::set_permissions(&slot, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Left empty: kept as it is.
+        assert_eq!(refresh(slot.clone(), 0).unwrap(), slot);
+        // Left with files, or made read-only: the same path, empty, 0700.
+        std::fs::create_dir_all(slot.join("a/b")).unwrap();
+        std::fs::write(slot.join(".hidden"), "x").unwrap();
+        assert_eq!(refresh(slot.clone(), 1).unwrap(), slot);
+        assert_eq!(std::fs::read_dir(&slot).unwrap().count(), 0);
+        std::fs::set_permissions(&slot, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert_eq!(refresh(slot.clone(), 2).unwrap(), slot);
+        assert_eq!(mode(&slot), 0o700);
+        // Cannot be made anew (here: a file took its place): a new
+        // directory that no slot is named like.
+        std::fs::remove_dir(&slot).unwrap();
+        std::fs::write(&slot, "not a directory").unwrap();
+        let moved = refresh(slot.clone(), 7).unwrap();
+        assert_eq!(moved, tmp.path().join("replaced-7"));
+        assert!(moved.is_dir());
+        assert_eq!(std::fs::read_dir(&moved).unwrap().count(), 0);
+    }
 
     #[test]
     fn outputs_keep_json_and_text() {
