@@ -15,7 +15,18 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
-use crate::backend::AwsConfig;
+use crate::backend::{AwsConfig, Backend, BackendConfig};
+
+/// The embedded local backend (SQLite and a folder) in `dir`, with the
+/// bucket name tests use.
+pub async fn local_backend(dir: &std::path::Path) -> Backend {
+    Backend::open(&BackendConfig::Local {
+        dir: dir.to_owned(),
+        bucket: "bucket".into(),
+    })
+    .await
+    .expect("the local backend opens")
+}
 
 /// A running `moto_server`. It lives as long as the test process: a small
 /// shell watchdog kills it when the test process exits and its stdin closes.

@@ -68,11 +68,6 @@ async fn a_large_log_goes_to_s3_in_parts_and_comes_back_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_log_round_trips_in_the_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Backend::open(&BackendConfig::Local {
-        dir: dir.path().into(),
-        bucket: "b".into(),
-    })
-    .await
-    .unwrap();
+    let backend = plus_jobs::testkit::local_backend(dir.path()).await;
     round_trip(backend.blobs.as_ref()).await;
 }

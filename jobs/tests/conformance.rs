@@ -13,12 +13,7 @@ use serde_json::json;
 
 async fn sqlite() -> (Arc<dyn JobStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Backend::open(&BackendConfig::Local {
-        dir: dir.path().to_owned(),
-        bucket: "bucket".into(),
-    })
-    .await
-    .unwrap();
+    let backend = plus_jobs::testkit::local_backend(dir.path()).await;
     (backend.jobs, dir)
 }
 

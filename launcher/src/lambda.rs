@@ -212,16 +212,10 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
 mod tests {
     use super::*;
     use crate::{local::LocalRunner, ops::Runner};
-    use plus_jobs::{Backend, BackendConfig};
 
     async fn local() -> (Launcher, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let backend = Backend::open(&BackendConfig::Local {
-            dir: dir.path().into(),
-            bucket: "b".into(),
-        })
-        .await
-        .unwrap();
+        let backend = plus_jobs::testkit::local_backend(dir.path()).await;
         // A worker that never starts: the handler's answers are what is tested.
         let mut runner = LocalRunner::new(dir.path().into());
         runner.worker = vec!["/bin/true".into()];

@@ -28,7 +28,7 @@ const LAMBDA: &str = env!("CARGO_BIN_EXE_plus-lambda");
 struct RuntimeApi {
     events: Arc<Mutex<VecDeque<(String, Value)>>>,
     first_poll: Arc<Mutex<Option<Instant>>>,
-    results: mpsc::UnboundedSender<(String, &'static str, Value)>,
+    results: mpsc::UnboundedSender<(String, String, Value)>,
 }
 
 async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
@@ -65,27 +65,15 @@ async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
     }
 }
 
-async fn response(
+/// `POST .../invocation/{id}/response` and `.../{id}/error`.
+async fn outcome(
     State(api): State<RuntimeApi>,
-    Path(id): Path<String>,
+    Path((id, kind)): Path<(String, String)>,
     body: String,
 ) -> &'static str {
     let _ = api.results.send((
         id,
-        "response",
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ));
-    "{}"
-}
-
-async fn error(
-    State(api): State<RuntimeApi>,
-    Path(id): Path<String>,
-    body: String,
-) -> &'static str {
-    let _ = api.results.send((
-        id,
-        "error",
+        kind,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     ));
     "{}"
@@ -122,11 +110,7 @@ async fn the_lambda_binary_serves_operations_through_the_runtime_api() {
     };
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(outcome))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
