@@ -2,10 +2,20 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = plus_launcher::cli::Cli::parse();
-    match plus_launcher::cli::run(cli).await {
+    if matches!(cli.command, plus_launcher::cli::Command::Worker) {
+        // The worker builds its own runtime (a small blocking pool).
+        return std::process::ExitCode::from(plus_worker::main());
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plus: the async runtime could not start: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(plus_launcher::cli::run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("plus: {e:#}");

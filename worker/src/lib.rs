@@ -87,6 +87,19 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs the worker process to its end on its own [`runtime`]; returns the
+/// exit code. Both `plus-worker` and `plus worker` call this (outside any
+/// other runtime).
+pub fn main() -> u8 {
+    match runtime() {
+        Ok(rt) => rt.block_on(main_entry()),
+        Err(e) => {
+            eprintln!("plus-worker: the async runtime could not start: {e}");
+            1
+        }
+    }
+}
+
 /// The process entry point shared by `plus-worker` and `plus worker`: JSON
 /// telemetry, configuration, SIGTERM/SIGINT, [`run`]; returns the exit code.
 pub async fn main_entry() -> u8 {

@@ -460,14 +460,17 @@ pub async fn run_script_mode(ctx: &JobContext, action: Option<(Script, Value)>) 
             ))
         }
     };
+    let program = match script::Program::resolve(&ws.script, &script.interpreter, &script.args) {
+        Ok(program) => program,
+        Err(e) => return Finish::failed(e.0),
+    };
     let launch = Launch {
-        interpreter: script.interpreter.clone(),
-        args: script.args.clone(),
+        program,
         env: ctx.script_env(&ws, &params, &ws.work),
         cwd: ws.work.clone(),
         stdin: None,
     };
-    let exit = match run_one(ctx, &ws, &launch).await {
+    let exit = match run_one(ctx, &launch).await {
         Ok(exit) => exit,
         Err(e) => return Finish::failed(e.0),
     };
@@ -479,18 +482,13 @@ pub async fn run_script_mode(ctx: &JobContext, action: Option<(Script, Value)>) 
 ///
 /// # Errors
 /// When it cannot be started.
-pub async fn run_one(
-    ctx: &JobContext,
-    ws: &Workspace,
-    launch: &Launch,
-) -> Result<Exit, script::StartError> {
-    let mut running = script::start(&ws.script, launch, ctx.output.clone())?;
+pub async fn run_one(ctx: &JobContext, launch: &Launch) -> Result<Exit, script::StartError> {
+    let mut running = script::start(launch, ctx.output.clone())?;
     let exit = tokio::select! {
         exit = running.wait() => exit.unwrap_or(Exit::Code(-1)),
         () = ctx.control.stopped() => running.stop(ctx.config.grace).await,
     };
-    running.kill_leftovers();
-    running.drain_output().await;
+    running.finish().await;
     Ok(exit)
 }
 

@@ -17,7 +17,7 @@ use nix::{
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
-    process::{Child, Command},
+    process::{Child, ChildStdin, ChildStdout, Command},
     sync::mpsc,
 };
 
@@ -73,10 +73,8 @@ impl Workspace {
 /// How to start the script.
 #[derive(Clone, Debug)]
 pub struct Launch {
-    /// `interpreter` from the job, or empty to execute the file itself.
-    pub interpreter: String,
-    /// Arguments after the script file.
-    pub args: Vec<String>,
+    /// What to execute.
+    pub program: Program,
     /// The complete environment (nothing is inherited).
     pub env: Vec<(String, String)>,
     /// The working directory.
@@ -150,46 +148,111 @@ impl Exit {
     }
 }
 
-/// The program and arguments that run `script` per the contract: with an
-/// interpreter, `interpreter script args...`; else the file itself when it
-/// has a shebang, and `/bin/sh script args...` when it has none.
-pub fn command_line(
-    script: &Path,
-    interpreter: &str,
-    args: &[String],
-) -> io::Result<(String, Vec<String>)> {
-    let script_arg = script.display().to_string();
-    if !interpreter.trim().is_empty() {
-        let mut argv = vec![script_arg];
-        argv.extend(args.iter().cloned());
-        return Ok((interpreter.trim().to_owned(), argv));
-    }
-    let mut head = [0u8; 2];
-    let n = {
-        use std::io::Read;
-        std::fs::File::open(script)?.read(&mut head)?
-    };
-    if n == 2 && &head == b"#!" {
-        Ok((script_arg, args.to_vec()))
-    } else {
-        let mut argv = vec![script_arg];
-        argv.extend(args.iter().cloned());
-        Ok(("/bin/sh".to_owned(), argv))
+/// The program and arguments that run a script file per the contract:
+/// with an interpreter, `interpreter script args...`; else the file itself
+/// when it has a shebang, and `/bin/sh script args...` when it has none.
+/// Resolved once per job (it reads the file's first bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    /// The executable.
+    pub program: String,
+    /// Its arguments.
+    pub argv: Vec<String>,
+    /// Whether the job named an interpreter (for error sentences).
+    interpreter: bool,
+}
+
+impl Program {
+    /// How to run `script` with the job's `interpreter` (may be empty) and
+    /// `args`.
+    ///
+    /// # Errors
+    /// When the script file cannot be read.
+    pub fn resolve(script: &Path, interpreter: &str, args: &[String]) -> Result<Self, StartError> {
+        let script_arg = script.display().to_string();
+        let with_file = |program: &str, interpreter: bool| {
+            let mut argv = vec![script_arg.clone()];
+            argv.extend(args.iter().cloned());
+            Program {
+                program: program.to_owned(),
+                argv,
+                interpreter,
+            }
+        };
+        if !interpreter.trim().is_empty() {
+            return Ok(with_file(interpreter.trim(), true));
+        }
+        let mut head = [0u8; 2];
+        let n = {
+            use std::io::Read;
+            std::fs::File::open(script)
+                .and_then(|mut f| f.read(&mut head))
+                .map_err(|e| StartError(format!("the script file could not be read: {e}")))?
+        };
+        Ok(if n == 2 && &head == b"#!" {
+            Program {
+                program: script_arg.clone(),
+                argv: args.to_vec(),
+                interpreter: false,
+            }
+        } else {
+            with_file("/bin/sh", false)
+        })
     }
 }
 
-/// Starts the script; its output pieces go to `output` as
-/// `(stream, bytes, ends_line)`.
+/// Spawns `launch` per the script contract (its own process group, only
+/// its environment, stdout and stderr piped) with `stdin`.
+fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, StartError> {
+    let p = &launch.program;
+    Command::new(&p.program)
+        .args(&p.argv)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| start_error(p, &e))
+}
+
+impl Running {
+    fn new(child: Child, readers: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        let pgid = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or_default());
+        Running {
+            child,
+            pgid,
+            readers,
+        }
+    }
+}
+
+/// Starts a long-lived script whose stdin and stdout the caller drives
+/// (streaming mode); its stderr goes to `output` ([`Launch::stdin`] is
+/// ignored).
 ///
 /// # Errors
 /// [`StartError`] with a sentence that says what to fix.
-pub fn start(
-    script: &Path,
+pub fn start_piped(
     launch: &Launch,
     output: mpsc::Sender<Piece>,
-) -> Result<Running, StartError> {
-    let (program, argv) = command_line(script, &launch.interpreter, &launch.args)
-        .map_err(|e| StartError(format!("the script file could not be read: {e}")))?;
+) -> Result<(Running, ChildStdin, ChildStdout), StartError> {
+    let mut child = spawn(launch, Stdio::piped())?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let readers = vec![tokio::spawn(read_pieces(stderr, Stream::Stderr, output))];
+    Ok((Running::new(child, readers), stdin, stdout))
+}
+
+/// Starts the script; its output pieces go to `output`.
+///
+/// # Errors
+/// [`StartError`] with a sentence that says what to fix.
+pub fn start(launch: &Launch, output: mpsc::Sender<Piece>) -> Result<Running, StartError> {
     // Small stdin (an item's JSON, typically) is written into the pipe
     // before the script starts: it fits whole in any pipe's buffer, and no
     // writer task is needed.
@@ -198,18 +261,7 @@ pub fn start(
         Some(bytes) if bytes.len() <= SMALL_STDIN => (prefilled_pipe(bytes)?, None),
         Some(bytes) => (Stdio::piped(), Some(bytes.clone())),
     };
-    let mut cmd = Command::new(&program);
-    cmd.args(&argv)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| start_error(&program, launch, &e))?;
-    let pgid = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or_default());
+    let mut child = spawn(launch, stdin)?;
     if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), rest) {
         tokio::spawn(async move {
             // A script that does not read its stdin is fine: ignore EPIPE.
@@ -223,11 +275,7 @@ pub fn start(
         tokio::spawn(read_pieces(stdout, Stream::Stdout, output.clone())),
         tokio::spawn(read_pieces(stderr, Stream::Stderr, output)),
     ];
-    Ok(Running {
-        child,
-        pgid,
-        readers,
-    })
+    Ok(Running::new(child, readers))
 }
 
 /// Stdin of at most this many bytes is written before the script starts
@@ -246,8 +294,9 @@ fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, StartError> {
     Ok(Stdio::from(reader))
 }
 
-fn start_error(program: &str, launch: &Launch, e: &io::Error) -> StartError {
-    let what = if launch.interpreter.trim().is_empty() {
+fn start_error(p: &Program, e: &io::Error) -> StartError {
+    let program = &p.program;
+    let what = if !p.interpreter {
         if program == "/bin/sh" {
             "/bin/sh (scripts without a shebang run with it) could not be started".to_owned()
         } else {
@@ -352,17 +401,17 @@ impl Running {
         }
     }
 
-    /// Kills whatever is left of the process group (children the script
-    /// left behind), so no orphan outlives the job and the output pipes
-    /// close.
-    pub fn kill_leftovers(&self) {
+    /// After the script exited: kills whatever is left of its process
+    /// group (children it left behind), so no orphan outlives the job and
+    /// the output pipes close, then waits until its output has been read to
+    /// the end. A process that escaped the group (`setsid`) and still holds
+    /// the pipes is not waited for longer than a few seconds. Calling it
+    /// again does nothing.
+    pub async fn finish(&mut self) {
+        if self.readers.is_empty() {
+            return;
+        }
         self.signal(Signal::SIGKILL);
-    }
-
-    /// Waits until the script's output has been read to its end. A process
-    /// that escaped the group (`setsid`) and still holds the pipes is not
-    /// waited for longer than a few seconds.
-    pub async fn drain_output(&mut self) {
         for mut reader in std::mem::take(&mut self.readers) {
             if tokio::time::timeout(Duration::from_secs(5), &mut reader)
                 .await
@@ -381,15 +430,15 @@ mod tests {
     #[test]
     fn scripts_without_a_shebang_run_with_sh() {
         let ws = Workspace::create(&std::env::temp_dir(), "t", b"echo hi\n").unwrap();
-        let (program, argv) = command_line(&ws.script, "", &["a".into()]).unwrap();
-        assert_eq!(program, "/bin/sh");
-        assert_eq!(argv, vec![ws.script.display().to_string(), "a".into()]);
+        let p = Program::resolve(&ws.script, "", &["a".into()]).unwrap();
+        assert_eq!(p.program, "/bin/sh");
+        assert_eq!(p.argv, vec![ws.script.display().to_string(), "a".into()]);
         std::fs::write(&ws.script, "#!/usr/bin/env bash\necho hi\n").unwrap();
-        let (program, argv) = command_line(&ws.script, "", &[]).unwrap();
-        assert_eq!(program, ws.script.display().to_string());
-        assert!(argv.is_empty());
-        let (program, _) = command_line(&ws.script, "python3", &[]).unwrap();
-        assert_eq!(program, "python3");
+        let p = Program::resolve(&ws.script, "", &[]).unwrap();
+        assert_eq!(p.program, ws.script.display().to_string());
+        assert!(p.argv.is_empty());
+        let p = Program::resolve(&ws.script, "python3", &[]).unwrap();
+        assert_eq!(p.program, "python3");
     }
 
     #[tokio::test]

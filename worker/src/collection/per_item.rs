@@ -21,7 +21,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use super::{reader::Msg, Done, Ended, Item, Run, WINDOW};
 use crate::{
     runner::{run_one, JobContext},
-    script::{Launch, Piece, Stream, Workspace},
+    script::{Launch, Piece, Program, Stream},
 };
 
 /// The most of one item's stdout kept as its output.
@@ -31,9 +31,7 @@ pub const OUTPUT_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 struct Shared {
     ctx: JobContext,
-    ws: Arc<Workspace>,
-    interpreter: String,
-    args: Vec<String>,
+    program: Program,
     env: Vec<(String, String)>,
 }
 
@@ -42,23 +40,21 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
     let ctx = run.ctx;
     let mut env = ctx.script_env(&run.ws, &run.params, &run.ws.work);
     env.retain(|(k, _)| k != "HOME");
+    let program = match Program::resolve(&run.ws.script, &script.interpreter, &script.args) {
+        Ok(program) => program,
+        Err(e) => return Ended::Fatal(e.0),
+    };
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
-        ws: run.ws.clone(),
-        interpreter: script.interpreter.clone(),
-        args: script.args.clone(),
+        program,
         env,
     });
     let mut free = Vec::with_capacity(run.concurrency);
     for slot in 0..run.concurrency {
-        let dir = run.ws.work.join(format!("item-{slot}"));
-        if let Err(e) =
-            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-                .create(&dir)
-        {
-            return Ended::Fatal(dir_error(&dir, &e));
+        match make_dir(run.ws.work.join(format!("item-{slot}"))) {
+            Ok(dir) => free.push(dir),
+            Err(e) => return Ended::Fatal(e),
         }
-        free.push(dir);
     }
     type Joined = (Result<PathBuf, String>, Result<Option<Done>, String>);
     let mut running: JoinSet<Joined> = JoinSet::new();
@@ -81,29 +77,32 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
             && run.results.waiting() < WINDOW;
         tokio::select! {
             biased;
-            joined = running.join_next(), if !running.is_empty() => match joined.map(|j| j.map(|(dir, r)| {
-                match dir {
-                    Ok(dir) => free.push(dir),
-                    Err(e) => {
-                        fatal.get_or_insert(e);
-                        input_open = false;
+            joined = running.join_next(), if !running.is_empty() => match joined {
+                Some(Ok((dir, result))) => {
+                    match dir {
+                        Ok(dir) => free.push(dir),
+                        Err(e) => {
+                            fatal.get_or_insert(e);
+                            input_open = false;
+                        }
+                    }
+                    match result {
+                        Ok(Some(done)) => {
+                            if let Err(e) = run.results.commit(done).await {
+                                fatal.get_or_insert(e);
+                                input_open = false;
+                            }
+                        }
+                        // Stopped before it finished: it runs again after a relaunch.
+                        Ok(None) => {}
+                        Err(e) => {
+                            fatal.get_or_insert(e);
+                            input_open = false;
+                            ctx.control.stop(crate::runner::StopReason::Cancelled);
+                        }
                     }
                 }
-                r
-            })) {
-                Some(Ok(Ok(Some(done)))) => {
-                    if let Err(e) = run.results.commit(done).await {
-                        fatal.get_or_insert(e);
-                        input_open = false;
-                    }
-                }
-                // Stopped before it finished: it runs again after a relaunch.
-                Some(Ok(Ok(None))) | None => {}
-                Some(Ok(Err(e))) => {
-                    fatal.get_or_insert(e);
-                    input_open = false;
-                    ctx.control.stop(crate::runner::StopReason::Cancelled);
-                }
+                None => {}
                 Some(Err(e)) => {
                     fatal.get_or_insert(format!("an item's task failed: {e}"));
                     input_open = false;
@@ -157,24 +156,27 @@ fn dir_error(dir: &Path, e: &std::io::Error) -> String {
 /// as read-only folders), the slot moves to a new directory named after
 /// `seq`, which no slot directory (`item-{k}`) can be called.
 fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, String> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let unchanged = std::fs::metadata(&dir).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o700);
     let empty = unchanged && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
     if empty {
         return Ok(dir);
     }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.mode(0o700);
     // An item that made its own directory read-only gets it back writable
     // first, so its files can be removed without root.
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     let _ = std::fs::remove_dir_all(&dir);
-    if builder.create(&dir).is_ok() {
-        return Ok(dir);
-    }
     let fresh = dir.with_file_name(format!("replaced-{seq}"));
-    builder.create(&fresh).map_err(|e| dir_error(&fresh, &e))?;
-    Ok(fresh)
+    make_dir(dir).or_else(|_| make_dir(fresh))
+}
+
+/// Makes `dir` (mode 0700) for an item.
+fn make_dir(dir: PathBuf) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) => Err(dir_error(&dir, &e)),
+    }
 }
 
 /// Runs one item's process in `dir` and hands the slot's directory back,
@@ -201,8 +203,7 @@ async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>,
     let mut stdin = item.json;
     stdin.push(b'\n');
     let launch = Launch {
-        interpreter: shared.interpreter.clone(),
-        args: shared.args.clone(),
+        program: shared.program.clone(),
         env,
         cwd: dir.to_owned(),
         stdin: Some(Bytes::from(stdin)),
@@ -212,9 +213,8 @@ async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>,
         output: tx,
         ..shared.ctx.clone()
     };
-    let ws = shared.ws.clone();
     let process = async move {
-        let exit = run_one(&item_ctx, &ws, &launch).await;
+        let exit = run_one(&item_ctx, &launch).await;
         drop(item_ctx);
         exit
     };

@@ -9,17 +9,13 @@
 //! the rest. A process that keeps dying without answering anything fails
 //! the job.
 
-use std::{collections::VecDeque, process::Stdio, time::Duration};
+use std::{collections::VecDeque, time::Duration};
 
-use nix::{
-    sys::signal::{killpg, Signal},
-    unistd::Pid,
-};
 use plus_jobs::Script;
 use serde_json::Value;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, ChildStdin, Command},
+    io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
+    process::ChildStdin,
     sync::mpsc,
 };
 use tracing::warn;
@@ -27,7 +23,7 @@ use tracing::warn;
 use super::{reader::Msg, Done, Ended, Run};
 use crate::{
     runner::JobContext,
-    script::{command_line, Exit, Piece, Stream},
+    script::{self, Exit, Launch, Program, Running},
 };
 
 /// Items sent to the process ahead of its answers, at most.
@@ -39,55 +35,31 @@ pub const LINE_BYTES: usize = 1024 * 1024;
 pub const CRASH_LIMIT: u32 = 3;
 
 struct Process {
-    child: Child,
-    pgid: Pid,
+    running: Running,
     stdin: Option<mpsc::Sender<Vec<u8>>>,
     answers: mpsc::Receiver<(Vec<u8>, bool)>,
     answered: u64,
-    stderr: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Process {
-    fn start(ctx: &JobContext, run: &Run<'_>, script: &Script) -> Result<Process, String> {
-        let (program, argv) = command_line(&run.ws.script, &script.interpreter, &script.args)
-            .map_err(|e| format!("the script file could not be read: {e}"))?;
-        let env = ctx.script_env(&run.ws, &run.params, &run.ws.work);
-        let mut child = Command::new(&program)
-            .args(&argv)
-            .env_clear()
-            .envs(env)
-            .current_dir(&run.ws.work)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                format!("the streaming script could not be started ({program}: {e}): check its #! line or script.interpreter")
-            })?;
-        let pgid = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or_default());
+    fn start(ctx: &JobContext, run: &Run<'_>, program: &Program) -> Result<Process, String> {
+        let launch = Launch {
+            program: program.clone(),
+            env: ctx.script_env(&run.ws, &run.params, &run.ws.work),
+            cwd: run.ws.work.clone(),
+            stdin: None,
+        };
+        let (running, stdin, stdout) = script::start_piped(&launch, ctx.output.clone())
+            .map_err(|e| format!("the streaming script could not be started: {e}"))?;
         let (in_tx, in_rx) = mpsc::channel(IN_FLIGHT + 1);
         let (out_tx, out_rx) = mpsc::channel(IN_FLIGHT + 1);
-        tokio::spawn(write_items(
-            child.stdin.take().expect("stdin is piped"),
-            in_rx,
-        ));
-        tokio::spawn(read_answers(
-            child.stdout.take().expect("stdout is piped"),
-            out_tx,
-        ));
-        let stderr = tokio::spawn(forward_stderr(
-            child.stderr.take().expect("stderr is piped"),
-            ctx.output.clone(),
-        ));
+        tokio::spawn(write_items(stdin, in_rx));
+        tokio::spawn(read_answers(stdout, out_tx));
         Ok(Process {
-            child,
-            pgid,
+            running,
             stdin: Some(in_tx),
             answers: out_rx,
             answered: 0,
-            stderr: Some(stderr),
         })
     }
 
@@ -95,55 +67,20 @@ impl Process {
     /// after `grace` if it does not.
     async fn exit(&mut self, grace: Duration) -> Exit {
         self.stdin = None;
-        let exit = match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(Ok(status)) => exit_of(status),
-            _ => self.stop(grace).await,
+        let exit = match tokio::time::timeout(grace, self.running.wait()).await {
+            Ok(Ok(exit)) => exit,
+            _ => self.running.stop(grace).await,
         };
-        self.finish().await;
+        self.running.finish().await;
         exit
-    }
-
-    /// After the process exited: kills what it left behind in its group
-    /// (so the pipes close) and waits until its stderr is in the job's log.
-    async fn finish(&mut self) {
-        let Some(mut stderr) = self.stderr.take() else {
-            return;
-        };
-        let _ = killpg(self.pgid, Signal::SIGKILL);
-        if tokio::time::timeout(Duration::from_secs(5), &mut stderr)
-            .await
-            .is_err()
-        {
-            stderr.abort();
-        }
     }
 
     /// SIGTERM to the process group, SIGKILL after `grace`.
     async fn stop(&mut self, grace: Duration) -> Exit {
         self.stdin = None;
-        let _ = killpg(self.pgid, Signal::SIGTERM);
-        let exit = match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(Ok(status)) => exit_of(status),
-            _ => {
-                let _ = killpg(self.pgid, Signal::SIGKILL);
-                self.child
-                    .wait()
-                    .await
-                    .map(exit_of)
-                    .unwrap_or(Exit::Signal(9))
-            }
-        };
-        self.finish().await;
+        let exit = self.running.stop(grace).await;
+        self.running.finish().await;
         exit
-    }
-}
-
-fn exit_of(status: std::process::ExitStatus) -> Exit {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => Exit::Code(c),
-        (None, Some(s)) => Exit::Signal(s),
-        _ => Exit::Code(-1),
     }
 }
 
@@ -152,7 +89,11 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
 pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>) -> Ended {
     let ctx = run.ctx;
     let grace = ctx.config.grace;
-    let mut proc = match Process::start(ctx, run, script) {
+    let program = match Program::resolve(&run.ws.script, &script.interpreter, &script.args) {
+        Ok(program) => program,
+        Err(e) => return Ended::Fatal(e.0),
+    };
+    let mut proc = match Process::start(ctx, run, &program) {
         Ok(p) => p,
         Err(reason) => return Ended::Fatal(reason),
     };
@@ -253,7 +194,7 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                             exit.describe().trim_start_matches("the script ")
                         ));
                     }
-                    proc = match Process::start(ctx, run, script) {
+                    proc = match Process::start(ctx, run, &program) {
                         Ok(p) => p,
                         Err(reason) => break Ended::Fatal(reason),
                     };
@@ -385,25 +326,6 @@ async fn read_answers(stdout: impl AsyncRead + Unpin, tx: mpsc::Sender<(Vec<u8>,
     }
     if !line.is_empty() {
         let _ = tx.send((line, cut)).await;
-    }
-}
-
-/// Sends the process's stderr to the job's log.
-async fn forward_stderr(mut stderr: impl AsyncRead + Unpin, log: mpsc::Sender<Piece>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stderr.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let piece = Piece {
-                    stream: Stream::Stderr,
-                    bytes: buf[..n].to_vec(),
-                };
-                if log.send(piece).await.is_err() {
-                    return;
-                }
-            }
-        }
     }
 }
 
