@@ -249,6 +249,87 @@ pub fn normalize_numbers(value: &mut serde_json::Value) {
     }
 }
 
+/// Why a stored object is not a usable [`plus_proto::Action`].
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnAction {
+    /// It is some other kind of object.
+    #[error("object {id} is not an Action (its object_type is {object_type:?})")]
+    OtherType {
+        /// The object's id.
+        id: String,
+        /// Its `object_type`.
+        object_type: String,
+    },
+    /// It says it is an action but does not read as one.
+    #[error("action {id} is malformed ({reason}): store it again with `plus action put`")]
+    Malformed {
+        /// The action's id.
+        id: String,
+        /// What does not read.
+        reason: String,
+    },
+}
+
+/// The object stored under `id` as an action.
+///
+/// # Errors
+/// [`NotAnAction`] when it is another kind of object or does not read.
+pub fn action_from_object(
+    id: &str,
+    object: crate::store::Object,
+) -> Result<plus_proto::Action, NotAnAction> {
+    let object_type = object
+        .get("object_type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if object_type != ACTION_OBJECT_TYPE {
+        return Err(NotAnAction::OtherType {
+            id: id.to_owned(),
+            object_type: object_type.to_owned(),
+        });
+    }
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| NotAnAction::Malformed {
+        id: id.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// `params` as stored on a job or action: a protobuf `Struct` (`None` when
+/// empty). Its numbers are doubles, so integers too large for a double to
+/// hold exactly become the nearest double rather than being refused.
+///
+/// # Errors
+/// A sentence when the params cannot be stored.
+pub fn params_struct(
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<plus_proto::pbjson_types::Struct>, String> {
+    use serde_json::Value;
+    fn as_doubles(value: &mut Value) {
+        const EXACT: u64 = 1 << 53;
+        match value {
+            Value::Number(n)
+                if n.as_u64().is_some_and(|u| u > EXACT)
+                    || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT) =>
+            {
+                if let Some(d) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                    *n = d;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(as_doubles),
+            Value::Object(map) => map.values_mut().for_each(as_doubles),
+            _ => {}
+        }
+    }
+    if params.is_empty() {
+        return Ok(None);
+    }
+    let mut value = Value::Object(params.clone());
+    as_doubles(&mut value);
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| format!("the params cannot be stored: {e}"))
+}
+
 /// The job as JSON for people and APIs: the proto3 JSON mapping with
 /// snake_case names and whole numbers written as integers.
 pub fn job_json(job: &Job) -> serde_json::Value {

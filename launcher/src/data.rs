@@ -213,14 +213,7 @@ pub async fn put_action(
         object_type: ACTION_OBJECT_TYPE.to_owned(),
         owner: actions_owner(username),
         script: Some(script),
-        params: if params.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::from_value(Value::Object(params))
-                    .map_err(|e| DataError::Invalid(format!("the params cannot be stored: {e}")))?,
-            )
-        },
+        params: plus_jobs::job::params_struct(&params).map_err(DataError::Invalid)?,
         created_at,
         updated_at: now,
     };
@@ -242,20 +235,7 @@ pub async fn get_action(jobs: &dyn JobStore, id: &str) -> Result<Action, DataErr
             "action {id} does not exist: store it with `plus action put {id} SCRIPT`"
         )));
     };
-    let t = object
-        .get("object_type")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if t != ACTION_OBJECT_TYPE {
-        return Err(DataError::Invalid(format!(
-            "object {id} is not an Action (its object_type is {t:?})"
-        )));
-    }
-    serde_json::from_value(Value::Object(object)).map_err(|e| {
-        DataError::Invalid(format!(
-            "action {id} is malformed ({e}): store it again with `plus action put`"
-        ))
-    })
+    plus_jobs::job::action_from_object(id, object).map_err(|e| DataError::Invalid(e.to_string()))
 }
 
 /// `plus collection ...`

@@ -189,34 +189,8 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     if req.resources != plus_jobs::TaskResources::default() {
         job.resources = Some(req.resources.clone());
     }
-    if !req.params.is_empty() {
-        // Protobuf's Struct holds numbers as doubles: integers beyond 2^53
-        // are stored as the nearest double rather than refused.
-        let mut params = Value::Object(req.params.clone());
-        doubles_for_huge_integers(&mut params);
-        job.params = Some(
-            serde_json::from_value(params)
-                .map_err(|e| InvalidRequest::Field(format!("params cannot be stored: {e}")))?,
-        );
-    }
+    job.params = plus_jobs::job::params_struct(&req.params).map_err(InvalidRequest::Field)?;
     Ok(Prepared { job, upload })
-}
-
-fn doubles_for_huge_integers(v: &mut Value) {
-    match v {
-        Value::Number(n)
-            if n.as_f64()
-                .is_some_and(|f| f.abs() > 9_007_199_254_740_992.0)
-                && !n.is_f64() =>
-        {
-            if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
-                *n = f;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(doubles_for_huge_integers),
-        Value::Object(map) => map.values_mut().for_each(doubles_for_huge_integers),
-        _ => {}
-    }
 }
 
 /// The container contract of DESIGN.md for `job`: `RUN_MODE`, `JOB_ID`,

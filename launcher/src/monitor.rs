@@ -223,7 +223,7 @@ impl Launcher {
         policy: &Policy,
     ) -> Result<Option<Settled>, LauncherError> {
         // A sharded job's parent runs no task: its state is its shards'.
-        if job.shard_count > 1 && job.parent_id.is_empty() {
+        if crate::shards::is_parent(job) {
             return Ok(None);
         }
         let id = job.object_id.as_str();

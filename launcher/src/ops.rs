@@ -280,13 +280,21 @@ impl Launcher {
     /// [`LauncherError::NotFound`] when there is no such job or another user
     /// owns it (the two are not told apart).
     pub async fn status(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        let job = self.owned(username, id).await?;
+        // A fanned-out collection's parent: its status comes from its shards.
+        if crate::shards::is_parent(&job) {
+            return crate::shards::aggregate(self, job).await;
+        }
+        Ok(job)
+    }
+
+    /// The job record `id` as stored (a parent's shards are not read), if
+    /// `username` owns it: one read.
+    ///
+    /// # Errors
+    /// As [`Launcher::status`].
+    pub async fn owned(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
         match self.jobs().get_job(id).await {
-            // A fanned-out collection's parent: its status comes from its shards.
-            Ok(Some(job))
-                if job.username == username && job.shard_count > 1 && job.parent_id.is_empty() =>
-            {
-                crate::shards::aggregate(self, job).await
-            }
             Ok(Some(job)) if job.username == username => Ok(job),
             Ok(_) | Err(StoreError::Malformed { .. }) => {
                 Err(LauncherError::NotFound(id.to_owned()))
@@ -306,7 +314,9 @@ impl Launcher {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StreamEvent>, LauncherError> {
-        self.status(username, id).await?;
+        // Only the owner check: following a parent must not read its
+        // shards on every poll.
+        self.owned(username, id).await?;
         Ok(self.jobs().events_after(id, after, limit).await?)
     }
 
@@ -368,7 +378,7 @@ impl Launcher {
     /// [`LauncherError::Conflict`] when the job already ended.
     pub async fn cancel(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
         let first = self.status(username, id).await?;
-        if first.shard_count > 1 && first.parent_id.is_empty() && !is_terminal(first.status()) {
+        if crate::shards::is_parent(&first) && !is_terminal(first.status()) {
             // A sharded job is cancelled by cancelling every shard.
             for i in 0..first.shard_count {
                 let shard = crate::shards::shard_id(id, i);
@@ -447,13 +457,13 @@ impl Launcher {
         detach: bool,
     ) -> Result<Launched, LauncherError> {
         let job = self.status(username, id).await?;
-        if job.shard_count > 1 && job.parent_id.is_empty() {
+        if crate::shards::is_parent(&job) {
             // A sharded job is retried through its shards: relaunch the
             // interrupted ones; finished shards never change.
             let mut relaunched = 0;
             for i in 0..job.shard_count {
                 let shard = crate::shards::shard_id(id, i);
-                if self.status(username, &shard).await?.status() == JobStatus::Interrupted {
+                if self.owned(username, &shard).await?.status() == JobStatus::Interrupted {
                     Box::pin(self.retry(username, &shard, true)).await?;
                     relaunched += 1;
                 }

@@ -32,6 +32,12 @@ use crate::{
 /// The most shards one job may have.
 pub const MAX_SHARDS: u32 = 100;
 
+/// Whether `job` is a fanned-out collection's parent (a record whose
+/// status comes from its shards).
+pub fn is_parent(job: &Job) -> bool {
+    job.shard_count > 1 && job.parent_id.is_empty()
+}
+
 /// The id of shard `index` of `parent`.
 pub fn shard_id(parent: &str, index: u32) -> String {
     format!("{parent}-s{index}")

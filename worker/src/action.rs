@@ -1,7 +1,7 @@
 //! RUN_ACTION: load the stored Action, merge its default params under the
 //! job's, and run its script like RUN_SCRIPT.
 
-use plus_jobs::{job::ACTION_OBJECT_TYPE, Action, Script};
+use plus_jobs::{job::NotAnAction, Script};
 use serde_json::Value;
 
 use crate::runner::{struct_to_json, Finish, JobContext};
@@ -26,19 +26,11 @@ pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value), Finish> {
         Ok(None) => return Err(Finish::failed(format!("action {id} does not exist: store it with `plus action put {id} SCRIPT`, or fix ACTION_ID"))),
         Err(e) => return Err(Finish::failed(format!("action {id} could not be read: {e}"))),
     };
-    let object_type = object
-        .get("object_type")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if object_type != ACTION_OBJECT_TYPE {
-        return Err(Finish::failed(format!(
-            "object {id} is not an Action (its object_type is {object_type:?}): ACTION_ID must name an Action"
-        )));
-    }
-    let action: Action = serde_json::from_value(Value::Object(object)).map_err(|e| {
-        Finish::failed(format!(
-            "action {id} is malformed ({e}): store it again with `plus action put`"
-        ))
+    let action = plus_jobs::job::action_from_object(&id, object).map_err(|e| {
+        Finish::failed(match e {
+            NotAnAction::OtherType { .. } => format!("{e}: ACTION_ID must name an Action"),
+            NotAnAction::Malformed { .. } => e.to_string(),
+        })
     })?;
     let script = action.script.clone().unwrap_or_default();
     Ok((

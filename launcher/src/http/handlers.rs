@@ -222,16 +222,7 @@ pub async fn launch(
         ))
     })?;
     let req = launch_request(&caller.0, body)?;
-    let launched = state
-        .launcher
-        .launch(&req, true)
-        .await
-        .map_err(|e| match e {
-            LauncherError::NotFound(id) => ApiError::Conflict(format!(
-                "the job id {id} is taken: choose another object_id, or leave it out for a new one"
-            )),
-            other => other.into(),
-        })?;
+    let launched = state.launcher.launch(&req, true).await?;
     let status = if launched.created {
         StatusCode::CREATED
     } else {
@@ -346,16 +337,6 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
             stray.join(", ")
         ));
     }
-    for (name, value) in [
-        ("action_id", &body.action_id),
-        ("collection_owner", &body.collection_owner),
-    ] {
-        if value.as_deref().is_some_and(|v| v.contains('\0')) {
-            return bad(format!(
-                "{name} contains a NUL character, which no id can hold: remove it"
-            ));
-        }
-    }
     let script = body.script.unwrap_or_default();
     if script.s3_key.as_deref().is_some_and(|k| !k.is_empty()) {
         return bad("script.s3_key is not accepted over HTTP (it could name any file in the bucket): send the script's text as script.source, or launch a stored action with action_id".into());
@@ -379,13 +360,7 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
         script_name: "script.source".into(),
         interpreter: script.interpreter.unwrap_or_default(),
         args: script.args.unwrap_or_default(),
-        params: body
-            .params
-            .map(|mut p| {
-                p.values_mut().for_each(as_doubles);
-                p
-            })
-            .unwrap_or_default(),
+        params: body.params.unwrap_or_default(),
         collection_owner,
         streaming: script.streaming.unwrap_or_default(),
         action_id: body.action_id.filter(|a| !a.is_empty()),
@@ -398,27 +373,6 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
         // HTTP API reads them.
         ..LaunchRequest::default()
     })
-}
-
-/// Params are stored as a protobuf `Struct`, whose numbers are doubles:
-/// integers too large for a double to hold exactly become the nearest
-/// double here (the store would refuse them otherwise).
-fn as_doubles(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    const EXACT: u64 = 1 << 53;
-    match value {
-        Value::Number(n)
-            if n.as_u64().is_some_and(|u| u > EXACT)
-                || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT) =>
-        {
-            if let Some(d) = n.as_f64().and_then(serde_json::Number::from_f64) {
-                *n = d;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(as_doubles),
-        Value::Object(map) => map.values_mut().for_each(as_doubles),
-        _ => {}
-    }
 }
 
 /// `POST /jobs/{id}/cancel`: an INITIALIZING or INTERRUPTED job is
