@@ -1,7 +1,7 @@
 //! The blob stores: a log larger than the multipart threshold goes up to S3
-//! (in `moto_server`) in parts and comes back byte for byte; keys cannot
-//! escape the local folder; a byte range of a file is stored as exactly
-//! those bytes.
+//! (in `moto_server`) in parts and comes back byte for byte; a byte range of
+//! a file is stored as exactly those bytes, and a refused one leaves
+//! nothing behind.
 
 use plus_jobs::{
     backend::AwsConfig, blob::s3::MULTIPART_THRESHOLD, testkit::FaultProxy, testkit::Moto, Backend,
@@ -63,6 +63,14 @@ async fn a_large_log_goes_to_s3_in_parts_and_comes_back_whole() {
     };
     let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
     round_trip(backend.blobs.as_ref()).await;
+    // The log went up in parts: CreateMultipartUpload and
+    // CompleteMultipartUpload (POSTs) around several UploadPart PUTs, not
+    // as one PutObject.
+    let seen = proxy.seen();
+    let puts = seen.iter().filter(|t| *t == "S3:PUT").count();
+    let posts = seen.iter().filter(|t| *t == "S3:POST").count();
+    assert!(puts >= 3, "{seen:?}");
+    assert_eq!(posts, 2, "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,4 +78,23 @@ async fn a_large_log_round_trips_in_the_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     let backend = plus_jobs::testkit::local_backend(dir.path()).await;
     round_trip(backend.blobs.as_ref()).await;
+    // The refused range left no temporary file behind.
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -56,7 +56,11 @@ async fn write_atomically(
         path.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
         std::process::id()
     ));
-    write(&tmp).await.map_err(|e| io(&tmp, e))?;
+    if let Err(e) = write(&tmp).await {
+        // Nothing half-written stays behind.
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(io(&tmp, e));
+    }
     tokio::fs::rename(&tmp, path).await.map_err(|e| io(path, e))
 }
 

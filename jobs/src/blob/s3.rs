@@ -43,7 +43,10 @@ impl S3Blobs {
         match &err {
             SdkError::ServiceError(service) => {
                 let e = service.err();
-                let code = e.code().unwrap_or("Unknown");
+                let Some(code) = e.code() else {
+                    let raw: String = format!("{:?}", service.raw()).chars().take(600).collect();
+                    return BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed with an answer S3 does not document: {raw}"));
+                };
                 let message = e.message().unwrap_or("");
                 match code {
                     "NoSuchBucket" => BlobError::Rejected(format!(
@@ -54,10 +57,6 @@ impl S3Blobs {
                     )),
                     "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
                         BlobError::Unavailable(format!("{op} s3://{bucket}/{key}: {code}: {message}"))
-                    }
-                    "Unknown" => {
-                        let raw: String = format!("{:?}", service.raw()).chars().take(600).collect();
-                        BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed with an answer S3 does not document: {raw}"))
                     }
                     _ => BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed: {code}: {message}")),
                 }

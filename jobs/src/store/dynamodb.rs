@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::{
     job_to_object, object_to_job, patch_attributes, Expect, JobStore, Object, Page, StoreError,
 };
-use crate::job::status_name;
+use crate::job::{run_mode_name, status_name};
 
 /// The name of the jobs table's owner index.
 pub const OWNER_INDEX: &str = "owner-index";
@@ -311,7 +311,7 @@ impl JobStore for DynamoStore {
             ("username", expect.username.clone()),
             (
                 "run_mode",
-                expect.run_mode.map(|m| m.as_str_name().to_owned()),
+                expect.run_mode.map(|m| run_mode_name(m).to_owned()),
             ),
             ("lease", expect.lease.clone()),
         ];

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use plus_proto::{Job, JobStatus, StreamEvent};
 use serde_json::{Map, Value};
 
-use crate::job::{status_name, JOB_OBJECT_TYPE};
+use crate::job::{run_mode_name, status_name, JOB_OBJECT_TYPE};
 
 /// A stored object that is not a job: an action or a collection item, as the
 /// JSON object of its attributes (always with `object_id` and `owner`).
@@ -123,7 +123,7 @@ impl Expect {
             reason.push_str(&format!(" of user {user}"));
         }
         if let Some(mode) = self.run_mode {
-            reason.push_str(&format!(" in {}", mode.as_str_name()));
+            reason.push_str(&format!(" in {}", run_mode_name(mode)));
         }
         match found {
             Some(job) => {
@@ -136,7 +136,7 @@ impl Expect {
                     reason.push_str(&format!(" of user {}", job.username));
                 }
                 if self.run_mode.is_some() {
-                    reason.push_str(&format!(" in {}", job.run_mode().as_str_name()));
+                    reason.push_str(&format!(" in {}", run_mode_name(job.run_mode())));
                 }
             }
             None => reason.push_str(", found no such job"),
