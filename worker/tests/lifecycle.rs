@@ -11,6 +11,7 @@ on_both_stores!(
     an_unknown_job_exits_3,
     a_finished_job_is_left_untouched,
     another_users_job_is_refused,
+    a_job_of_another_mode_is_refused,
     a_missing_script_fails_the_job,
     an_empty_script_fails_the_job,
     a_script_that_cannot_be_executed_fails_the_job,
@@ -128,6 +129,26 @@ async fn another_users_job_is_refused(w: World) {
     );
     let after = w.get(&job.object_id).await;
     assert_eq!(after.status(), JobStatus::Initializing);
+    assert_eq!(after, job, "nothing was written");
+}
+
+async fn a_job_of_another_mode_is_refused(w: World) {
+    let job = w.job("echo should not run").await;
+    let run = support::finish(w.spawn(
+        &job,
+        &[
+            ("RUN_MODE", "RUN_COLLECTION"),
+            ("COLLECTION_OWNER", "alice/collections/c"),
+        ],
+    ))
+    .await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("RUN_MODE is RUN_COLLECTION but job"),
+        "{}",
+        run.stderr
+    );
+    let after = w.get(&job.object_id).await;
     assert_eq!(after, job, "nothing was written");
 }
 
