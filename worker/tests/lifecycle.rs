@@ -17,6 +17,7 @@ on_both_stores!(
     a_script_that_cannot_be_executed_fails_the_job,
     scripts_never_see_the_workers_credentials,
     invalid_json_results_fail_the_job,
+    a_large_result_is_stored_beside_the_record,
 );
 
 async fn a_script_runs_and_its_outcome_is_recorded(w: World) {
@@ -327,4 +328,23 @@ async fn the_task_arn_comes_from_the_ecs_metadata_endpoint() {
     let done = w.get(&job.object_id).await;
     assert_eq!(done.fargate_task_arn, arn);
     assert_eq!(done.lease, arn);
+}
+
+async fn a_large_result_is_stored_beside_the_record(w: World) {
+    let job = w
+        .job("printf '{\"pad\":\"%s\"}' \"$(head -c 70000 /dev/zero | tr '\\0' x)\" > \"$PLUS_RESULT_FILE\"\n")
+        .await;
+    let run = w.run(&job).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}", done.error);
+    let key = format!("jobs/{}/result.json", job.object_id);
+    let result = serde_json::to_value(&done.result).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"truncated": true, "s3_key": key})
+    );
+    let stored = w.backend.blobs.get_bytes(&key).await.unwrap().unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(stored["pad"].as_str().unwrap().len(), 70_000);
 }
