@@ -15,8 +15,9 @@ pub const ACTION_OBJECT_TYPE: &str = "Action";
 /// become S3 key segments and ECS tag values, which allow 256 characters).
 pub const MAX_JOB_ID_LEN: usize = 200;
 
-/// A validated job id: 1 to 200 characters of `[A-Za-z0-9._-]`, so it is safe
-/// as a DynamoDB key, an S3 key segment, an ECS tag and a file name.
+/// A validated job id: 1 to 200 characters of `[A-Za-z0-9._-]`, neither `.`
+/// nor `..`, so it is safe as a DynamoDB key, an S3 key segment, an ECS tag
+/// and a file name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct JobId(String);
@@ -34,6 +35,12 @@ pub enum InvalidJobId {
     /// The id has a character outside `[A-Za-z0-9._-]`.
     #[error("a job id may only contain letters, digits, '.', '_' and '-'; found {0:?}")]
     BadChar(char),
+    /// The id is `.` or `..`, which name folders, not a job, in S3 keys and
+    /// file paths (`jobs/../log.txt`).
+    #[error(
+        "a job id cannot be {0:?}: it would name a folder in S3 keys and paths; pick another id"
+    )]
+    DotSegment(String),
 }
 
 impl JobId {
@@ -60,6 +67,9 @@ impl JobId {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
             return Err(InvalidJobId::BadChar(c));
+        }
+        if id == "." || id == ".." {
+            return Err(InvalidJobId::DotSegment(id));
         }
         Ok(Self(id))
     }
@@ -354,6 +364,13 @@ mod tests {
         assert!(JobId::parse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").is_ok());
         assert_eq!(JobId::parse(""), Err(InvalidJobId::Empty));
         assert_eq!(JobId::parse("a/b"), Err(InvalidJobId::BadChar('/')));
+        for dots in [".", ".."] {
+            assert_eq!(
+                JobId::parse(dots),
+                Err(InvalidJobId::DotSegment(dots.into()))
+            );
+        }
+        assert!(JobId::parse("...").is_ok() && JobId::parse(".a").is_ok());
         assert_eq!(
             JobId::parse("x".repeat(201)),
             Err(InvalidJobId::TooLong(201))

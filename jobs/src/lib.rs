@@ -14,6 +14,11 @@
 //!   S3 adapter and a local-folder adapter.
 //! - [`backend`]: builds a matching pair of stores from configuration, so the
 //!   worker and the launcher open the same backend the same way.
+//! - [`event`]: the kinds of stream event ([`EventKind`]) and the one
+//!   constructor every writer uses.
+//! - [`contract`]: the container contract: the worker's environment
+//!   ([`contract::WorkerEnv`], written by launchers and read by the worker),
+//!   the AWS settings every part reads alike, and owner paths.
 //!
 //! Every status change is one conditional write ([`JobStore::update`] with an
 //! [`store::Expect`]); a write that loses a race changes nothing and comes
@@ -21,6 +26,8 @@
 
 pub mod backend;
 pub mod blob;
+pub mod contract;
+pub mod event;
 pub mod job;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -28,6 +35,7 @@ pub mod testkit;
 
 pub use backend::{Backend, BackendConfig};
 pub use blob::{BlobError, BlobStore};
+pub use event::EventKind;
 pub use job::{JobId, Timestamp};
 pub use plus_proto::{
     Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent, TaskResources,

@@ -324,6 +324,29 @@ struct ProxyState {
     seen: Vec<String>,
     /// The JSON bodies of API requests (not S3), with their target.
     bodies: Vec<(String, String)>,
+    /// The S3 requests: method, path and query, and headers.
+    s3: Vec<S3Request>,
+}
+
+/// One S3 request as the proxy saw it.
+#[derive(Clone, Debug)]
+pub struct S3Request {
+    /// `PUT`, `POST`, ...
+    pub method: String,
+    /// The path and query (`/bucket/key?uploads`).
+    pub path_and_query: String,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl S3Request {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// An HTTP proxy between the code under test and the emulator that counts
@@ -394,6 +417,26 @@ impl FaultProxy {
                             if !target.starts_with("S3:") {
                                 let text = String::from_utf8_lossy(&body).into_owned();
                                 state.lock().unwrap().bodies.push((target.clone(), text));
+                            } else {
+                                let request = S3Request {
+                                    method: parts.method.to_string(),
+                                    path_and_query: parts
+                                        .uri
+                                        .path_and_query()
+                                        .map(|p| p.as_str().to_owned())
+                                        .unwrap_or_default(),
+                                    headers: parts
+                                        .headers
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (
+                                                k.as_str().to_owned(),
+                                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                            )
+                                        })
+                                        .collect(),
+                                };
+                                state.lock().unwrap().s3.push(request);
                             }
                             match fault {
                                 Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
@@ -497,6 +540,11 @@ impl FaultProxy {
             .filter(|(t, _)| t.contains(target))
             .map(|(_, b)| b.clone())
             .collect()
+    }
+
+    /// The S3 requests seen so far, in order.
+    pub fn s3_requests(&self) -> Vec<S3Request> {
+        self.state.lock().unwrap().s3.clone()
     }
 
     /// Forgets the requests seen so far.

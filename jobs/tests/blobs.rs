@@ -71,6 +71,34 @@ async fn a_large_log_goes_to_s3_in_parts_and_comes_back_whole() {
     let posts = seen.iter().filter(|t| *t == "S3:POST").count();
     assert!(puts >= 3, "{seen:?}");
     assert_eq!(posts, 2, "{seen:?}");
+    // S3's UploadPart model: a part's checksum must use the algorithm its
+    // upload declared on CreateMultipartUpload (the emulator does not check).
+    let requests = proxy.s3_requests();
+    let create = requests
+        .iter()
+        .find(|r| r.method == "POST" && r.path_and_query.ends_with("?uploads"))
+        .expect("a CreateMultipartUpload request");
+    assert_eq!(
+        create.header("x-amz-checksum-algorithm"),
+        Some("CRC32"),
+        "{create:?}"
+    );
+    let parts: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path_and_query.contains("partNumber="))
+        .collect();
+    assert!(parts.len() >= 2, "{requests:?}");
+    for part in parts {
+        let declared = part.header("x-amz-sdk-checksum-algorithm");
+        let sent = part.header("x-amz-checksum-crc32").is_some()
+            || part
+                .header("x-amz-trailer")
+                .is_some_and(|t| t.contains("x-amz-checksum-crc32"));
+        assert!(
+            declared.is_none_or(|a| a == "CRC32") && sent,
+            "each part carries a CRC32 checksum: {part:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

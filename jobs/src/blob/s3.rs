@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::{
     error::{ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
-    types::{CompletedMultipartUpload, CompletedPart},
+    types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart},
     Client,
 };
 
@@ -81,6 +81,9 @@ impl S3Blobs {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            // The parts carry CRC32 checksums: S3 requires the upload to
+            // declare the same algorithm when it is created.
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .send()
             .await
             .map_err(|e| self.classify(e, "CreateMultipartUpload", key))?;
@@ -137,6 +140,7 @@ impl S3Blobs {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
                 .body(body)
                 .send()
                 .await
