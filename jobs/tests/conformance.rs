@@ -47,7 +47,63 @@ conformance!(
     events_come_back_after_a_sequence_number,
     active_jobs_of_every_user_are_listed,
     a_claim_checks_the_user_and_keeps_the_first_start,
+    a_malformed_record_is_failed_not_left_running,
 );
+
+/// A record an engine wrote with `params` as a string: the claim says which
+/// attribute is wrong, the record can still be ended FAILED (never left
+/// RUNNING), and listing every user's unfinished jobs skips it instead of
+/// failing for all of them.
+async fn a_malformed_record_is_failed_not_left_running(store: Arc<dyn JobStore>) {
+    let good = job("alice");
+    store.create_job(&good).await.unwrap();
+    let id = JobId::generate().to_string();
+    let bad = json!({
+        "object_id": id, "object_type": "PlusScriptJob", "owner": "alice/jobs",
+        "username": "alice", "status": "INITIALIZING", "run_mode": "RUN_SCRIPT",
+        "created_at": Timestamp::now().to_string(), "params": "not a map",
+    });
+    store
+        .put_objects(&[bad.as_object().unwrap().clone()])
+        .await
+        .unwrap();
+
+    let listed = store.list_active(None, 100).await.unwrap();
+    assert!(
+        listed.items.iter().any(|j| j.object_id == good.object_id),
+        "the readable job is still listed"
+    );
+
+    let claim = Expect::status([JobStatus::Initializing]).for_worker("alice", RunMode::RunScript);
+    let err = store
+        .update_job_with(&id, &claim, &claim_patch("task-a"), &Job::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Malformed { reason, .. } if reason.contains("attribute params")),
+        "{err}"
+    );
+    // Another user's worker cannot end it.
+    assert!(store
+        .fail_unreadable(&id, "bob", "task-a", "x")
+        .await
+        .unwrap_err()
+        .is_conflict());
+    store
+        .fail_unreadable(&id, "alice", "task-a", "attribute params cannot be read")
+        .await
+        .unwrap();
+    let stored = store.get_object(&id).await.unwrap().unwrap();
+    assert_eq!(stored["status"], "FAILED");
+    assert_eq!(stored["error"], "attribute params cannot be read");
+    assert!(stored["completed_at"].is_string());
+    // Terminal: a second call changes nothing.
+    assert!(store
+        .fail_unreadable(&id, "alice", "task-a", "again")
+        .await
+        .unwrap_err()
+        .is_conflict());
+}
 
 async fn a_claim_checks_the_user_and_keeps_the_first_start(store: Arc<dyn JobStore>) {
     let j = job("alice");
@@ -169,6 +225,43 @@ fn claim_patch(lease: &str) -> Job {
         started_at: Timestamp::now().to_string(),
         ..Job::default()
     }
+}
+
+#[tokio::test]
+async fn a_status_stored_as_a_number_is_named_not_called_a_conflict() {
+    // DynamoDB compares types: `status` as N never equals "INITIALIZING",
+    // and the refusal must not read "expected INITIALIZING, found
+    // INITIALIZING".
+    let aws = Moto::shared().provision().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws.sdk_config().await);
+    let id = JobId::generate().to_string();
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
+    client
+        .put_item()
+        .table_name(&aws.table)
+        .item("object_id", s(&id))
+        .item("object_type", s("PlusScriptJob"))
+        .item("owner", s("alice/jobs"))
+        .item("username", s("alice"))
+        .item("run_mode", s("RUN_SCRIPT"))
+        .item(
+            "status",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    let claim = Expect::status([JobStatus::Initializing]).for_worker("alice", RunMode::RunScript);
+    let err = backend
+        .jobs
+        .update_job_with(&id, &claim, &claim_patch("task-a"), &Job::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Malformed { reason, .. } if reason.contains("not stored as a string")),
+        "{err}"
+    );
 }
 
 async fn create_is_conditional(store: Arc<dyn JobStore>) {

@@ -361,13 +361,73 @@ impl JobStore for DynamoStore {
                         // Older emulators do not return the item; read it.
                         None => self.get_job(id).await.ok().flatten(),
                     };
-                    Err(StoreError::Conflict {
-                        id: id.to_owned(),
-                        reason: expect.conflict_reason(found.as_ref()),
-                    })
+                    match found {
+                        // The record reads as meeting the condition, yet
+                        // DynamoDB refused it: an attribute the condition
+                        // compares is stored with another type (a status
+                        // written as a number).
+                        Some(job) if expect.holds_for(&job) => Err(StoreError::Malformed {
+                            id: id.to_owned(),
+                            reason: "its status, username, run_mode or lease is not stored as a string: write them as DESIGN.md's Records section types them".to_owned(),
+                        }),
+                        found => Err(StoreError::Conflict {
+                            id: id.to_owned(),
+                            reason: expect.conflict_reason(found.as_ref()),
+                        }),
+                    }
                 }
                 _ => Err(classify(e, "UpdateItem", &self.table)),
             },
+        }
+    }
+
+    async fn fail_unreadable(
+        &self,
+        id: &str,
+        username: &str,
+        lease: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let now = crate::Timestamp::now().to_string();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("object_id", s(id))
+            .update_expression(
+                "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now",
+            )
+            .condition_expression(
+                "object_type = :type AND #username = :username AND (#status = :init OR (#status = :running AND #lease = :lease))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_names("#username", "username")
+            .expression_attribute_names("#lease", "lease")
+            .expression_attribute_values(":failed", s("FAILED"))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":type", s(crate::job::JOB_OBJECT_TYPE))
+            .expression_attribute_values(":username", s(username))
+            .expression_attribute_values(":init", s("INITIALIZING"))
+            .expression_attribute_values(":running", s("RUNNING"))
+            .expression_attribute_values(":lease", s(lease))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict {
+                    id: id.to_owned(),
+                    reason: format!(
+                        "expected an INITIALIZING job of user {username}, or a RUNNING one held by {lease}"
+                    ),
+                })
+            }
+            Err(e) => Err(classify(e, "UpdateItem", &self.table)),
         }
     }
 
@@ -428,7 +488,7 @@ impl JobStore for DynamoStore {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
-                items.push(object_to_job(&id, from_item(&id, item)?)?);
+                items.extend(super::readable_job(&id, from_item(&id, item)?));
             }
             key = out.last_evaluated_key;
             if key.is_none() || items.len() >= limit {

@@ -195,6 +195,23 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         if_absent: &Job,
     ) -> Result<Job, StoreError>;
 
+    /// Ends a job whose record cannot be read as a job (an engine wrote an
+    /// attribute with the wrong type): FAILED with `error`, written on the
+    /// raw attributes so the unreadable ones do not stop it. Only when the
+    /// record is `username`'s and INITIALIZING, or RUNNING held by `lease`
+    /// (a claim that wrote before the record could be read).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the condition does not hold; nothing
+    /// changed.
+    async fn fail_unreadable(
+        &self,
+        id: &str,
+        username: &str,
+        lease: &str,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
     /// The jobs whose `owner` is `owner`, newest first.
     ///
     /// # Errors
@@ -289,10 +306,42 @@ pub(crate) fn object_to_job(id: &str, object: Object) -> Result<Job, StoreError>
             ),
         });
     }
-    serde_json::from_value(Value::Object(object)).map_err(|e| StoreError::Malformed {
-        id: id.to_owned(),
-        reason: format!("it is not a valid job record ({e})"),
+    match serde_json::from_value(Value::Object(object.clone())) {
+        Ok(job) => Ok(job),
+        Err(e) => Err(StoreError::Malformed {
+            id: id.to_owned(),
+            reason: match unreadable_attribute(&object) {
+                Some((name, why)) => format!(
+                    "attribute {name} cannot be read ({why}): write it as DESIGN.md's Records section types it"
+                ),
+                None => format!("it is not a valid job record ({e})"),
+            },
+        }),
+    }
+}
+
+/// The first attribute of `object` that does not read as a job's, and why:
+/// each is tried on its own, so the sentence names the one to fix.
+fn unreadable_attribute(object: &Object) -> Option<(String, String)> {
+    object.iter().find_map(|(name, value)| {
+        let alone = Object::from_iter([(name.clone(), value.clone())]);
+        serde_json::from_value::<Job>(Value::Object(alone))
+            .err()
+            .map(|e| (name.clone(), e.to_string()))
     })
+}
+
+/// The job in `object`, or `None` (and a warning naming the record and the
+/// attribute) when it does not read: listings of every user's jobs skip
+/// a malformed record instead of failing for all of them.
+pub(crate) fn readable_job(id: &str, object: Object) -> Option<Job> {
+    match object_to_job(id, object) {
+        Ok(job) => Some(job),
+        Err(e) => {
+            tracing::warn!(job_id = id, error = %e, "skipping a job record that cannot be read");
+            None
+        }
+    }
 }
 
 /// The attributes a patch sets: its JSON object without the key.

@@ -241,6 +241,60 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn fail_unreadable(
+        &self,
+        id: &str,
+        username: &str,
+        lease: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let (id, username, lease, error) = (
+            id.to_owned(),
+            username.to_owned(),
+            lease.to_owned(),
+            error.to_owned(),
+        );
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_error)?;
+            let object = read_object(&tx, &id)?;
+            let text = |o: &Object, k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            let held = object.as_ref().is_some_and(|o| {
+                let status = text(o, "status");
+                text(o, "object_type").as_deref() == Some(crate::job::JOB_OBJECT_TYPE)
+                    && text(o, "username").as_deref() == Some(username.as_str())
+                    && (status.as_deref() == Some("INITIALIZING")
+                        || (status.as_deref() == Some("RUNNING")
+                            && text(o, "lease").as_deref() == Some(lease.as_str())))
+            });
+            let Some(mut object) = object.filter(|_| held) else {
+                return Err(StoreError::Conflict {
+                    reason: format!(
+                        "expected an INITIALIZING job of user {username}, or a RUNNING one held by {lease}"
+                    ),
+                    id,
+                });
+            };
+            let now = crate::Timestamp::now().to_string();
+            for (k, v) in [
+                ("status", "FAILED".to_owned()),
+                ("error", error),
+                ("completed_at", now.clone()),
+                ("updated_at", now),
+            ] {
+                object.insert(k.to_owned(), Value::String(v));
+            }
+            tx.execute(
+                "UPDATE objects SET body = ?2 WHERE object_id = ?1",
+                params![id, Value::Object(object).to_string()],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)
+        })
+        .await
+    }
+
     async fn list_jobs(
         &self,
         owner: &str,
@@ -258,8 +312,8 @@ impl JobStore for SqliteStore {
                 .map_err(sql_error)?;
             let items = id_bodies(&mut stmt, params![owner, start, limit as i64 + 1])?
                 .into_iter()
-                .map(|(id, object)| object_to_job(&id, object))
-                .collect::<Result<Vec<_>, _>>()?;
+                .filter_map(|(id, object)| super::readable_job(&id, object))
+                .collect::<Vec<_>>();
             Ok(paginate(items, limit, |j: &Job| j.object_id.clone()))
         })
         .await
@@ -283,8 +337,8 @@ impl JobStore for SqliteStore {
                 .map_err(sql_error)?;
             let items = id_bodies(&mut stmt, params![start, limit as i64 + 1])?
                 .into_iter()
-                .map(|(id, object)| object_to_job(&id, object))
-                .collect::<Result<Vec<_>, _>>()?;
+                .filter_map(|(id, object)| super::readable_job(&id, object))
+                .collect::<Vec<_>>();
             Ok(paginate(items, limit, |j: &Job| j.object_id.clone()))
         })
         .await
