@@ -10,6 +10,12 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 pub const JOB_OBJECT_TYPE: &str = "PlusScriptJob";
 /// `object_type` of a stored action.
 pub const ACTION_OBJECT_TYPE: &str = "Action";
+/// `object_type` of a stored schedule.
+pub const SCHEDULE_OBJECT_TYPE: &str = "Schedule";
+/// The object types the system itself writes: an import may never replace
+/// or create one of them.
+pub const SYSTEM_OBJECT_TYPES: [&str; 3] =
+    [JOB_OBJECT_TYPE, ACTION_OBJECT_TYPE, SCHEDULE_OBJECT_TYPE];
 
 /// The longest job id accepted (DynamoDB allows 2048 bytes for a key; ids also
 /// become S3 key segments and ECS tag values, which allow 256 characters).

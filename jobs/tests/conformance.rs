@@ -48,7 +48,53 @@ conformance!(
     active_jobs_of_every_user_are_listed,
     a_claim_checks_the_user_and_keeps_the_first_start,
     a_malformed_record_is_failed_not_left_running,
+    an_import_never_replaces_another_owners_object,
 );
+
+/// An import writes an item only where its id is free or already that
+/// collection's item: never over a job, an action or another collection's
+/// item, and it says which ids it refused.
+async fn an_import_never_replaces_another_owners_object(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let action_id = JobId::generate().to_string();
+    let other_id = JobId::generate().to_string();
+    let mine_id = JobId::generate().to_string();
+    let obj = |v: serde_json::Value| v.as_object().unwrap().clone();
+    store
+        .put_objects(&[
+            obj(json!({"object_id": action_id, "object_type": "Action", "owner": "alice/actions"})),
+            obj(json!({"object_id": other_id, "owner": "alice/collections/c", "v": 1})),
+            obj(json!({"object_id": mine_id, "owner": "bob/collections/c", "v": 1})),
+        ])
+        .await
+        .unwrap();
+    let fresh = JobId::generate().to_string();
+    let owner = "bob/collections/c";
+    let items: Vec<_> = [&j.object_id, &action_id, &other_id, &mine_id, &fresh]
+        .iter()
+        .map(|id| obj(json!({"object_id": id, "owner": owner, "v": 2})))
+        .collect();
+    let mut refused = store.import_items(owner, &items).await.unwrap();
+    refused.sort();
+    let mut want = vec![j.object_id.clone(), action_id.clone(), other_id.clone()];
+    want.sort();
+    assert_eq!(refused, want);
+    // The refused objects are unchanged; the free id and bob's own item are
+    // written.
+    assert_eq!(store.get_job(&j.object_id).await.unwrap().unwrap(), j);
+    let action = store.get_object(&action_id).await.unwrap().unwrap();
+    assert_eq!(action["object_type"], "Action");
+    let other = store.get_object(&other_id).await.unwrap().unwrap();
+    assert_eq!(
+        (&other["owner"], &other["v"]),
+        (&json!("alice/collections/c"), &json!(1))
+    );
+    for id in [&mine_id, &fresh] {
+        let item = store.get_object(id).await.unwrap().unwrap();
+        assert_eq!((&item["owner"], &item["v"]), (&json!(owner), &json!(2)));
+    }
+}
 
 /// A record an engine wrote with `params` as a string: the claim says which
 /// attribute is wrong, the record can still be ended FAILED (never left

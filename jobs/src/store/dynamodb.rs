@@ -27,6 +27,8 @@ use crate::job::{run_mode_name, status_name};
 pub const OWNER_INDEX: &str = "owner-index";
 /// DynamoDB's limit on items in one BatchWriteItem.
 const BATCH_LIMIT: usize = 25;
+/// Conditional item writes an import keeps in flight.
+const IMPORT_IN_FLIGHT: usize = 16;
 
 /// The DynamoDB adapter of [`JobStore`].
 #[derive(Clone, Debug)]
@@ -509,6 +511,52 @@ impl JobStore for DynamoStore {
             items.push(to_item(id, object.clone())?);
         }
         self.batch_write(&self.table, items).await
+    }
+
+    async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError> {
+        // One conditional PutItem per item (BatchWriteItem takes no
+        // condition), IMPORT_IN_FLIGHT at a time.
+        let mut refused = Vec::new();
+        for chunk in items.chunks(IMPORT_IN_FLIGHT) {
+            let mut puts = tokio::task::JoinSet::new();
+            for item in chunk {
+                let id = item
+                    .get("object_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| StoreError::Rejected("an item has no object_id".into()))?
+                    .to_owned();
+                let request = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(to_item(&id, item.clone())?))
+                    .condition_expression(
+                        "attribute_not_exists(object_id) OR (#owner = :owner AND (attribute_not_exists(object_type) OR NOT (object_type IN (:t0, :t1, :t2))))",
+                    )
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_values(":owner", s(owner))
+                    .expression_attribute_values(":t0", s(crate::job::SYSTEM_OBJECT_TYPES[0]))
+                    .expression_attribute_values(":t1", s(crate::job::SYSTEM_OBJECT_TYPES[1]))
+                    .expression_attribute_values(":t2", s(crate::job::SYSTEM_OBJECT_TYPES[2]));
+                puts.spawn(async move { (id, request.send().await) });
+            }
+            while let Some(done) = puts.join_next().await {
+                let (id, result) = done.map_err(|e| {
+                    StoreError::Unavailable(format!("an import write was lost: {e}"))
+                })?;
+                match result {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                    {
+                        refused.push(id)
+                    }
+                    Err(e) => return Err(classify(e, "PutItem", &self.table)),
+                }
+            }
+        }
+        Ok(refused)
     }
 
     async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {

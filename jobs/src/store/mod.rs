@@ -240,6 +240,17 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// When the store fails; no partial success is hidden.
     async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError>;
 
+    /// Writes `items` as items of the collection `owner` (each already has
+    /// `object_id` and `owner` = `owner`), each by a conditional write: only
+    /// where its id is free or is already an item of `owner`, never over a
+    /// job, an action, a schedule or another owner's object. Returns the
+    /// ids that were refused (nothing was written for them); the others are
+    /// written.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError>;
+
     /// Reads any object by id (strongly consistent).
     ///
     /// # Errors

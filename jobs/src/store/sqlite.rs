@@ -368,6 +368,42 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError> {
+        let (owner, items) = (owner.to_owned(), items.to_vec());
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(sql_error)?;
+            let mut refused = Vec::new();
+            for item in &items {
+                let id = item
+                    .get("object_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| StoreError::Rejected("an item has no object_id".into()))?;
+                let written = tx
+                    .execute(
+                        "INSERT INTO objects (object_id, owner, body) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(object_id) DO UPDATE SET owner = excluded.owner, body = excluded.body
+                         WHERE objects.owner = excluded.owner
+                           AND IFNULL(json_extract(objects.body, '$.object_type'), '') NOT IN (?4, ?5, ?6)",
+                        params![
+                            id,
+                            owner,
+                            Value::Object(item.clone()).to_string(),
+                            crate::job::SYSTEM_OBJECT_TYPES[0],
+                            crate::job::SYSTEM_OBJECT_TYPES[1],
+                            crate::job::SYSTEM_OBJECT_TYPES[2],
+                        ],
+                    )
+                    .map_err(sql_error)?;
+                if written == 0 {
+                    refused.push(id.to_owned());
+                }
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(refused)
+        })
+        .await
+    }
+
     async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {
         let id = id.to_owned();
         self.with(move |conn| read_object(conn, &id)).await
