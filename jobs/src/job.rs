@@ -340,6 +340,11 @@ pub fn params_struct(
         return Ok(None);
     }
     let mut value = Value::Object(params.clone());
+    if let Some(bad) = crate::params::dynamodb_number_problem(&value, "params") {
+        return Err(format!(
+            "{bad} cannot be stored: DynamoDB keeps numbers from 1E-130 to 9.99E+125 (and 0); pass it as a string (quote it: '\"...\"') or scale it"
+        ));
+    }
     as_doubles(&mut value);
     serde_json::from_value(value)
         .map(Some)

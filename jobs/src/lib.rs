@@ -14,6 +14,8 @@
 //!   S3 adapter and a local-folder adapter.
 //! - [`backend`]: builds a matching pair of stores from configuration, so the
 //!   worker and the launcher open the same backend the same way.
+//! - [`params`]: how `--param key=value` is read, and the numbers
+//!   DynamoDB can store.
 //! - [`event`]: the kinds of stream event ([`EventKind`]) and the one
 //!   constructor every writer uses.
 //! - [`contract`]: the container contract: the worker's environment
@@ -29,6 +31,7 @@ pub mod blob;
 pub mod contract;
 pub mod event;
 pub mod job;
+pub mod params;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -171,7 +171,21 @@ where
     }
 }
 
+/// Refuses, as DynamoDB itself would (the emulator does not), a number
+/// outside DynamoDB's range, naming where it is.
+fn check_numbers(id: &str, name: &str, value: &Value) -> Result<(), StoreError> {
+    match crate::params::dynamodb_number_problem(value, name) {
+        None => Ok(()),
+        Some(bad) => Err(StoreError::Rejected(format!(
+            "object {id} cannot be stored in DynamoDB: {bad} is outside the numbers DynamoDB keeps (1E-130 to 9.99E+125)"
+        ))),
+    }
+}
+
 fn to_item(id: &str, object: Object) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    for (name, value) in &object {
+        check_numbers(id, name, value)?;
+    }
     serde_dynamo::to_item(Value::Object(object))
         .map_err(|e| StoreError::Rejected(format!("object {id} cannot be stored in DynamoDB: {e}")))
 }
@@ -295,6 +309,7 @@ impl JobStore for DynamoStore {
         let replace = set.into_iter().map(|kv| ("a", kv));
         let fill = absent.into_iter().map(|kv| ("b", kv));
         for (i, (kind, (name, value))) in replace.chain(fill).enumerate() {
+            check_numbers(id, &name, &value)?;
             let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
                 StoreError::Rejected(format!(
                     "attribute {name} of job {id} cannot be stored: {e}"
