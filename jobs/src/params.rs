@@ -6,8 +6,9 @@ use serde_json::{Map, Value};
 
 /// The smallest magnitude DynamoDB stores other than zero (`1E-130`).
 pub const DYNAMODB_MIN_MAGNITUDE: f64 = 1e-130;
-/// The largest magnitude DynamoDB stores (`9.9999999999999999999999999999999999999E+125`).
-pub const DYNAMODB_MAX_MAGNITUDE: f64 = 9.999_999_999_999_999e125;
+/// Every magnitude DynamoDB stores is below this (its largest is
+/// `9.9999999999999999999999999999999999999E+125`).
+pub const DYNAMODB_MAGNITUDE_BOUND: f64 = 1e126;
 
 /// The value of one `--param`: JSON when it reads back unchanged after it
 /// is stored (`n=3`, `ok=true`, `r=1.5`, `s="quoted"`, `{"a": [1, 2]}`),
@@ -88,7 +89,7 @@ pub fn dynamodb_number_problem(value: &Value, root: &str) -> Option<String> {
         Value::Number(n) => {
             let f = n.as_f64()?;
             let m = f.abs();
-            (m != 0.0 && !(DYNAMODB_MIN_MAGNITUDE..=DYNAMODB_MAX_MAGNITUDE).contains(&m))
+            (m != 0.0 && !(DYNAMODB_MIN_MAGNITUDE..DYNAMODB_MAGNITUDE_BOUND).contains(&m))
                 .then(|| format!("{root} = {n}"))
         }
         Value::Array(items) => items
