@@ -81,7 +81,13 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             }
         }
     };
-    let flush = || async { ctx.events.flush().await };
+    // Owned (not borrowing `ctx`), so the future of `record` stays `Send`
+    // for any caller that spawns `lifecycle::execute`.
+    let events = &ctx.events;
+    let flush = || {
+        let events = events.clone();
+        async move { events.flush().await }
+    };
     let side_by_side =
         async { tokio::join!(store_log, flush.retry(retry).when(|e| e.is_transient())) };
     let (log_stored, flushed) = if interrupted {
