@@ -18,7 +18,8 @@
 //!   claim.rs          the conditional INITIALIZING -> RUNNING write; refusal sentences
 //!   context.rs        JobContext (what the modes share) and the script environment
 //!   control.rs        Control / StopReason: stop the work once, remember why
-//!   watchers.rs       heartbeat (cancel, lost lease, progress), timeout, SIGTERM, event flush
+//!   watchers.rs       what runs beside the work: heartbeat, timeout, SIGTERM, event flush
+//!   heartbeat.rs      the lease refresh; notices a cancel request or a lost lease; writes progress
 //!   ending.rs         Ending: a Finish to record, or a lost lease
 //!   record.rs         the final write: log, last events, one conditional write
 //! modes/
@@ -30,7 +31,8 @@
 //!     reader.rs       items page by page into a bounded channel
 //!     per_item.rs     one process per item
 //!     streaming.rs    one long-lived process, JSON lines in and out
-//!     results/        commit in item order, store parts, compose results.jsonl
+//!     results/mod.rs  commit finished items in item order; compose results.jsonl
+//!     results/store.rs the parts and manifests in the blob store; the part uploader
 //!     error.rs        CollectionError
 //! script/
 //!   prepare.rs        load the script, write the workspace, resolve the Program: once

@@ -1,19 +1,22 @@
 //! One claimed job, apart from what its mode does with it.
 //!
-//! - [`claim`]: the conditional INITIALIZING -> RUNNING write and, when it
+//! - [`claim`](mod@claim): the conditional INITIALIZING -> RUNNING write and, when it
 //!   is refused, why ([`ClaimError`]).
 //! - [`context`]: [`JobContext`], what the modes share, and the script
 //!   environment.
 //! - [`control`]: [`Control`] and [`StopReason`]: stopping the work once.
-//! - [`watchers`]: the heartbeat (cancel requests, lost leases, progress),
-//!   the timeout, SIGTERM and the periodic event flush.
+//! - [`watchers`]: what runs beside the work: the [`heartbeat`], the
+//!   timeout, SIGTERM and the periodic event flush.
+//! - [`heartbeat`]: the lease refresh that also notices cancel requests and
+//!   lost leases, and writes progress.
 //! - [`ending`]: [`Ending`], how the work ended ([`Finish`] or a lost lease).
-//! - [`record`]: the final write.
+//! - [`record`](mod@record): the final write.
 
 pub mod claim;
 pub mod context;
 pub mod control;
 pub mod ending;
+pub mod heartbeat;
 pub mod record;
 pub mod watchers;
 

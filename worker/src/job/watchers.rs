@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use plus_jobs::{Expect, Job, JobStatus, StoreError, Timestamp};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn, Instrument};
+use tracing::{warn, Instrument};
 
-use super::{JobContext, StopReason};
+use super::{heartbeat::heartbeat, JobContext, StopReason};
 
 /// The watchers of one job; they end with [`Watchers::stop`].
 #[derive(Debug)]
@@ -58,7 +57,7 @@ impl Watchers {
 }
 
 /// Sleeps for `every`; false when `done` is cancelled first.
-async fn sleep_unless(every: Duration, done: &CancellationToken) -> bool {
+pub(super) async fn sleep_unless(every: Duration, done: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(every) => true,
         () = done.cancelled() => false,
@@ -74,45 +73,4 @@ fn watch(done: &CancellationToken, work: impl std::future::Future<Output = ()> +
             () = done.cancelled() => {}
         }
     });
-}
-
-/// Refreshes `heartbeat_at` (and progress) while the job runs; notices a
-/// cancel request and a lost lease.
-async fn heartbeat(ctx: JobContext, done: CancellationToken) {
-    let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
-    while sleep_unless(ctx.config.heartbeat, &done).await {
-        let now = Timestamp::now().to_string();
-        let mut patch = Job {
-            heartbeat_at: now.clone(),
-            updated_at: now,
-            ..Job::default()
-        };
-        if let Some(p) = ctx.progress.take_changed() {
-            ctx.events
-                .event("progress", serde_json::to_string(&p).unwrap_or_default());
-            patch.progress = Some(p);
-        }
-        match ctx
-            .jobs
-            .update_job(&ctx.job.object_id, &expect, &patch)
-            .await
-        {
-            Ok(job) if job.cancel_requested => {
-                info!("cancel requested; stopping the script");
-                ctx.control.stop(StopReason::Cancelled);
-            }
-            Ok(_) => {}
-            Err(StoreError::Conflict { reason, .. }) => {
-                error!(%reason, "lost the job's lease; stopping without recording");
-                ctx.control.stop(StopReason::LostLease(reason));
-                return;
-            }
-            Err(e) => {
-                if patch.progress.is_some() {
-                    ctx.progress.mark_unwritten();
-                }
-                warn!(error = %e, "heartbeat failed; will retry");
-            }
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! A job's script as a process, per the script contract of DESIGN.md.
 //!
-//! - [`prepare`]: load the script (inline or from the blob store), write it
+//! - [`prepare`](mod@prepare): load the script (inline or from the blob store), write it
 //!   into a fresh [`Workspace`], resolve its [`Program`]: once per job.
 //! - [`process`]: start it ([`start`], [`start_piped`] for streaming),
 //!   supervise it ([`run_until`]), stop it ([`Running::stop`]).
