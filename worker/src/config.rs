@@ -241,7 +241,7 @@ impl Config {
             }),
         };
         let stream_max_bytes = match non_empty(raw.plus_stream_max_bytes) {
-            None => crate::events::DEFAULT_VIEW_BYTES,
+            None => crate::output::events::DEFAULT_VIEW_BYTES,
             Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
                 problems.push(format!(
                     "PLUS_STREAM_MAX_BYTES is {v:?}: expected a whole number of bytes"

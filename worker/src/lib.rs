@@ -3,33 +3,67 @@
 //! The worker that runs one job inside a Fargate task (or, on the local
 //! backend, as a child process of `plus`), per the contract in DESIGN.md.
 //!
-//! ## Layout
+//! # Layout
 //!
-//! - [`config`]: the container's environment, validated all at once.
-//! - [`runner`]: one job's life: load, check, claim, run, record; returns
-//!   an [`Outcome`] that maps to the exit code.
-//! - [`script`]: starting a script per the script contract and reading its
-//!   output with bounded memory.
-//! - [`events`]: the batched live event stream.
-//! - [`action`], [`collection`]: the RUN_ACTION and RUN_COLLECTION modes.
-//! - [`metadata`]: the ECS task metadata endpoint (task ARN, vCPUs).
-//! - [`telemetry`]: JSON logs.
+//! One job's life is [`lifecycle::execute`]: claim -> watchers -> mode ->
+//! record. Layers only import downwards (modes -> job -> script -> output):
+//!
+//! ```text
+//! lib.rs              run / main / main_entry: config, signals, backend, lease
+//! config.rs           the container's environment, validated all at once
+//! lifecycle.rs        execute: claim -> watchers -> mode -> record
+//! outcome.rs          Outcome: how a run ended, and its exit code
+//! signals.rs          SIGTERM / SIGINT -> the shutdown token
+//! job/
+//!   claim.rs          the conditional INITIALIZING -> RUNNING write; refusal sentences
+//!   context.rs        JobContext (what the modes share) and the script environment
+//!   control.rs        Control / StopReason: stop the work once, remember why
+//!   watchers.rs       what runs beside the work: heartbeat, timeout, SIGTERM, event flush
+//!   heartbeat.rs      the lease refresh; notices a cancel request or a lost lease; writes progress
+//!   ending.rs         Ending: a Finish to record, or a lost lease
+//!   record.rs         the final write: log, last events, one conditional write
+//! modes/
+//!   script.rs         RUN_SCRIPT: the script once
+//!   action.rs         RUN_ACTION: a stored Action's script, params merged
+//!   collection/       RUN_COLLECTION
+//!     mod.rs          run and finish the collection; failure tolerance
+//!     item.rs         Item, Done (a results line), Shard
+//!     reader.rs       items page by page into a bounded channel
+//!     per_item.rs     one process per item
+//!     streaming.rs    one long-lived process, JSON lines in and out
+//!     results/mod.rs  commit finished items in item order; compose results.jsonl
+//!     results/store.rs the parts and manifests in the blob store; the part uploader
+//!     error.rs        CollectionError
+//! script/
+//!   prepare.rs        load the script, write the workspace, resolve the Program: once
+//!   process.rs        start / start_piped / run_until; Running (stop, finish)
+//!   program.rs        how a script file is executed (interpreter, shebang, /bin/sh)
+//!   workspace.rs      the job's fresh directory
+//!   artifacts.rs      the result file (large ones offloaded), output file upload
+//!   error.rs          ScriptError
+//! output/
+//!   events.rs         EventSink: the batched live event stream (flush)
+//!   collector.rs      the log collector: log file + line splitting for the live view
+//!   progress.rs       ProgressCell: progress written with the heartbeat
+//! metadata.rs         the ECS task metadata endpoint (task ARN, vCPUs)
+//! telemetry.rs        JSON logs
+//! ```
 //!
 //! [`run`] is the whole worker: `main` only adds telemetry and signals.
 
-pub mod action;
-pub mod collection;
 pub mod config;
-pub mod events;
+pub mod job;
+pub mod lifecycle;
 pub mod metadata;
-pub mod progress;
-pub mod runner;
+pub mod modes;
+pub mod outcome;
+pub mod output;
 pub mod script;
+pub mod signals;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};
-pub use progress::ProgressCell;
-pub use runner::Outcome;
+pub use outcome::Outcome;
 
 use plus_jobs::Backend;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Outcome {
         Err(e) => return Outcome::StoreUnreachable(format!("the job store cannot be opened: {e}")),
     };
     let lease = task_arn(&config).await;
-    runner::execute(config, backend, lease, shutdown).await
+    lifecycle::execute(config, backend, lease, shutdown).await
 }
 
 /// This worker's identity and lease: the ECS task ARN from the metadata
@@ -113,7 +147,7 @@ pub async fn main_entry() -> u8 {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(forward_signals(shutdown.clone()));
+    tokio::spawn(signals::forward(shutdown.clone()));
     let outcome = run(config, shutdown).await;
     match &outcome {
         Outcome::Succeeded | Outcome::Cancelled | Outcome::Interrupted => {
@@ -128,19 +162,4 @@ pub async fn main_entry() -> u8 {
         }
     }
     outcome.exit_code()
-}
-
-async fn forward_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::warn!("SIGTERM: stopping the script and saving the job's state"),
-        _ = int.recv() => tracing::warn!("SIGINT: stopping the script and saving the job's state"),
-    }
-    shutdown.cancel();
 }

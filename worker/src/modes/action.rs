@@ -4,7 +4,15 @@
 use plus_jobs::{job::NotAnAction, Script};
 use serde_json::Value;
 
-use crate::runner::{struct_to_json, Finish, JobContext};
+use crate::job::{struct_to_json, Ending, Finish, JobContext};
+
+/// RUN_ACTION: the action's script, once.
+pub async fn run(ctx: &JobContext) -> Ending {
+    match resolve(ctx).await {
+        Ok((script, params)) => super::script::run_once(ctx, &script, &params).await,
+        Err(finish) => finish.into(),
+    }
+}
 
 /// The action's script and the merged params.
 ///
@@ -35,10 +43,7 @@ pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value), Finish> {
     let script = action.script.clone().unwrap_or_default();
     Ok((
         script,
-        merge_params(
-            struct_to_json(action.params.as_ref()),
-            struct_to_json(ctx.job.params.as_ref()),
-        ),
+        merge_params(struct_to_json(action.params.as_ref()), ctx.params()),
     ))
 }
 

@@ -7,7 +7,7 @@ use plus_jobs::{JobStore, StoreError};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{shard_of, Item, Shard, PAGE_SIZE};
+use super::{shard_of, CollectionError, Item, Shard, PAGE_SIZE};
 
 /// What the reader sends.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ pub enum Msg {
     /// The end of the collection, after this many items (of this shard).
     End(u64),
     /// The collection could not be read; the job fails with this reason.
-    Failed(String),
+    Failed(CollectionError),
 }
 
 /// Reads the items of `owner` after `start_after` (of `shard`, if any) and
@@ -46,12 +46,13 @@ pub async fn read(
             .await;
         let page = match page {
             Ok(page) => page,
-            Err(e) => {
+            Err(source) => {
                 let _ = tx
-                    .send(Msg::Failed(format!(
-                        "the collection {owner} could not be read after {} items: {e}",
-                        seq
-                    )))
+                    .send(Msg::Failed(CollectionError::Read {
+                        owner,
+                        after: seq,
+                        source,
+                    }))
                     .await;
                 return;
             }

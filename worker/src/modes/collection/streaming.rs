@@ -11,7 +11,6 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use plus_jobs::Script;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
@@ -20,10 +19,10 @@ use tokio::{
 };
 use tracing::warn;
 
-use super::{reader::Msg, Done, Ended, Run};
+use super::{reader::Msg, CollectionError, Done, Ended, Run};
 use crate::{
-    runner::JobContext,
-    script::{self, Exit, Launch, Program, Running},
+    job::JobContext,
+    script::{self, Exit, Launch, Running},
 };
 
 /// Items sent to the process ahead of its answers, at most.
@@ -42,15 +41,15 @@ struct Process {
 }
 
 impl Process {
-    fn start(ctx: &JobContext, run: &Run<'_>, program: &Program) -> Result<Process, String> {
+    fn start(ctx: &JobContext, run: &Run<'_>) -> Result<Process, CollectionError> {
         let launch = Launch {
-            program: program.clone(),
+            program: run.program.clone(),
             env: ctx.script_env(&run.ws, &run.params, &run.ws.work),
             cwd: run.ws.work.clone(),
             stdin: None,
         };
         let (running, stdin, stdout) = script::start_piped(&launch, ctx.output.clone())
-            .map_err(|e| format!("the streaming script could not be started: {e}"))?;
+            .map_err(CollectionError::StreamingStart)?;
         let (in_tx, in_rx) = mpsc::channel(IN_FLIGHT + 1);
         let (out_tx, out_rx) = mpsc::channel(IN_FLIGHT + 1);
         tokio::spawn(write_items(stdin, in_rx));
@@ -86,14 +85,10 @@ impl Process {
 
 /// Runs every item from `rx` through one streaming process (restarted when
 /// it dies while items remain).
-pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>) -> Ended {
+pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
     let ctx = run.ctx;
     let grace = ctx.config.grace;
-    let program = match Program::resolve(&run.ws.script, &script.interpreter, &script.args) {
-        Ok(program) => program,
-        Err(e) => return Ended::Fatal(e.0),
-    };
-    let mut proc = match Process::start(ctx, run, &program) {
+    let mut proc = match Process::start(ctx, run) {
         Ok(p) => p,
         Err(reason) => return Ended::Fatal(reason),
     };
@@ -189,12 +184,12 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                         break Ended::Complete;
                     }
                     if crashes >= CRASH_LIMIT {
-                        break Ended::Fatal(format!(
-                            "the streaming script {} {crashes} times in a row without answering an item: fix the script (it must read JSON lines on stdin and answer one JSON line per item on stdout)",
-                            exit.describe().trim_start_matches("the script ")
-                        ));
+                        break Ended::Fatal(CollectionError::CrashLoop {
+                            how: exit.describe().trim_start_matches("the script ").to_owned(),
+                            crashes,
+                        });
                     }
-                    proc = match Process::start(ctx, run, &program) {
+                    proc = match Process::start(ctx, run) {
                         Ok(p) => p,
                         Err(reason) => break Ended::Fatal(reason),
                     };
@@ -222,7 +217,7 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                 }
                 None => {
                     proc.stop(grace).await;
-                    break Ended::Fatal("the collection reader stopped unexpectedly".into());
+                    break Ended::Fatal(CollectionError::ReaderStopped);
                 }
             },
             _ = tick.tick() => {

@@ -14,14 +14,14 @@ use std::{
 };
 
 use bytes::Bytes;
-use plus_jobs::Script;
 use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinSet};
 
-use super::{reader::Msg, Done, Ended, Item, Run, WINDOW};
+use super::{reader::Msg, CollectionError, Done, Ended, Item, Run, WINDOW};
 use crate::{
-    runner::{run_one, JobContext},
-    script::{Launch, Piece, Program, Stream},
+    job::{JobContext, StopReason},
+    output::{Piece, Stream},
+    script::{self, Launch, Program},
 };
 
 /// The most of one item's stdout kept as its output.
@@ -36,17 +36,13 @@ struct Shared {
 }
 
 /// Runs every item from `rx`, each in its own process.
-pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>) -> Ended {
+pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
     let ctx = run.ctx;
     let mut env = ctx.script_env(&run.ws, &run.params, &run.ws.work);
     env.retain(|(k, _)| k != "HOME");
-    let program = match Program::resolve(&run.ws.script, &script.interpreter, &script.args) {
-        Ok(program) => program,
-        Err(e) => return Ended::Fatal(e.0),
-    };
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
-        program,
+        program: run.program.clone(),
         env,
     });
     let mut free = Vec::with_capacity(run.concurrency);
@@ -56,7 +52,10 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
             Err(e) => return Ended::Fatal(e),
         }
     }
-    type Joined = (Result<PathBuf, String>, Result<Option<Done>, String>);
+    type Joined = (
+        Result<PathBuf, CollectionError>,
+        Result<Option<Done>, CollectionError>,
+    );
     let mut running: JoinSet<Joined> = JoinSet::new();
     let mut input_open = true;
     let mut fatal = None;
@@ -98,13 +97,13 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                         Err(e) => {
                             fatal.get_or_insert(e);
                             input_open = false;
-                            ctx.control.stop(crate::runner::StopReason::Cancelled);
+                            ctx.control.stop(StopReason::Cancelled);
                         }
                     }
                 }
                 None => {}
                 Some(Err(e)) => {
-                    fatal.get_or_insert(format!("an item's task failed: {e}"));
+                    fatal.get_or_insert(CollectionError::ItemTask(e));
                     input_open = false;
                 }
             },
@@ -123,7 +122,7 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
                     input_open = false;
                 }
                 None => {
-                    fatal.get_or_insert("the collection reader stopped unexpectedly".to_owned());
+                    fatal.get_or_insert(CollectionError::ReaderStopped);
                     input_open = false;
                 }
             },
@@ -143,19 +142,12 @@ pub async fn run(run: &mut Run<'_>, script: &Script, mut rx: mpsc::Receiver<Msg>
     }
 }
 
-fn dir_error(dir: &Path, e: &std::io::Error) -> String {
-    format!(
-        "an item's working directory {} cannot be made: {e} (check PLUS_WORK_DIR has room and is writable)",
-        dir.display()
-    )
-}
-
 /// Makes `dir` fresh for the next item: kept when the last item left it
 /// empty and with the mode it was made with (0700 here), else made anew;
 /// when it cannot be removed (the item left files it cannot delete, such
 /// as read-only folders), the slot moves to a new directory named after
 /// `seq`, which no slot directory (`item-{k}`) can be called.
-fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, String> {
+fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, CollectionError> {
     use std::os::unix::fs::PermissionsExt;
     let unchanged = std::fs::metadata(&dir).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o700);
     let empty = unchanged && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
@@ -171,11 +163,11 @@ fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, String> {
 }
 
 /// Makes `dir` (mode 0700) for an item.
-fn make_dir(dir: PathBuf) -> Result<PathBuf, String> {
+fn make_dir(dir: PathBuf) -> Result<PathBuf, CollectionError> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => Ok(dir),
-        Err(e) => Err(dir_error(&dir, &e)),
+        Err(source) => Err(CollectionError::ItemDir { dir, source }),
     }
 }
 
@@ -189,13 +181,16 @@ async fn run_item(
     shared: Arc<Shared>,
     item: Item,
     dir: PathBuf,
-) -> (Result<PathBuf, String>, Result<Option<Done>, String>) {
+) -> (
+    Result<PathBuf, CollectionError>,
+    Result<Option<Done>, CollectionError>,
+) {
     let seq = item.seq;
     let result = run_in(&shared, item, &dir).await;
     (refresh(dir, seq), result)
 }
 
-async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>, String> {
+async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>, CollectionError> {
     let mut env = Vec::with_capacity(shared.env.len() + 2);
     env.extend(shared.env.iter().cloned());
     env.push(("HOME".into(), dir.display().to_string()));
@@ -208,17 +203,12 @@ async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>,
         cwd: dir.to_owned(),
         stdin: Some(Bytes::from(stdin)),
     };
+    // The item's own channel: its stdout is its output, its stderr goes on
+    // to the job's log. It closes when the process's readers are done.
     let (tx, mut rx) = mpsc::channel::<Piece>(16);
-    let item_ctx = JobContext {
-        output: tx,
-        ..shared.ctx.clone()
-    };
-    let process = async move {
-        let exit = run_one(&item_ctx, &launch).await;
-        drop(item_ctx);
-        exit
-    };
-    let log = shared.ctx.output.clone();
+    let ctx = &shared.ctx;
+    let process = script::run_until(&launch, tx, ctx.control.stopped(), ctx.config.grace);
+    let log = ctx.output.clone();
     let collect = async move {
         let mut out = Vec::new();
         let mut cut = false;
@@ -237,7 +227,7 @@ async fn run_in(shared: &Shared, item: Item, dir: &Path) -> Result<Option<Done>,
         (out, cut)
     };
     let (exit, (out, cut)) = tokio::join!(process, collect);
-    let exit = exit.map_err(|e| e.0)?;
+    let exit = exit?;
     if shared.ctx.control.is_stopped() {
         return Ok(None);
     }

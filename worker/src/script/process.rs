@@ -1,11 +1,13 @@
-//! Running a job's script per the script contract of DESIGN.md: its own
-//! process group, a fresh working directory, a minimal environment without
-//! the worker's credentials, output read line by line with bounded memory.
+//! Starting a script process per the script contract of DESIGN.md: its own
+//! process group, only the environment it is given, output read in bounded,
+//! line-aligned [`Piece`]s; stopping it (SIGTERM to the group, SIGKILL after
+//! the grace period) and waiting for its output to be read.
 
 use std::{
+    future::Future,
     io,
-    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
-    path::{Path, PathBuf},
+    os::unix::process::ExitStatusExt,
+    path::PathBuf,
     process::{ExitStatus, Stdio},
     time::Duration,
 };
@@ -21,54 +23,8 @@ use tokio::{
     sync::mpsc,
 };
 
-/// A piece of output is at most this long; a longer line arrives as several
-/// pieces (only the first shows in the live view, all go to the log).
-pub const PIECE_BYTES: usize = 64 * 1024;
-
-/// A job's fresh directory: the script file, the working directory, the
-/// output directory and the result file, removed when dropped.
-#[derive(Debug)]
-pub struct Workspace {
-    _root: tempfile::TempDir,
-    /// The script file.
-    pub script: PathBuf,
-    /// The script's working directory (also its HOME).
-    pub work: PathBuf,
-    /// PLUS_OUTPUT_DIR.
-    pub output: PathBuf,
-    /// PLUS_RESULT_FILE.
-    pub result: PathBuf,
-    /// TMPDIR.
-    pub tmp: PathBuf,
-}
-
-impl Workspace {
-    /// Makes a fresh workspace under `root` and writes the script into it.
-    ///
-    /// # Errors
-    /// When the directory or file cannot be made.
-    pub fn create(root: &Path, job_id: &str, script: &[u8]) -> io::Result<Self> {
-        std::fs::create_dir_all(root)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("plus-{job_id}-"))
-            .tempdir_in(root)?;
-        let base = dir.path().to_owned();
-        let ws = Self {
-            script: base.join("script"),
-            work: base.join("work"),
-            output: base.join("output"),
-            result: base.join("result.json"),
-            tmp: base.join("tmp"),
-            _root: dir,
-        };
-        for d in [&ws.work, &ws.output, &ws.tmp] {
-            std::fs::create_dir(d)?;
-        }
-        std::fs::write(&ws.script, script)?;
-        std::fs::set_permissions(&ws.script, std::fs::Permissions::from_mode(0o700))?;
-        Ok(ws)
-    }
-}
+use super::{Program, ScriptError};
+use crate::output::{Piece, Stream, PIECE_BYTES};
 
 /// How to start the script.
 #[derive(Clone, Debug)]
@@ -82,11 +38,6 @@ pub struct Launch {
     /// Bytes written to stdin, which is then closed (`None`: stdin is empty).
     pub stdin: Option<Bytes>,
 }
-
-/// Why a script could not be started, as a sentence for the job's `error`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
 
 /// A running script: the child and its process group.
 #[derive(Debug)]
@@ -148,62 +99,9 @@ impl Exit {
     }
 }
 
-/// The program and arguments that run a script file per the contract:
-/// with an interpreter, `interpreter script args...`; else the file itself
-/// when it has a shebang, and `/bin/sh script args...` when it has none.
-/// Resolved once per job (it reads the file's first bytes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Program {
-    /// The executable.
-    pub program: String,
-    /// Its arguments.
-    pub argv: Vec<String>,
-    /// Whether the job named an interpreter (for error sentences).
-    interpreter: bool,
-}
-
-impl Program {
-    /// How to run `script` with the job's `interpreter` (may be empty) and
-    /// `args`.
-    ///
-    /// # Errors
-    /// When the script file cannot be read.
-    pub fn resolve(script: &Path, interpreter: &str, args: &[String]) -> Result<Self, StartError> {
-        let script_arg = script.display().to_string();
-        let with_file = |program: &str, interpreter: bool| {
-            let mut argv = vec![script_arg.clone()];
-            argv.extend(args.iter().cloned());
-            Program {
-                program: program.to_owned(),
-                argv,
-                interpreter,
-            }
-        };
-        if !interpreter.trim().is_empty() {
-            return Ok(with_file(interpreter.trim(), true));
-        }
-        let mut head = [0u8; 2];
-        let n = {
-            use std::io::Read;
-            std::fs::File::open(script)
-                .and_then(|mut f| f.read(&mut head))
-                .map_err(|e| StartError(format!("the script file could not be read: {e}")))?
-        };
-        Ok(if n == 2 && &head == b"#!" {
-            Program {
-                program: script_arg.clone(),
-                argv: args.to_vec(),
-                interpreter: false,
-            }
-        } else {
-            with_file("/bin/sh", false)
-        })
-    }
-}
-
 /// Spawns `launch` per the script contract (its own process group, only
 /// its environment, stdout and stderr piped) with `stdin`.
-fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, StartError> {
+fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, ScriptError> {
     let p = &launch.program;
     Command::new(&p.program)
         .args(&p.argv)
@@ -216,7 +114,7 @@ fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, StartError> {
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| start_error(p, &e))
+        .map_err(|e| start_error(p, e))
 }
 
 impl Running {
@@ -235,11 +133,11 @@ impl Running {
 /// ignored).
 ///
 /// # Errors
-/// [`StartError`] with a sentence that says what to fix.
+/// [`ScriptError::Start`] with a sentence that says what to fix.
 pub fn start_piped(
     launch: &Launch,
     output: mpsc::Sender<Piece>,
-) -> Result<(Running, ChildStdin, ChildStdout), StartError> {
+) -> Result<(Running, ChildStdin, ChildStdout), ScriptError> {
     let mut child = spawn(launch, Stdio::piped())?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -251,8 +149,8 @@ pub fn start_piped(
 /// Starts the script; its output pieces go to `output`.
 ///
 /// # Errors
-/// [`StartError`] with a sentence that says what to fix.
-pub fn start(launch: &Launch, output: mpsc::Sender<Piece>) -> Result<Running, StartError> {
+/// [`ScriptError::Start`] with a sentence that says what to fix.
+pub fn start(launch: &Launch, output: mpsc::Sender<Piece>) -> Result<Running, ScriptError> {
     // Small stdin (an item's JSON, typically) is written into the pipe
     // before the script starts: it fits whole in any pipe's buffer, and no
     // writer task is needed.
@@ -284,17 +182,17 @@ pub const SMALL_STDIN: usize = 4096;
 
 /// A pipe holding `bytes` (at most [`SMALL_STDIN`]), its write end closed:
 /// the script reads them, then end of file.
-fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, StartError> {
+fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, ScriptError> {
     use std::io::Write;
-    let (reader, mut writer) =
-        io::pipe().map_err(|e| StartError(format!("the script's stdin could not be made: {e}")))?;
+    let stdin_error = |doing, source| ScriptError::Stdin { doing, source };
+    let (reader, mut writer) = io::pipe().map_err(|e| stdin_error("made", e))?;
     writer
         .write_all(bytes)
-        .map_err(|e| StartError(format!("the script's stdin could not be written: {e}")))?;
+        .map_err(|e| stdin_error("written", e))?;
     Ok(Stdio::from(reader))
 }
 
-fn start_error(p: &Program, e: &io::Error) -> StartError {
+fn start_error(p: &Program, e: io::Error) -> ScriptError {
     let program = &p.program;
     let what = if !p.interpreter {
         if program == "/bin/sh" {
@@ -305,44 +203,18 @@ fn start_error(p: &Program, e: &io::Error) -> StartError {
     } else {
         format!("the interpreter {program:?}")
     };
-    StartError(match e.kind() {
+    let sentence = match e.kind() {
         io::ErrorKind::NotFound if what.ends_with("that") => {
             format!("{what} does not exist: fix the #! line or set script.interpreter ({e})")
         }
         io::ErrorKind::NotFound => format!("{what} was not found on PATH: install it in the worker image or fix script.interpreter ({e})"),
         io::ErrorKind::PermissionDenied => format!("{what} cannot be executed (permission denied): check it is an executable program ({e})"),
         _ => format!("the script could not be started: {e}"),
-    })
-}
-
-/// stdout or stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-impl Stream {
-    /// `stdout` or `stderr`, the stream event kinds.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
+    };
+    ScriptError::Start {
+        sentence,
+        source: e,
     }
-}
-
-/// A chunk of one stream's output: at most [`PIECE_BYTES`], ending at a
-/// line boundary whenever the output has one, so the combined log
-/// interleaves stdout and stderr line by line.
-#[derive(Debug)]
-pub struct Piece {
-    /// Which stream.
-    pub stream: Stream,
-    /// The bytes, newlines included.
-    pub bytes: Vec<u8>,
 }
 
 /// Reads `reader` in chunks of at most [`PIECE_BYTES`] (whole lines when
@@ -423,23 +295,30 @@ impl Running {
     }
 }
 
+/// Starts the script and supervises it until it exits or `stop` completes
+/// (then it is stopped: SIGTERM, SIGKILL after `grace`); returns once its
+/// output has been read to the end.
+///
+/// # Errors
+/// [`ScriptError::Start`] when it cannot be started.
+pub async fn run_until(
+    launch: &Launch,
+    output: mpsc::Sender<Piece>,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<Exit, ScriptError> {
+    let mut running = start(launch, output)?;
+    let exit = tokio::select! {
+        exit = running.wait() => exit.unwrap_or(Exit::Code(-1)),
+        () = stop => running.stop(grace).await,
+    };
+    running.finish().await;
+    Ok(exit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scripts_without_a_shebang_run_with_sh() {
-        let ws = Workspace::create(&std::env::temp_dir(), "t", b"echo hi\n").unwrap();
-        let p = Program::resolve(&ws.script, "", &["a".into()]).unwrap();
-        assert_eq!(p.program, "/bin/sh");
-        assert_eq!(p.argv, vec![ws.script.display().to_string(), "a".into()]);
-        std::fs::write(&ws.script, "#!/usr/bin/env bash\necho hi\n").unwrap();
-        let p = Program::resolve(&ws.script, "", &[]).unwrap();
-        assert_eq!(p.program, ws.script.display().to_string());
-        assert!(p.argv.is_empty());
-        let p = Program::resolve(&ws.script, "python3", &[]).unwrap();
-        assert_eq!(p.program, "python3");
-    }
 
     #[tokio::test]
     async fn output_arrives_in_bounded_line_aligned_pieces() {

@@ -16,62 +16,31 @@
 //! checkpoint as one more segment. Lines past the checkpoint are ignored
 //! (those items run again), so no item has two lines.
 
+mod store;
+
 use std::{
     collections::BTreeMap,
-    io::{BufRead, Write},
+    io::Write,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use plus_jobs::{blob, BlobStore, Progress};
-use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
-use super::Done;
-use crate::{progress::ProgressCell, runner::JobContext, script::Workspace};
+use store::{copy_segment, latest_manifest, retry, upload, Part, UploadFailure};
+pub use store::{parse_lines, parts_prefix, Manifest, Segment};
+
+use super::{clamp, CollectionError, Done};
+use crate::{job::JobContext, output::ProgressCell, script::Workspace};
 
 /// A part is stored once it holds this many bytes (or at the checkpoint
 /// interval, whichever comes first). A part is a byte range of the local
 /// results file, streamed from it: its size costs no memory.
 pub const PART_BYTES: u64 = 4 * 1024 * 1024;
-
-/// `jobs/{id}/results.parts/`
-pub fn parts_prefix(job_id: &str) -> String {
-    format!("jobs/{job_id}/results.parts/")
-}
-
-/// Lines of one earlier attempt that belong to the result: its parts'
-/// lines with `after < id <= upto`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    /// The attempt that wrote the parts.
-    pub attempt: u32,
-    /// Lines with ids up to this one are in earlier segments.
-    pub after: Option<String>,
-    /// The checkpoint that attempt reached.
-    pub upto: String,
-}
-
-/// What an attempt starts from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// The attempt that wrote it.
-    pub attempt: u32,
-    /// The earlier lines, in item order.
-    pub segments: Vec<Segment>,
-}
-
-#[derive(Debug)]
-struct Part {
-    key: String,
-    range: std::ops::Range<u64>,
-    succeeded: u64,
-    failed: u64,
-    checkpoint: String,
-}
 
 /// The results of one attempt.
 #[derive(Debug)]
@@ -99,15 +68,7 @@ pub struct Results {
     part_every: Duration,
     uploads: Option<mpsc::Sender<Part>>,
     uploader: Option<JoinHandle<()>>,
-    upload_error: Arc<Mutex<Option<String>>>,
-}
-
-fn retry() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_jitter()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(3))
-        .with_max_times(8)
+    upload_error: UploadFailure,
 }
 
 impl Results {
@@ -116,11 +77,8 @@ impl Results {
     ///
     /// # Errors
     /// A reason to fail the job when the blob store cannot be used.
-    pub async fn open(
-        ctx: &JobContext,
-        ws: &Workspace,
-        progress: ProgressCell,
-    ) -> Result<Self, String> {
+    pub async fn open(ctx: &JobContext, ws: &Workspace) -> Result<Self, CollectionError> {
+        let progress = ctx.progress.clone();
         let job_id = ctx.job.object_id.clone();
         let attempt = ctx.job.attempt.unwrap_or(1);
         let saved = ctx.job.progress.clone().unwrap_or_default();
@@ -165,7 +123,7 @@ impl Results {
         put.retry(retry())
             .when(|e| e.is_transient())
             .await
-            .map_err(|e| format!("the collection's results cannot be stored: {e}"))?;
+            .map_err(CollectionError::ManifestNotStored)?;
         progress.set(Progress {
             total: if resume_after.is_some() {
                 saved.total
@@ -177,10 +135,12 @@ impl Results {
             checkpoint: resume_after.clone().unwrap_or_default(),
         });
         let path = ws.script.with_file_name("results.jsonl");
-        let file = std::fs::File::create(&path)
-            .map_err(|e| format!("the results file {} cannot be made: {e}", path.display()))?;
+        let file = match std::fs::File::create(&path) {
+            Ok(file) => file,
+            Err(source) => return Err(CollectionError::ResultsFileAt { path, source }),
+        };
         let (tx, rx) = mpsc::channel(2);
-        let upload_error = Arc::new(Mutex::new(None));
+        let upload_error: UploadFailure = Arc::new(Mutex::new(None));
         let uploader = tokio::spawn(upload(
             ctx.blobs.clone(),
             path.clone(),
@@ -248,11 +208,14 @@ impl Results {
     }
 
     /// Why storing parts failed, if it did.
-    pub fn upload_error(&self) -> Option<String> {
-        self.upload_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub fn upload_error(&self) -> Option<CollectionError> {
+        let failed = self.upload_error.lock().unwrap_or_else(|p| p.into_inner());
+        failed
+            .as_ref()
+            .map(|(location, source)| CollectionError::PartNotStored {
+                location: location.clone(),
+                source: source.clone(),
+            })
     }
 
     /// Takes a finished item; commits it and every waiting item after it
@@ -260,7 +223,7 @@ impl Results {
     ///
     /// # Errors
     /// When the local results file cannot be written.
-    pub async fn commit(&mut self, done: Done) -> Result<(), String> {
+    pub async fn commit(&mut self, done: Done) -> Result<(), CollectionError> {
         if done.seq != self.next_seq {
             self.waiting.insert(done.seq, done);
             return Ok(());
@@ -275,10 +238,10 @@ impl Results {
         Ok(())
     }
 
-    fn write(&mut self, done: Done) -> Result<(), String> {
+    fn write(&mut self, done: Done) -> Result<(), CollectionError> {
         self.file
             .write_all(&done.line)
-            .map_err(|e| format!("the results file cannot be written: {e}"))?;
+            .map_err(CollectionError::results_file("written"))?;
         self.written += done.line.len() as u64;
         if done.ok {
             self.succeeded += 1;
@@ -294,7 +257,7 @@ impl Results {
     ///
     /// # Errors
     /// When the local results file cannot be written.
-    pub async fn tick(&mut self) -> Result<(), String> {
+    pub async fn tick(&mut self) -> Result<(), CollectionError> {
         if self.written > self.part_start && self.last_part.elapsed() >= self.part_every {
             self.flush_part().await?;
         }
@@ -303,7 +266,7 @@ impl Results {
 
     /// Hands the lines written since the last part to the uploader, which
     /// streams them from the local file.
-    async fn flush_part(&mut self) -> Result<(), String> {
+    async fn flush_part(&mut self) -> Result<(), CollectionError> {
         self.last_part = Instant::now();
         if self.written == self.part_start {
             return Ok(());
@@ -313,7 +276,7 @@ impl Results {
         };
         self.file
             .flush()
-            .map_err(|e| format!("the results file cannot be written: {e}"))?;
+            .map_err(CollectionError::results_file("written"))?;
         self.part_no += 1;
         let part = Part {
             key: format!(
@@ -337,7 +300,7 @@ impl Results {
     ///
     /// # Errors
     /// A reason to fail the job when results could not be stored.
-    pub async fn flush_all(&mut self) -> Result<(), String> {
+    pub async fn flush_all(&mut self) -> Result<(), CollectionError> {
         let flushed = self.flush_part().await;
         self.uploads = None;
         if let Some(handle) = self.uploader.take() {
@@ -346,7 +309,7 @@ impl Results {
         flushed?;
         self.file
             .flush()
-            .map_err(|e| format!("the results file cannot be written: {e}"))?;
+            .map_err(CollectionError::results_file("written"))?;
         match self.upload_error() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -358,24 +321,23 @@ impl Results {
     ///
     /// # Errors
     /// A reason to fail the job.
-    pub async fn compose(&mut self) -> Result<(), String> {
+    pub async fn compose(&mut self) -> Result<(), CollectionError> {
         let key = blob::results_key(&self.job_id);
         let path = if self.manifest.segments.is_empty() {
             self.path.clone()
         } else {
             let all = self.path.with_file_name("results.all.jsonl");
             let mut out = std::io::BufWriter::new(
-                std::fs::File::create(&all)
-                    .map_err(|e| format!("the results file cannot be made: {e}"))?,
+                std::fs::File::create(&all).map_err(CollectionError::results_file("made"))?,
             );
             for segment in &self.manifest.segments {
                 copy_segment(self.blobs.as_ref(), &self.job_id, segment, &mut out).await?;
             }
-            let mut own = std::fs::File::open(&self.path)
-                .map_err(|e| format!("the results file cannot be read: {e}"))?;
+            let mut own =
+                std::fs::File::open(&self.path).map_err(CollectionError::results_file("read"))?;
             std::io::copy(&mut own, &mut out)
                 .and_then(|_| out.flush())
-                .map_err(|e| format!("the results file cannot be written: {e}"))?;
+                .map_err(CollectionError::results_file("written"))?;
             all
         };
         let put = || async {
@@ -386,134 +348,9 @@ impl Results {
         put.retry(retry())
             .when(|e| e.is_transient())
             .await
-            .map_err(|e| {
-                format!(
-                    "the results could not be stored at {}: {e}",
-                    self.blobs.locate(&key)
-                )
+            .map_err(|source| CollectionError::ResultsNotStored {
+                location: self.blobs.locate(&key),
+                source,
             })
     }
-}
-
-fn clamp(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// Stores parts in order; after each, hands its checkpoint and counters to
-/// the heartbeat. Stops at the first part that cannot be stored (the
-/// checkpoint then stays where the stored parts end).
-async fn upload(
-    blobs: Arc<dyn BlobStore>,
-    path: PathBuf,
-    mut rx: mpsc::Receiver<Part>,
-    progress: ProgressCell,
-    error: Arc<Mutex<Option<String>>>,
-) {
-    while let Some(part) = rx.recv().await {
-        let put = || async {
-            blobs
-                .put_file_range(&part.key, &path, part.range.clone(), "application/x-ndjson")
-                .await
-        };
-        match put.retry(retry()).when(|e| e.is_transient()).await {
-            Ok(()) => progress.update(|p| {
-                p.succeeded = clamp(part.succeeded);
-                p.failed = clamp(part.failed);
-                p.checkpoint = part.checkpoint.clone();
-            }),
-            Err(e) => {
-                *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-                    "the collection's results could not be stored at {}: {e}",
-                    blobs.locate(&part.key)
-                ));
-                return;
-            }
-        }
-    }
-}
-
-/// The manifest of the latest attempt before `attempt` that wrote one.
-async fn latest_manifest(
-    blobs: &dyn BlobStore,
-    prefix: &str,
-    attempt: u32,
-) -> Result<Option<Manifest>, String> {
-    let keys = blobs
-        .list(prefix)
-        .await
-        .map_err(|e| format!("the collection's earlier results cannot be listed: {e}"))?;
-    let latest = keys
-        .iter()
-        .filter_map(|k| {
-            let rest = k.strip_prefix(prefix)?.strip_suffix("/manifest.json")?;
-            rest.parse::<u32>().ok().filter(|a| *a < attempt)
-        })
-        .max();
-    let Some(a) = latest else { return Ok(None) };
-    let key = format!("{prefix}{a:04}/manifest.json");
-    let bytes = blobs
-        .get_bytes(&key)
-        .await
-        .map_err(|e| format!("the collection's earlier results cannot be read: {e}"))?
-        .unwrap_or_default();
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| format!("{} is not a results manifest ({e})", blobs.locate(&key)))
-}
-
-/// Appends the lines of `segment` (its attempt's parts, ids in
-/// `(after, upto]`) to `out`, one part in memory at a time.
-async fn copy_segment(
-    blobs: &dyn BlobStore,
-    job_id: &str,
-    segment: &Segment,
-    out: &mut impl Write,
-) -> Result<(), String> {
-    #[derive(Deserialize)]
-    struct Id<'a> {
-        #[serde(borrow)]
-        id: std::borrow::Cow<'a, str>,
-    }
-    let prefix = format!("{}{:04}/", parts_prefix(job_id), segment.attempt);
-    let mut keys = blobs
-        .list(&prefix)
-        .await
-        .map_err(|e| format!("the earlier results cannot be listed: {e}"))?;
-    keys.retain(|k| k.ends_with(".jsonl"));
-    keys.sort();
-    for key in keys {
-        let bytes = blobs
-            .get_bytes(&key)
-            .await
-            .map_err(|e| format!("the earlier results cannot be read: {e}"))?
-            .unwrap_or_default();
-        for line in bytes.split_inclusive(|b| *b == b'\n') {
-            let Ok(Id { id }) = serde_json::from_slice::<Id>(line.trim_ascii_end()) else {
-                continue;
-            };
-            let id: &str = &id;
-            if segment.after.as_deref().is_none_or(|a| id > a) && id <= segment.upto.as_str() {
-                out.write_all(line)
-                    .map_err(|e| format!("the results file cannot be written: {e}"))?;
-            }
-            if id > segment.upto.as_str() {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads a `results.jsonl` body into `(id, ok)` pairs (for tests and tools).
-pub fn parse_lines(body: &[u8]) -> Vec<(String, bool)> {
-    body.lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
-        .map(|v| {
-            (
-                v["id"].as_str().unwrap_or_default().to_owned(),
-                v["ok"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect()
 }

@@ -23,6 +23,8 @@
 //!   its checkpoint; the final `results.jsonl` is those ranges followed by
 //!   this attempt's lines: one line per item, none lost, none twice.
 
+mod error;
+pub mod item;
 pub mod per_item;
 pub mod reader;
 pub mod results;
@@ -34,10 +36,12 @@ use plus_jobs::{blob, JobStatus};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+pub use error::CollectionError;
+pub use item::{shard_of, Done, Item, Shard};
+
 use crate::{
-    progress::ProgressCell,
-    runner::{load_script, stopped_finish, struct_to_json, upload_outputs, Finish, JobContext},
-    script::Workspace,
+    job::{ending, Ending, Finish, JobContext, StopReason},
+    script::{self, Prepared, Program, Workspace},
 };
 
 /// Items read from the store per page.
@@ -50,90 +54,6 @@ pub const WINDOW: usize = 4096;
 /// Live `progress` events are written at most this often.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// One collection item, as read from the store.
-#[derive(Clone, Debug)]
-pub struct Item {
-    /// Its position in this attempt's run (0, 1, 2, ...), in id order.
-    pub seq: u64,
-    /// Its `object_id`.
-    pub id: String,
-    /// The item as one line of JSON (no newline).
-    pub json: Vec<u8>,
-}
-
-/// How an item ended: one line of `results.jsonl`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Done {
-    /// The item's position (see [`Item::seq`]).
-    pub seq: u64,
-    /// The item's id.
-    pub id: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// The full results line, newline included.
-    pub line: Vec<u8>,
-}
-
-impl Done {
-    /// The result of an item: `{"id", "ok", "exit_code", "output", "error"}`
-    /// (`exit_code` only in per-item mode, `error` only on failure).
-    pub fn new(
-        seq: u64,
-        id: &str,
-        ok: bool,
-        exit_code: Option<i32>,
-        output: Value,
-        error: Option<String>,
-    ) -> Self {
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            id: &'a str,
-            ok: bool,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            exit_code: Option<i32>,
-            output: Value,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<String>,
-        }
-        let mut line = serde_json::to_vec(&Line {
-            id,
-            ok,
-            exit_code,
-            output,
-            error,
-        })
-        .unwrap_or_default();
-        line.push(b'\n');
-        Done {
-            seq,
-            id: id.to_owned(),
-            ok,
-            line,
-        }
-    }
-}
-
-/// Which part of a fanned-out collection this job runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    /// This shard (0-based).
-    pub index: u32,
-    /// How many shards there are (at least 2).
-    pub count: u32,
-}
-
-/// The shard an item id belongs to among `count`: FNV-1a (64 bit) of the id's
-/// bytes modulo `count`. Deterministic across processes, machines and
-/// versions, so every shard agrees on the partition without talking.
-pub fn shard_of(id: &str, count: u32) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % u64::from(count.max(1))) as u32
-}
-
 /// How a mode's run over the items ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -142,7 +62,7 @@ pub enum Ended {
     /// The work was told to stop (the control's reason says why).
     Stopped,
     /// Something other than an item failed; the job fails with this reason.
-    Fatal(String),
+    Fatal(CollectionError),
 }
 
 /// What the modes share: the job, the script's workspace and the results.
@@ -151,7 +71,9 @@ pub struct Run<'a> {
     /// The job.
     pub ctx: &'a JobContext,
     /// The script's workspace.
-    pub ws: std::sync::Arc<Workspace>,
+    pub ws: Workspace,
+    /// How to execute the script.
+    pub program: Program,
     /// The job's params (PLUS_PARAMS).
     pub params: Value,
     /// How many per-item scripts run at once.
@@ -187,13 +109,14 @@ impl Run<'_> {
     }
 }
 
-fn clamp(n: u64) -> u32 {
+/// A count as the progress record stores it (saturating).
+pub(crate) fn clamp(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Runs the collection job: every item of `COLLECTION_OWNER` (of this shard),
 /// resuming after the saved checkpoint.
-pub async fn run(ctx: &JobContext, progress: &ProgressCell) -> Finish {
+pub async fn run(ctx: &JobContext) -> Ending {
     let job = &ctx.job;
     let owner = if job.collection_owner.is_empty() {
         ctx.config.collection_owner.clone().unwrap_or_default()
@@ -203,21 +126,20 @@ pub async fn run(ctx: &JobContext, progress: &ProgressCell) -> Finish {
     if owner.is_empty() {
         return Finish::failed(
             "the job names no collection: set collection_owner on the job (and COLLECTION_OWNER on the task)",
-        );
+        )
+        .into();
     }
     let script = job.script.clone().unwrap_or_default();
-    let source = match load_script(ctx, &script).await {
-        Ok(bytes) => bytes,
-        Err(finish) => return finish,
-    };
-    let ws = match Workspace::create(&ctx.config.work_root, &job.object_id, &source) {
-        Ok(ws) => std::sync::Arc::new(ws),
-        Err(e) => {
-            return Finish::failed(format!(
-                "the job's working directory could not be made under {}: {e}",
-                ctx.config.work_root.display()
-            ))
-        }
+    let Prepared { ws, program } = match script::prepare(
+        ctx.blobs.as_ref(),
+        &script,
+        &ctx.config.work_root,
+        &job.object_id,
+    )
+    .await
+    {
+        Ok(prepared) => prepared,
+        Err(e) => return Finish::failed(e.to_string()).into(),
     };
     let shard = (job.shard_count > 1).then_some(Shard {
         index: job.shard_index,
@@ -228,13 +150,14 @@ pub async fn run(ctx: &JobContext, progress: &ProgressCell) -> Finish {
             return Finish::failed(format!(
                 "shard_index {} is out of range for shard_count {}: shards are numbered from 0",
                 s.index, s.count
-            ));
+            ))
+            .into();
         }
     }
 
-    let results = match results::Results::open(ctx, &ws, progress.clone()).await {
+    let results = match results::Results::open(ctx, &ws).await {
         Ok(r) => r,
-        Err(reason) => return Finish::failed(reason),
+        Err(e) => return Finish::failed(e.to_string()).into(),
     };
     let start_after = results.resume_after().map(str::to_owned);
     if let Some(cp) = &start_after {
@@ -265,17 +188,18 @@ pub async fn run(ctx: &JobContext, progress: &ProgressCell) -> Finish {
     ));
     let mut run = Run {
         ctx,
-        ws: ws.clone(),
-        params: struct_to_json(job.params.as_ref()),
+        ws,
+        program,
+        params: ctx.params(),
         concurrency,
         results,
         total: None,
         last_progress: std::time::Instant::now(),
     };
     let ended = if script.streaming {
-        streaming::run(&mut run, &script, rx).await
+        streaming::run(&mut run, rx).await
     } else {
-        per_item::run(&mut run, &script, rx).await
+        per_item::run(&mut run, rx).await
     };
     reader.abort();
     finish(run, ended).await
@@ -297,76 +221,64 @@ async fn concurrency(ctx: &JobContext) -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-async fn finish(mut run: Run<'_>, ended: Ended) -> Finish {
+async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
     let ctx = run.ctx;
     // Whatever happened, store what is committed so the checkpoint is true.
     let stored = run.results.flush_all().await;
     run.maybe_progress_event(true);
     let (succeeded, failed, _) = run.results.counts();
     let stop = ctx.control.reason();
-    let interrupted = matches!(stop, Some(crate::runner::StopReason::Interrupted));
-    let lost = matches!(stop, Some(crate::runner::StopReason::LostLease(_)));
-    if let Err(reason) = stored {
-        return Finish::failed(reason);
+    if let Err(e) = stored {
+        return Finish::failed(e.to_string()).into();
     }
-    if lost {
-        return stopped_finish(
-            ctx,
-            stop.unwrap_or(crate::runner::StopReason::Cancelled),
-            None,
-        );
+    if let Some(StopReason::LostLease(reason)) = stop {
+        return Ending::LeaseLost(reason);
     }
     // An interrupted job keeps its parts for the next attempt; every other
     // end writes the whole results.jsonl.
-    let composed = if interrupted {
+    let composed = if stop == Some(StopReason::Interrupted) {
         Ok(())
     } else {
         run.results.compose().await
     };
-    upload_outputs(ctx, &run.ws).await;
+    script::upload_outputs(ctx.blobs.as_ref(), &ctx.job.object_id, &run.ws, &ctx.events).await;
     let key = blob::results_key(&ctx.job.object_id);
     let total = run.total.unwrap_or(succeeded + failed);
     let summary = json!({
         "total": total, "succeeded": succeeded, "failed": failed, "results_key": key,
     });
     match ended {
-        Ended::Stopped => {
-            let mut f = stopped_finish(
-                ctx,
-                stop.unwrap_or(crate::runner::StopReason::Cancelled),
-                None,
-            );
-            if f.status == JobStatus::Interrupted {
-                f.error = format!(
-                    "{} ({} items done, {} failed; a relaunch resumes after the checkpoint)",
-                    f.error,
-                    succeeded + failed,
-                    failed
-                );
+        Ended::Stopped => match ending::stopped(ctx, stop.unwrap_or(StopReason::Cancelled), None) {
+            Ending::Record(mut f) => {
+                if f.status == JobStatus::Interrupted {
+                    f.error = format!(
+                        "{} ({} items done, {} failed; a relaunch resumes after the checkpoint)",
+                        f.error,
+                        succeeded + failed,
+                        failed
+                    );
+                }
+                f.result = Some(summary);
+                f.into()
             }
-            f.result = Some(summary);
-            f
-        }
+            lost => lost,
+        },
         Ended::Fatal(reason) => Finish {
             result: Some(summary),
-            ..Finish::failed(reason)
-        },
+            ..Finish::failed(reason.to_string())
+        }
+        .into(),
         Ended::Complete => {
-            if let Err(reason) = composed {
-                return Finish::failed(reason);
+            if let Err(e) = composed {
+                return Finish::failed(e.to_string()).into();
             }
-            let mut f = Finish {
-                status: JobStatus::Succeeded,
-                exit_code: None,
-                error: String::new(),
-                result: Some(summary),
-            };
+            let mut f = Finish::succeeded(None, Some(summary));
             if let Some(reason) = tolerance_exceeded(&ctx.job, failed, total, &key) {
                 warn!(%reason, "too many items failed");
                 f.status = JobStatus::Failed;
                 f.error = reason;
             }
-            f
+            f.into()
         }
     }
 }
@@ -404,18 +316,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shards_partition_ids_deterministically() {
-        let counts = (0..3000).fold([0u32; 3], |mut acc, i| {
-            acc[shard_of(&format!("item-{i:05}"), 3) as usize] += 1;
-            acc
-        });
-        assert_eq!(counts.iter().sum::<u32>(), 3000);
-        assert!(counts.iter().all(|c| *c > 800), "{counts:?}");
-        assert_eq!(shard_of("abc", 3), shard_of("abc", 3));
-        assert_eq!(shard_of("anything", 1), 0);
-    }
-
-    #[test]
     fn tolerance_counts_or_percentages() {
         let mut job = plus_jobs::Job::default();
         assert!(tolerance_exceeded(&job, 0, 10, "k").is_none());
@@ -430,14 +330,5 @@ mod tests {
         assert!(tolerance_exceeded(&job, 3, 10, "k")
             .unwrap()
             .contains("(30.0%), more than the 25% tolerated"));
-    }
-
-    #[test]
-    fn result_lines_are_one_json_object() {
-        let d = Done::new(3, "a\"b", false, Some(2), json!("out"), Some("bad".into()));
-        assert_eq!(
-            String::from_utf8(d.line).unwrap(),
-            "{\"id\":\"a\\\"b\",\"ok\":false,\"exit_code\":2,\"output\":\"out\",\"error\":\"bad\"}\n"
-        );
     }
 }

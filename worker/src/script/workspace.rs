@@ -1,0 +1,52 @@
+//! A job's fresh directory on local disk.
+
+use std::{
+    io,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+/// A job's fresh directory: the script file, the working directory, the
+/// output directory and the result file, removed when dropped.
+#[derive(Debug)]
+pub struct Workspace {
+    _root: tempfile::TempDir,
+    /// The script file.
+    pub script: PathBuf,
+    /// The script's working directory (also its HOME).
+    pub work: PathBuf,
+    /// PLUS_OUTPUT_DIR.
+    pub output: PathBuf,
+    /// PLUS_RESULT_FILE.
+    pub result: PathBuf,
+    /// TMPDIR.
+    pub tmp: PathBuf,
+}
+
+impl Workspace {
+    /// Makes a fresh workspace under `root` and writes the script into it.
+    ///
+    /// # Errors
+    /// When the directory or file cannot be made.
+    pub fn create(root: &Path, job_id: &str, script: &[u8]) -> io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("plus-{job_id}-"))
+            .tempdir_in(root)?;
+        let base = dir.path().to_owned();
+        let ws = Self {
+            script: base.join("script"),
+            work: base.join("work"),
+            output: base.join("output"),
+            result: base.join("result.json"),
+            tmp: base.join("tmp"),
+            _root: dir,
+        };
+        for d in [&ws.work, &ws.output, &ws.tmp] {
+            std::fs::create_dir(d)?;
+        }
+        std::fs::write(&ws.script, script)?;
+        std::fs::set_permissions(&ws.script, std::fs::Permissions::from_mode(0o700))?;
+        Ok(ws)
+    }
+}
