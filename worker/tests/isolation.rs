@@ -25,7 +25,11 @@ const CANARIES: [(&str, &str); 5] = [
 ];
 
 /// Runs `job` with extra variables and returns the run and the record.
-async fn run_with(w: &World, job: &plus_jobs::Job, extra: &[(&str, &str)]) -> (support::Run, plus_jobs::Job) {
+async fn run_with(
+    w: &World,
+    job: &plus_jobs::Job,
+    extra: &[(&str, &str)],
+) -> (support::Run, plus_jobs::Job) {
     let run = finish(w.spawn(job, extra)).await;
     let done = w.get(&job.object_id).await;
     (run, done)
@@ -80,7 +84,10 @@ async fn nothing_the_script_starts_outlives_the_job() {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    assert!(survivors.is_empty(), "processes outlived the job: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "processes outlived the job: {survivors:?}"
+    );
     assert!(
         took < Duration::from_secs(5),
         "a daemon holding the output pipes held the worker for {took:?}"
@@ -136,7 +143,10 @@ async fn a_result_file_linked_to_dev_zero_or_too_large_is_refused_by_size() {
         let job = w.job(script).await;
         let started = Instant::now();
         let (run, done) = run_with(&w, &job, &[]).await;
-        assert!(started.elapsed() < Duration::from_secs(15), "{script}: {run:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{script}: {run:?}"
+        );
         assert_eq!(done.status(), JobStatus::Failed, "{script}: {run:?}");
         assert!(done.error.contains("PLUS_RESULT_FILE"), "{}", done.error);
     }
@@ -256,7 +266,12 @@ async fn a_limit_after_the_script_exited_does_not_rewrite_its_outcome() {
         .await;
     let (run, done) = run_with(&w, &job, &[]).await;
     assert_eq!(done.exit_code, Some(0), "{run:?}");
-    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
     let files = w.backend.blobs.list(&done.output_prefix).await.unwrap();
     assert_eq!(files.len(), 1500);
 }

@@ -54,7 +54,7 @@ impl JobContext {
             config.event_ttl_days,
             config.stream_max_bytes,
         );
-        events.event("status", "RUNNING");
+        events.event(plus_jobs::EventKind::Status, "RUNNING");
         if let Err(e) = tokio::fs::create_dir_all(&config.work_root).await {
             warn!(error = %e, dir = %config.work_root.display(), "the work directory cannot be made");
         }

@@ -21,8 +21,10 @@ pub(super) async fn heartbeat(ctx: JobContext, done: CancellationToken) {
             ..Job::default()
         };
         if let Some(p) = ctx.progress.take_changed() {
-            ctx.events
-                .event("progress", serde_json::to_string(&p).unwrap_or_default());
+            ctx.events.event(
+                plus_jobs::EventKind::Progress,
+                serde_json::to_string(&p).unwrap_or_default(),
+            );
             patch.progress = Some(p);
         }
         match ctx

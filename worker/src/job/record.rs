@@ -51,10 +51,13 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
         finish = Finish::cancelled(finish.exit_code);
     }
     let status = finish.status;
-    ctx.events.event("status", status_name(status));
+    ctx.events
+        .event(plus_jobs::EventKind::Status, status_name(status));
     if let Some(p) = ctx.progress.take_changed() {
-        ctx.events
-            .event("progress", serde_json::to_string(&p).unwrap_or_default());
+        ctx.events.event(
+            plus_jobs::EventKind::Progress,
+            serde_json::to_string(&p).unwrap_or_default(),
+        );
     }
 
     // The full log and the last events go out side by side; then the one
@@ -74,7 +77,7 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             Err(e) => {
                 error!(error = %e, "the full log could not be stored");
                 ctx.events.event(
-                    "stderr",
+                    plus_jobs::EventKind::Stderr,
                     format!("[plus] the full log could not be stored: {e}"),
                 );
                 false

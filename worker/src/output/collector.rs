@@ -93,7 +93,7 @@ impl Lines {
 fn show(stream: Stream, line: &[u8], events: &EventSink) {
     let text = String::from_utf8_lossy(line);
     if events.line(stream.kind(), &text) {
-        info!(stream = stream.kind(), line = %text, "output");
+        info!(stream = stream.kind().as_str(), line = %text, "output");
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use plus_jobs::{job::stream_event, JobStore, StoreError, StreamEvent};
+use plus_jobs::{event::stream_event, EventKind, JobStore, StoreError, StreamEvent};
 
 /// The largest `data` of one stream item (DynamoDB items are at most 400 KB).
 pub const ITEM_BYTES: usize = 32 * 1024;
@@ -77,7 +77,7 @@ impl EventSink {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn new_event(&self, p: &mut Pending, kind: &str, data: String) -> StreamEvent {
+    fn new_event(&self, p: &mut Pending, kind: EventKind, data: String) -> StreamEvent {
         let event = stream_event(&self.stream_id, kind, data, self.ttl_days, p.last_seq);
         p.last_seq = event.seq;
         event
@@ -85,7 +85,7 @@ impl EventSink {
 
     /// Adds one output line (`kind` is `stdout` or `stderr`). Returns
     /// whether it shows in the live view (false: it was counted as left out).
-    pub fn line(&self, kind: &str, line: &str) -> bool {
+    pub fn line(&self, kind: EventKind, line: &str) -> bool {
         let mut p = self.lock();
         if p.bytes >= PENDING_BYTES || p.view_left == 0 {
             p.omitted_lines += 1;
@@ -95,7 +95,7 @@ impl EventSink {
         p.bytes += text.len() + 1;
         p.view_left = p.view_left.saturating_sub(text.len() as u64 + 1);
         if let Some(last) = p.items.last_mut() {
-            if last.kind == kind && last.data.len() + text.len() < ITEM_BYTES {
+            if last.kind == kind.as_str() && last.data.len() + text.len() < ITEM_BYTES {
                 last.data.push('\n');
                 last.data.push_str(&text);
                 return true;
@@ -107,7 +107,7 @@ impl EventSink {
     }
 
     /// Adds an event of its own (`status`, `progress`, `item`).
-    pub fn event(&self, kind: &str, data: impl Into<String>) {
+    pub fn event(&self, kind: EventKind, data: impl Into<String>) {
         let mut p = self.lock();
         let data = data.into();
         p.bytes += data.len();
@@ -131,7 +131,7 @@ impl EventSink {
                     "[{n} line{} left out of the live view (it drops lines when output outpaces the stream, and shows at most PLUS_STREAM_MAX_BYTES per attempt); the full log has every line]",
                     if n == 1 { "" } else { "s" }
                 );
-                let event = self.new_event(&mut p, "stderr", marker);
+                let event = self.new_event(&mut p, EventKind::Stderr, marker);
                 p.items.push(event);
             }
             p.bytes = 0;

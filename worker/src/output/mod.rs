@@ -33,11 +33,11 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// `stdout` or `stderr`, the stream event kinds.
-    pub fn kind(self) -> &'static str {
+    /// The stream event kind its lines are stored as.
+    pub fn kind(self) -> plus_jobs::EventKind {
         match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
+            Stream::Stdout => plus_jobs::EventKind::Stdout,
+            Stream::Stderr => plus_jobs::EventKind::Stderr,
         }
     }
 }

@@ -86,7 +86,7 @@ pub async fn upload_outputs(
                 {
                     warn!(error = %e, file = %rel, "an output file could not be uploaded");
                     events.event(
-                        "stderr",
+                        plus_jobs::EventKind::Stderr,
                         format!("[plus] output file {rel} could not be uploaded: {e}"),
                     );
                 }

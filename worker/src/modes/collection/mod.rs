@@ -105,7 +105,9 @@ impl Run<'_> {
         if let Some(t) = self.total {
             p["total"] = json!(t);
         }
-        self.ctx.events.event("progress", p.to_string());
+        self.ctx
+            .events
+            .event(plus_jobs::EventKind::Progress, p.to_string());
     }
 }
 
@@ -163,7 +165,7 @@ pub async fn run(ctx: &JobContext) -> Ending {
     if let Some(cp) = &start_after {
         info!(checkpoint = %cp, "resuming after the checkpoint");
         ctx.events.event(
-            "stderr",
+            plus_jobs::EventKind::Stderr,
             format!(
                 "[plus] resuming after item {cp}: {} items were already done",
                 results.committed_before()

@@ -104,7 +104,7 @@ pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
             let exit = proc.exit(grace).await;
             if !exit.success() && !ctx.control.is_stopped() {
                 ctx.events.event(
-                    "stderr",
+                    plus_jobs::EventKind::Stderr,
                     format!(
                         "[plus] the streaming script answered every item, then {}",
                         exit.describe().trim_start_matches("the script ")
@@ -149,7 +149,7 @@ pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
                     None => {
                         extra_lines += 1;
                         if extra_lines == 1 {
-                            ctx.events.event("stderr", "[plus] the streaming script wrote a line on stdout that answers no item (it is ignored): write one line per item on stdout, and logs to stderr");
+                            ctx.events.event(plus_jobs::EventKind::Stderr, "[plus] the streaming script wrote a line on stdout that answers no item (it is ignored): write one line per item on stdout, and logs to stderr");
                         }
                     }
                 },
@@ -177,7 +177,7 @@ pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
                     }
                     if lost > 0 {
                         warn!(items = lost, %reason, "the streaming script died with items in flight");
-                        ctx.events.event("stderr", format!("[plus] {reason}: {lost} item(s) in flight failed"));
+                        ctx.events.event(plus_jobs::EventKind::Stderr, format!("[plus] {reason}: {lost} item(s) in flight failed"));
                     }
                     crashes = if proc.answered == 0 { crashes + 1 } else { 0 };
                     if !input_open {

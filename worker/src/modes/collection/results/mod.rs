@@ -106,8 +106,7 @@ impl Results {
                 }
                 None => {
                     warn!(checkpoint = %saved.checkpoint, "no stored results for the checkpoint; starting over");
-                    ctx.events.event(
-                        "stderr",
+                    ctx.events.event(plus_jobs::EventKind::Stderr,
                         format!("[plus] the checkpoint {} has no stored results (were they deleted?): running the whole collection again", saved.checkpoint),
                     );
                 }
