@@ -1,0 +1,243 @@
+//! # Where workers run: the runner port
+//!
+//! [`Runner`] is the one place that chooses between the adapters:
+//! [`local`] (the worker as a child process with the Fargate task's
+//! environment) and [`ecs`] (one Fargate task per attempt). The operations
+//! ([`crate::ops`]) only call its four verbs: [`Runner::start`],
+//! [`Runner::stop`], [`Runner::describe`] and [`worker_env`] (the container
+//! contract both adapters hand the worker).
+//!
+//! A job's worker is named by a [`WorkerRef`], parsed once from the
+//! record; what a runner knows about it is a [`TaskState`], in the
+//! monitor's terms rather than ECS's.
+
+pub mod ecs;
+pub mod local;
+mod worker_ref;
+
+use std::collections::HashMap;
+
+use plus_jobs::Job;
+
+pub use ecs::EcsRunner;
+pub use local::{LocalRunner, LocalWorker};
+pub use worker_ref::WorkerRef;
+
+/// Where jobs run.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Runner {
+    /// Child processes on this machine.
+    Local(LocalRunner),
+    /// ECS Fargate tasks.
+    Ecs(EcsRunner),
+}
+
+/// A started worker.
+#[derive(Debug)]
+pub struct Started {
+    /// What the record should name as its worker.
+    pub worker: WorkerRef,
+    /// The worker process, when it runs on this machine (to follow it).
+    pub process: Option<LocalWorker>,
+    /// Whether [`Started::worker`] is only a placeholder the worker
+    /// overwrites when it claims (a local pid), rather than the one true id
+    /// (a task ARN) that must be on the record.
+    pub provisional: bool,
+}
+
+/// What a runner knows about a worker, in the monitor's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Starting or running; `status` is the runner's word for it
+    /// (`PROVISIONING`, `RUNNING`, ...).
+    Alive {
+        /// The runner's status word.
+        status: String,
+    },
+    /// A local worker process that is gone, with no word on how it ended.
+    Vanished,
+    /// A task that stopped, and how.
+    Stopped(StoppedTask),
+}
+
+/// How a stopped task ended: its stop code and reason, and the exit of the
+/// worker's own container (never a sidecar's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoppedTask {
+    /// The runner's stop code (`SpotInterruption`, `TaskFailedToStart`, ...).
+    pub stop_code: String,
+    /// Why it stopped, in the runner's words.
+    pub reason: String,
+    /// The name the worker's container should have (`CONTAINER_NAME`).
+    pub container: String,
+    /// The worker's container, when the task has one by that name.
+    pub worker: Option<ContainerExit>,
+}
+
+/// How the worker's container ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerExit {
+    /// Its exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Why it ended, in the runner's words.
+    pub reason: String,
+}
+
+/// Why a runner could not start, stop or describe a worker. The message is
+/// the sentence recorded as the job's `error`; the cause is kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The local worker program could not be started.
+    #[error("the worker could not be started ({program}: {source}): build it with `cargo build --release` or set PLUS_WORKER_BIN")]
+    Spawn {
+        /// The worker program and its leading arguments.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An ECS call failed or was refused.
+    #[error("{message}")]
+    Ecs {
+        /// What failed and what to do, as a sentence.
+        message: String,
+        /// Whether trying again later may pass (throttling, capacity).
+        retryable: bool,
+        /// The SDK's error, when there was one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The request cannot be sent as it is (nothing was called).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RunnerError {
+    /// Whether trying again later may pass.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Ecs {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+impl Runner {
+    /// Starts the worker of `job`'s current attempt.
+    ///
+    /// # Errors
+    /// [`RunnerError`] with the sentence to record on the job.
+    pub async fn start(&self, job: &Job) -> Result<Started, RunnerError> {
+        match self {
+            Self::Local(local) => {
+                let process = local.start(job)?;
+                Ok(Started {
+                    worker: process.worker_ref(),
+                    process: Some(process),
+                    provisional: true,
+                })
+            }
+            // Boxed: the SDK's futures are deep, and every face awaits this.
+            Self::Ecs(ecs) => Ok(Started {
+                worker: WorkerRef::Ecs {
+                    task_arn: Box::pin(ecs.run_task(job)).await?,
+                },
+                process: None,
+                provisional: false,
+            }),
+        }
+    }
+
+    /// Stops `worker` (its worker gets SIGTERM, then SIGKILL after the
+    /// grace period). Only ECS tasks are stopped; a local worker is stopped
+    /// through its job's `cancel_requested`.
+    ///
+    /// # Errors
+    /// The runner's error.
+    pub async fn stop(&self, worker: &WorkerRef, reason: &str) -> Result<(), RunnerError> {
+        match (self, worker) {
+            (Self::Ecs(ecs), WorkerRef::Ecs { task_arn }) => ecs.stop(task_arn, reason).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// What is known of each worker. A local process on this machine is
+    /// looked up whatever the runner; ECS tasks when the runner is ECS. A
+    /// worker that cannot be told about from here (another host, a task ECS
+    /// forgot) is left out of the map.
+    ///
+    /// # Errors
+    /// The runner's error.
+    pub async fn describe(
+        &self,
+        workers: &[WorkerRef],
+    ) -> Result<HashMap<WorkerRef, TaskState>, RunnerError> {
+        let mut found: HashMap<WorkerRef, TaskState> = workers
+            .iter()
+            .filter_map(|w| Some((w.clone(), local::state(w)?)))
+            .collect();
+        if let Self::Ecs(ecs) = self {
+            let arns: Vec<String> = workers
+                .iter()
+                .filter_map(|w| match w {
+                    WorkerRef::Ecs { task_arn } => Some(task_arn.clone()),
+                    _ => None,
+                })
+                .collect();
+            for (task_arn, state) in ecs.describe(&arns).await? {
+                found.insert(WorkerRef::Ecs { task_arn }, state);
+            }
+        }
+        Ok(found)
+    }
+
+    /// A copy whose local workers stay in this process's group (`attach`:
+    /// Ctrl-C reaches them too, for a caller that follows the job to its
+    /// end) or run in their own. ECS tasks are unaffected.
+    #[must_use]
+    pub fn attached(&self, attach: bool) -> Self {
+        match self {
+            Self::Local(local) => Self::Local(LocalRunner {
+                attach,
+                ..local.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
+    /// The worker's own log on this machine, if it has one.
+    pub fn worker_log(&self, job_id: &str) -> Option<std::path::PathBuf> {
+        match self {
+            Self::Local(local) => Some(local.worker_log(job_id)),
+            Self::Ecs(_) => None,
+        }
+    }
+}
+
+/// The container contract of DESIGN.md for `job`: `RUN_MODE`, `JOB_ID`,
+/// `USERNAME`, then `base` (region, tables, bucket), then the mode's own
+/// variable. Both adapters build the worker's environment with it.
+pub fn worker_env(job: &Job, base: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "RUN_MODE".to_owned(),
+            plus_jobs::job::run_mode_name(job.run_mode()).to_owned(),
+        ),
+        ("JOB_ID".to_owned(), job.object_id.clone()),
+        ("USERNAME".to_owned(), job.username.clone()),
+    ];
+    env.extend(base.iter().cloned());
+    if !job.collection_owner.is_empty() {
+        env.push(("COLLECTION_OWNER".to_owned(), job.collection_owner.clone()));
+    }
+    if !job.action_id.is_empty() {
+        env.push(("ACTION_ID".to_owned(), job.action_id.clone()));
+    }
+    env
+}
