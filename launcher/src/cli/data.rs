@@ -6,7 +6,10 @@ use std::io::Write;
 use plus_jobs::{JobStore, Script};
 use serde_json::Value;
 
-use super::{ActionCommand, CliError, CollectionCommand};
+use super::{
+    args::{ActionCommand, CollectionCommand},
+    error::CliError,
+};
 use crate::ops::{data, request::parse_params};
 
 /// Runs `plus collection ...`; returns the exit code.

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use plus_jobs::{job::status_name, JobStatus, RunMode};
 
 use super::{
+    args::{Command, ScriptOpts},
+    error::CliError,
     follow::{follow, Printer},
     print::{exit_for, print_json, print_summary},
-    CliError, Command, ScriptOpts,
 };
 use crate::ops::{request::parse_params, shards::shard_id, LaunchRequest, Launched, Launcher};
 

@@ -23,7 +23,7 @@ use super::{
     auth::Caller,
     cache::{json_response, poll_hint, POLL_LIST},
     error::ApiError,
-    ApiState,
+    state::ApiState,
 };
 use crate::ops::{JobEvents, LaunchRequest, LauncherError};
 
@@ -207,7 +207,7 @@ pub async fn launch(
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
             "the body is larger than {} bytes: store a large script in the bucket and launch an action instead",
-            super::MAX_BODY_BYTES
+            super::state::MAX_BODY_BYTES
         )),
         _ => ApiError::BadRequest(e.body_text()),
     })?;

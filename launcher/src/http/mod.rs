@@ -9,7 +9,9 @@
 //!
 //! - [`auth`]: who the caller is. Locally a random bearer token printed at
 //!   start; in AWS the claims of API Gateway's JWT authorizer.
-//! - [`handlers`]: the routes, thin over [`crate::ops::Launcher`]; the
+//! - [`routes`]: the route table ([`router`]).
+//! - [`state`]: what every handler shares.
+//! - [`handlers`]: the routes' handlers, thin over [`crate::ops::Launcher`]; the
 //!   launch body and its checks ([`handlers::launch_request`]).
 //! - [`cache`]: `ETag` / `If-None-Match` and the poll hint (`Retry-After`).
 //! - [`error`]: every failure as a status code and a JSON sentence.
@@ -38,54 +40,22 @@ pub mod error;
 pub mod handlers;
 pub mod lambda;
 pub mod page;
+pub mod routes;
+pub mod state;
 
 #[cfg(test)]
 mod tests;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
-use axum::{
-    extract::DefaultBodyLimit,
-    routing::{get, post},
-    Router,
-};
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, Caller};
 pub use error::ApiError;
-
-use crate::ops::Launcher;
-
-/// The largest request body accepted (a launch with an inline script).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// What every handler shares: the launcher and how callers are identified.
-#[derive(Debug)]
-pub struct ApiState {
-    /// The operations.
-    pub launcher: Launcher,
-    /// How a request's caller is established.
-    pub auth: Auth,
-}
-
-/// The HTTP API and the live page, ready to serve locally or in Lambda.
-pub fn router(launcher: Launcher, auth: Auth) -> Router {
-    let state = Arc::new(ApiState { launcher, auth });
-    Router::new()
-        .route("/", get(page::index))
-        .route("/app.js", get(page::script))
-        .route("/app.css", get(page::style))
-        .route("/openapi.yaml", get(page::openapi))
-        .route("/jobs", get(handlers::list).post(handlers::launch))
-        .route("/jobs/{id}", get(handlers::status))
-        .route("/jobs/{id}/events", get(handlers::events))
-        .route("/jobs/{id}/cancel", post(handlers::cancel))
-        .fallback(handlers::no_route)
-        .method_not_allowed_fallback(handlers::wrong_method)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
-}
+pub use routes::router;
+pub use state::{ApiState, MAX_BODY_BYTES};
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.

@@ -6,7 +6,10 @@ use plus_jobs::{
     Expect, Job, JobStatus, StoreError, Timestamp,
 };
 
-use super::{shards, Launched, Launcher, LauncherError};
+use super::{
+    shards::rules::{is_parent, shard_id},
+    Launched, Launcher, LauncherError,
+};
 
 /// Attempts a job gets when it does not say (`max_attempts`): an
 /// interruption (SIGTERM, Spot) is not the job's fault, so it is relaunched.
@@ -27,10 +30,10 @@ impl Launcher {
     /// [`LauncherError::Conflict`] when the job already ended.
     pub async fn cancel(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
         let first = self.status(username, id).await?;
-        if shards::is_parent(&first) && !is_terminal(first.status()) {
+        if is_parent(&first) && !is_terminal(first.status()) {
             // A sharded job is cancelled by cancelling every shard.
             for i in 0..first.shard_count {
-                let shard = shards::shard_id(id, i);
+                let shard = shard_id(id, i);
                 match Box::pin(self.cancel(username, &shard)).await {
                     Ok(_) | Err(LauncherError::Conflict(_)) | Err(LauncherError::NotFound(_)) => {}
                     Err(e) => return Err(e),
@@ -101,12 +104,12 @@ impl Launcher {
     /// RUNNING, or out of attempts.
     pub async fn retry(&self, username: &str, id: &str) -> Result<Launched, LauncherError> {
         let job = self.status(username, id).await?;
-        if shards::is_parent(&job) {
+        if is_parent(&job) {
             // A sharded job is retried through its shards: relaunch the
             // interrupted ones; finished shards never change.
             let mut relaunched = 0;
             for i in 0..job.shard_count {
-                let shard = shards::shard_id(id, i);
+                let shard = shard_id(id, i);
                 if self.owned(username, &shard).await?.status() == JobStatus::Interrupted {
                     Box::pin(self.detached().retry(username, &shard)).await?;
                     relaunched += 1;

@@ -26,7 +26,6 @@ use plus_jobs::{
     Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
 };
 
-pub use lifecycle::{attempts_left, DEFAULT_MAX_ATTEMPTS};
 pub use request::{InvalidRequest, LaunchRequest};
 
 use crate::runner::{LocalWorker, Runner, RunnerError, WorkerRef};
@@ -336,7 +335,7 @@ impl Launcher {
     pub async fn status(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
         let job = self.owned(username, id).await?;
         // A fanned-out collection's parent: its status comes from its shards.
-        if shards::is_parent(&job) {
+        if shards::rules::is_parent(&job) {
             return self.aggregate(job).await;
         }
         Ok(job)

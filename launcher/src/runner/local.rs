@@ -11,7 +11,10 @@ use std::{
 use plus_jobs::Job;
 use tokio::process::{Child, Command};
 
-use super::{RunnerError, TaskState, WorkerRef};
+use super::{
+    port::{RunnerError, TaskState},
+    worker_ref::WorkerRef,
+};
 
 /// The table, stream table and bucket names the local backend uses.
 pub const LOCAL_TABLE: &str = "plus-jobs";
@@ -84,7 +87,7 @@ impl LocalRunner {
             ),
         ]
         .map(|(k, v)| (k.to_owned(), v));
-        let mut env = super::worker_env(job, &base);
+        let mut env = super::port::worker_env(job, &base);
         env.extend(self.tuning.iter().cloned());
         env
     }

@@ -15,7 +15,7 @@ mod verdict;
 
 pub use verdict::{classify, Verdict};
 
-use super::{attempts_left, shards, Launcher, LauncherError};
+use super::{lifecycle::attempts_left, shards::rules::is_parent, Launcher, LauncherError};
 use crate::runner::{TaskState, WorkerRef};
 use verdict::first_nonempty;
 
@@ -104,7 +104,7 @@ impl Launcher {
         policy: &Policy,
     ) -> Result<Option<Settled>, LauncherError> {
         // A sharded job's parent runs no task: its state is its shards'.
-        if shards::is_parent(job) {
+        if is_parent(job) {
             return Ok(None);
         }
         let id = job.object_id.as_str();

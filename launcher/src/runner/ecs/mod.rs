@@ -17,7 +17,7 @@ use backon::{ExponentialBuilder, Retryable};
 use plus_jobs::Job;
 use tokio::sync::Mutex;
 
-use super::{ContainerExit, RunnerError, StoppedTask, TaskState};
+use super::port::{worker_env, ContainerExit, RunnerError, StoppedTask, TaskState};
 
 mod task_definition;
 
@@ -124,7 +124,7 @@ impl EcsRunner {
     /// The container environment of `job`: exactly the contract of
     /// DESIGN.md, nothing secret.
     pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
-        super::worker_env(job, &self.settings.worker_env)
+        worker_env(job, &self.settings.worker_env)
     }
 
     /// The overrides of a RunTask for `job`.

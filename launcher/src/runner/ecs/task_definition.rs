@@ -5,7 +5,7 @@
 use plus_jobs::TaskResources;
 
 use super::{ecs_error, sdk_error, EcsRunner};
-use crate::runner::RunnerError;
+use crate::runner::port::RunnerError;
 
 impl EcsRunner {
     /// The task definition to run: the configured one, or one registered
