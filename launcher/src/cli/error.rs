@@ -103,3 +103,29 @@ pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let said_in_the_message = CliError::ReadItems {
+            path: "items.jsonl".into(),
+            source: io(),
+        };
+        assert_eq!(
+            report(&said_in_the_message),
+            "items.jsonl cannot be read: no such file: check the path"
+        );
+        let said_after = CliError::ReadScript {
+            path: "a.sh".into(),
+            source: io(),
+        };
+        assert_eq!(
+            report(&said_after),
+            "the script a.sh cannot be read: check the path (nothing was launched): no such file"
+        );
+    }
+}

@@ -258,10 +258,7 @@ impl Launcher {
         status: JobStatus,
         how: &str,
     ) -> Result<(), LauncherError> {
-        let last_words = self
-            .runner
-            .worker_log(id)
-            .and_then(|log| crate::runner::local::last_words(&log));
+        let last_words = self.runner.last_words(id);
         let reason = format!(
             "the worker {how} while the job was {} without recording an end{}",
             status_name(status),

@@ -3,9 +3,11 @@
 //! [`Runner`] is the one place that chooses between the adapters:
 //! [`local`] (the worker as a child process with the Fargate task's
 //! environment) and [`ecs`] (one Fargate task per attempt). The operations
-//! ([`crate::ops`]) only call its four verbs: [`Runner::start`],
-//! [`Runner::stop`], [`Runner::describe`] and [`worker_env`] (the container
-//! contract both adapters hand the worker).
+//! ([`crate::ops`]) only call its verbs: [`Runner::start`],
+//! [`Runner::stop`], [`Runner::describe`], [`Runner::last_words`] and
+//! [`Runner::attached`]; [`worker_env`] (in [`port`]) is the container
+//! contract both adapters hand the worker. The local child process and
+//! whether it is detached stay inside [`local`].
 //!
 //! A job's worker is named by a [`WorkerRef`], parsed once from the
 //! record; what a runner knows about it is a [`TaskState`], in the
@@ -131,10 +133,11 @@ impl Runner {
         }
     }
 
-    /// The worker's own log on this machine, if it has one.
-    pub fn worker_log(&self, job_id: &str) -> Option<std::path::PathBuf> {
+    /// The last error line the job's worker wrote to its own log, when the
+    /// runner keeps that log on this machine.
+    pub fn last_words(&self, job_id: &str) -> Option<String> {
         match self {
-            Self::Local(local) => Some(local.worker_log(job_id)),
+            Self::Local(local) => local::last_words(&local.worker_log(job_id)),
             Self::Ecs(_) => None,
         }
     }
