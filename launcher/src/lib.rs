@@ -15,7 +15,7 @@
 //!   - [`ops::lifecycle`]: cancel, retry, relaunch.
 //!   - [`ops::shards`]: one collection job fanned out across N tasks.
 //!   - [`ops::monitor`]: settling jobs whose worker died without a word;
-//!     its rules for a stopped task are in `ops/monitor/verdict.rs`.
+//!     its rules for a stopped task are [`ops::monitor::rules`].
 //!   - [`ops::data`]: collections and actions as data.
 //! - [`runner`]: where workers run, the port [`runner::Runner`] (the only
 //!   place that chooses between them) and its adapters [`runner::local`]

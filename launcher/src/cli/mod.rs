@@ -6,7 +6,7 @@
 //! - [`args`]: the grammar (clap).
 //! - [`launch`]: `plus run`, `plus launch` (also `--shards`) and `plus retry`.
 //! - [`follow`]: following a job's output to its end.
-//! - [`print`]: a job's record, lists and events, as text or `--json`.
+//! - [`print`](mod@print): a job's record, lists and events, as text or `--json`.
 //! - [`data`]: `plus collection ...` and `plus action ...`.
 //! - [`error`]: why a command stopped, and how it is worded.
 //! - [`serve`]: `plus serve`, the HTTP API on a loopback port.

@@ -11,13 +11,13 @@ use std::time::Duration;
 use plus_jobs::{job::status_name, Job, JobStatus, StoreError, Timestamp};
 use serde::Serialize;
 
-mod verdict;
+pub mod rules;
 
-pub use verdict::{classify, Verdict};
+pub use rules::{classify, Verdict};
 
 use super::{lifecycle::attempts_left, shards::rules::is_parent, Launcher, LauncherError};
 use crate::runner::{TaskState, WorkerRef};
-use verdict::first_nonempty;
+use rules::first_nonempty;
 
 /// How patient the monitor is.
 #[derive(Clone, Debug)]
