@@ -1,23 +1,24 @@
 //! `plus collection ...` and `plus action ...`: reading files, calling
-//! [`crate::ops::data`], printing.
+//! the data operations ([`crate::ops::data`]), printing.
 
 use std::io::Write;
 
-use plus_jobs::{JobStore, Script};
+use plus_jobs::Script;
 use serde_json::Value;
 
 use super::{
     args::{ActionCommand, CollectionCommand},
     error::CliError,
 };
-use crate::ops::{data, request::parse_params};
+use crate::ops::{request::parse_params, Launcher};
 
 /// Runs `plus collection ...`; returns the exit code.
 ///
 /// # Errors
-/// As [`data::import`] and [`data::list`], or an unreadable file.
+/// As [`Launcher::import_items`] and [`Launcher::list_items`], or an
+/// unreadable file.
 pub async fn run_collection(
-    jobs: &dyn JobStore,
+    launcher: &Launcher,
     command: &CollectionCommand,
     json: bool,
 ) -> Result<u8, CliError> {
@@ -25,13 +26,17 @@ pub async fn run_collection(
         CollectionCommand::Import { owner, file } => {
             let started = std::time::Instant::now();
             let report = if file.as_os_str() == "-" {
-                data::import(jobs, owner, std::io::stdin().lock()).await?
+                launcher
+                    .import_items(owner, std::io::stdin().lock())
+                    .await?
             } else {
                 let f = std::fs::File::open(file).map_err(|source| CliError::ReadItems {
                     path: file.display().to_string(),
                     source,
                 })?;
-                data::import(jobs, owner, std::io::BufReader::new(f)).await?
+                launcher
+                    .import_items(owner, std::io::BufReader::new(f))
+                    .await?
             };
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -53,7 +58,7 @@ pub async fn run_collection(
                 } else {
                     (*limit - printed).min(1000)
                 };
-                let page = data::list(jobs, owner, start.as_deref(), want).await?;
+                let page = launcher.list_items(owner, start.as_deref(), want).await?;
                 for item in &page.items {
                     writeln!(out, "{}", Value::Object(item.clone()))?;
                 }
@@ -74,9 +79,10 @@ pub async fn run_collection(
 /// Runs `plus action ...`; returns the exit code.
 ///
 /// # Errors
-/// As [`data::put_action`] and [`data::get_action`], or an unreadable script.
+/// As [`Launcher::put_action`] and [`Launcher::get_action`], or an
+/// unreadable script.
 pub async fn run_action(
-    jobs: &dyn JobStore,
+    launcher: &Launcher,
     username: &str,
     command: &ActionCommand,
     json: bool,
@@ -99,7 +105,7 @@ pub async fn run_action(
                 ..Script::default()
             };
             let params = parse_params(params)?;
-            let action = data::put_action(jobs, username, id, script, params).await?;
+            let action = launcher.put_action(username, id, script, params).await?;
             if json {
                 println!("{}", serde_json::to_string(&action)?);
             } else {
@@ -107,7 +113,7 @@ pub async fn run_action(
             }
         }
         ActionCommand::Get { id } => {
-            let action = data::get_action(jobs, id).await?;
+            let action = launcher.get_action(id).await?;
             let mut v = serde_json::to_value(&action)?;
             plus_jobs::job::normalize_numbers(&mut v);
             println!(

@@ -103,10 +103,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             launch::launch_and_report(json, &launcher, &user, req, true).await
         }
         Command::Collection { command } => {
-            data::run_collection(launcher.jobs().as_ref(), command, json).await
+            data::run_collection(&launcher, command, json).await
         }
         Command::Action { command } => {
-            data::run_action(launcher.jobs().as_ref(), &user, command, json).await
+            data::run_action(&launcher, &user, command, json).await
         }
         Command::Launch { .. } => launch::run_launch(&cli.command, json, &launcher, &user).await,
         Command::Status { job } => {

@@ -12,6 +12,8 @@ use plus_jobs::{
 };
 use serde_json::{Map, Value};
 
+use super::Launcher;
+
 /// Items written per `put_objects` call (DynamoDB's adapter splits it into
 /// BatchWriteItem calls of 25).
 pub const IMPORT_BATCH: usize = 500;
@@ -281,6 +283,55 @@ pub async fn get_action(jobs: &dyn JobStore, id: &str) -> Result<Action, DataErr
         )));
     };
     plus_jobs::job::action_from_object(id, object).map_err(|e| DataError::Invalid(e.to_string()))
+}
+
+impl Launcher {
+    /// [`import`] into this launcher's store.
+    ///
+    /// # Errors
+    /// As [`import`].
+    pub async fn import_items(
+        &self,
+        owner: &str,
+        input: impl BufRead,
+    ) -> Result<ImportReport, DataError> {
+        import(self.jobs().as_ref(), owner, input).await
+    }
+
+    /// [`list`] from this launcher's store.
+    ///
+    /// # Errors
+    /// As [`list`].
+    pub async fn list_items(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<plus_jobs::Page<Object>, DataError> {
+        list(self.jobs().as_ref(), owner, start, limit).await
+    }
+
+    /// [`put_action`] into this launcher's store.
+    ///
+    /// # Errors
+    /// As [`put_action`].
+    pub async fn put_action(
+        &self,
+        username: &str,
+        id: &str,
+        script: Script,
+        params: Map<String, Value>,
+    ) -> Result<Action, DataError> {
+        put_action(self.jobs().as_ref(), username, id, script, params).await
+    }
+
+    /// [`get_action`] from this launcher's store.
+    ///
+    /// # Errors
+    /// As [`get_action`].
+    pub async fn get_action(&self, id: &str) -> Result<Action, DataError> {
+        get_action(self.jobs().as_ref(), id).await
+    }
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ impl Launcher {
     }
 
     /// The job store.
-    pub fn jobs(&self) -> &Arc<dyn JobStore> {
+    pub(crate) fn jobs(&self) -> &Arc<dyn JobStore> {
         &self.backend.jobs
     }
 
