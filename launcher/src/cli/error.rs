@@ -88,17 +88,19 @@ impl From<InvalidRequest> for CliError {
     }
 }
 
-/// `err` and its causes as one line (`a: b: c`), each cause once: a cause
-/// whose words the message already carries is not repeated.
+/// `err` and its causes as one line (`a: b: c`), each said once: a message
+/// that already carries its cause's words has worded that cause (and what
+/// lies behind it) for people, so the line ends there.
 pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
     let mut line = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
         let said = cause.to_string();
-        if !line.contains(&said) {
-            line.push_str(": ");
-            line.push_str(&said);
+        if line.contains(&said) {
+            break;
         }
+        line.push_str(": ");
+        line.push_str(&said);
         source = cause.source();
     }
     line
@@ -127,5 +129,11 @@ mod tests {
             report(&said_after),
             "the script a.sh cannot be read: check the path (nothing was launched): no such file"
         );
+        let spawn = CliError::from(LauncherError::from(crate::runner::RunnerError::Spawn {
+            program: "plus worker".into(),
+            source: io(),
+        }));
+        assert_eq!(report(&spawn), spawn.to_string());
+        assert!(spawn.to_string().contains("(plus worker: no such file)"));
     }
 }

@@ -87,10 +87,25 @@ where
             !matches!(other, SdkError::ConstructionFailure(_)),
         ),
     };
-    (msg, retry, Box::new(e))
+    let cause = SdkCause {
+        summary: msg.clone(),
+        sdk: Box::new(e),
+    };
+    (msg, retry, Box::new(cause))
 }
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An SDK error, as summed up in the sentence that reports it (`Code:
+/// message`): the cause of a [`RunnerError::Ecs`], with the SDK's own error
+/// (and its chain) behind it.
+#[derive(Debug, thiserror::Error)]
+#[error("{summary}")]
+pub struct SdkCause {
+    summary: String,
+    #[source]
+    sdk: BoxError,
+}
 
 /// An ECS failure: `message`, then (for a failed call) the SDK's cause.
 pub(super) fn ecs_error(message: String, retryable: bool, source: Option<BoxError>) -> RunnerError {
