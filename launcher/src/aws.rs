@@ -1,20 +1,34 @@
 //! The AWS backend of the launcher: DynamoDB + S3 + ECS Fargate, configured
 //! from the same variable names the worker reads (DESIGN.md), every missing
-//! setting named at once.
+//! setting named at once. This is where the AWS launcher is put together:
+//! the SDK clients are built once here and shared.
 
-use anyhow::{bail, Result};
-use plus_jobs::{backend::AwsConfig, Backend, BackendConfig};
+use plus_jobs::{backend::AwsConfig, Backend, BackendConfig, StoreError};
 
 use crate::{
-    ecs::{EcsRunner, EcsSettings},
-    ops::{Launcher, Runner},
+    ops::Launcher,
+    runner::{ecs::EcsSettings, EcsRunner, Runner},
 };
+
+/// Why the AWS launcher could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// Variables are missing or invalid; each is named with what it holds.
+    #[error("the AWS backend is not configured:\n  - {}", .0.join("\n  - "))]
+    NotConfigured(Vec<String>),
+    /// The stores could not be opened.
+    #[error(transparent)]
+    Open(#[from] StoreError),
+}
 
 /// The launcher's AWS settings from variables (`get` reads one).
 ///
 /// # Errors
 /// A list of every missing or invalid variable.
-pub fn settings_from(get: impl Fn(&str) -> Option<String>) -> Result<(AwsConfig, EcsSettings)> {
+pub fn settings_from(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<(AwsConfig, EcsSettings), SetupError> {
     let var = |k: &str| {
         get(k)
             .filter(|v| !v.trim().is_empty())
@@ -62,10 +76,7 @@ pub fn settings_from(get: impl Fn(&str) -> Option<String>) -> Result<(AwsConfig,
         }
     };
     if !missing.is_empty() {
-        bail!(
-            "the AWS backend is not configured:\n  - {}",
-            missing.join("\n  - ")
-        );
+        return Err(SetupError::NotConfigured(missing));
     }
     let list = |s: String| {
         s.split(',')
@@ -102,7 +113,7 @@ pub fn settings_from(get: impl Fn(&str) -> Option<String>) -> Result<(AwsConfig,
 ///
 /// # Errors
 /// When the configuration is incomplete.
-pub async fn launcher_from_env() -> Result<Launcher> {
+pub async fn launcher_from_env() -> Result<Launcher, SetupError> {
     let (aws, settings) = settings_from(|k| std::env::var(k).ok())?;
     launcher_with(aws, settings).await
 }
@@ -112,17 +123,17 @@ pub async fn launcher_from_env() -> Result<Launcher> {
 ///
 /// # Errors
 /// When the backend cannot be opened.
-pub async fn launcher_with(aws: AwsConfig, settings: EcsSettings) -> Result<Launcher> {
+pub async fn launcher_with(aws: AwsConfig, settings: EcsSettings) -> Result<Launcher, SetupError> {
     let backend = Backend::open(&BackendConfig::Aws(aws)).await?;
     let sdk = backend
         .sdk
         .clone()
         .expect("the AWS backend has an SDK config");
     let ecs = aws_sdk_ecs::Client::new(&sdk);
-    Ok(Launcher {
+    Ok(Launcher::new(
         backend,
-        runner: Runner::Ecs(EcsRunner::new(ecs, settings)),
-    })
+        Runner::Ecs(EcsRunner::new(ecs, settings)),
+    ))
 }
 
 #[cfg(test)]

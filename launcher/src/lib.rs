@@ -1,35 +1,42 @@
 //! # plus-launcher
 //!
-//! Launches plus-worker jobs and follows them. One library, several faces:
-//! the `plus` CLI ([`cli`]), and later the Lambda handler and the HTTP API.
+//! Launches plus-worker jobs and follows them. One library, three faces:
+//! the `plus` CLI ([`cli`]), the JSON operations an engine Lambda invokes
+//! ([`json_api`], the `plus-lambda` binary) and the HTTP API for frontends
+//! ([`http`], `plus serve` and the `plus-api-lambda` binary). Each face
+//! turns its input into one [`LaunchRequest`] and calls [`Launcher`].
 //!
-//! ## Layout
+//! # Layout
 //!
-//! - [`launch`]: launch requests, validated before anything is written.
-//! - [`ops`]: the operations (launch, status, events, cancel, list, retry),
-//!   the one place their logic lives.
-//! - [`local`]: the local runner: the worker as a child process with the
-//!   Fargate task's environment.
-//! - [`aws`]: the AWS backend's configuration.
-//! - [`follow`]: following a job's output to its end.
-//! - [`cli`]: the `plus` command line.
-//! - [`data`]: collections and actions as data (`plus collection`, `plus action`).
-//! - [`shards`]: fanning one collection job out across N tasks (`--shards N`).
-//! - [`http`]: the HTTP API for frontends and the live page (`plus serve`,
-//!   and the `plus-api-lambda` binary in AWS).
+//! - [`ops`]: the operations, the one place their logic lives
+//!   ([`Launcher`]: launch, status, events, cancel, list, retry, logs).
+//!   - [`ops::request`]: the launch request and its validation.
+//!   - [`ops::resources`]: Fargate's task-size rules.
+//!   - [`ops::lifecycle`]: cancel, retry, relaunch.
+//!   - [`ops::shards`]: one collection job fanned out across N tasks.
+//!   - [`ops::monitor`]: settling jobs whose worker died without a word;
+//!     its rules for a stopped task are [`ops::monitor::rules`].
+//!   - [`ops::data`]: collections and actions as data.
+//! - [`runner`]: where workers run, the port [`runner::Runner`] (the only
+//!   place that chooses between them) and its adapters [`runner::local`]
+//!   (a child process) and [`runner::ecs`] (a Fargate task); a job's worker
+//!   is a [`runner::WorkerRef`].
+//! - [`aws`]: the AWS backend's configuration, and the AWS launcher put
+//!   together from it.
+//! - [`cli`]: the `plus` command line, the only module that prints.
+//! - [`json_api`]: the JSON operations (`{"op": "launch", ...}`).
+//! - [`http`]: the HTTP API and the live page; its routes are in
+//!   [`http::router`].
+//!
+//! Dependencies point one way: the faces (`cli`, `json_api`, `http`) use
+//! `ops`; `ops` uses `runner`; `runner` uses neither.
 
 pub mod aws;
 pub mod cli;
-pub mod data;
-pub mod ecs;
-pub mod follow;
 pub mod http;
-pub mod lambda;
-pub mod launch;
-pub mod local;
-pub mod monitor;
+pub mod json_api;
 pub mod ops;
-pub mod shards;
+pub mod runner;
 
-pub use launch::LaunchRequest;
-pub use ops::{Launcher, LauncherError, Runner};
+pub use ops::{LaunchRequest, Launcher, LauncherError};
+pub use runner::Runner;

@@ -1,10 +1,11 @@
 //! `plus`: launch and follow jobs. See the crate docs and the README.
 
 use clap::Parser;
+use plus_launcher::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = plus_launcher::cli::Cli::parse();
-    if matches!(cli.command, plus_launcher::cli::Command::Worker) {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Worker) {
         // The worker builds its own runtime (a small blocking pool).
         return std::process::ExitCode::from(plus_worker::main());
     }
@@ -15,10 +16,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(plus_launcher::cli::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("plus: {e:#}");
+            eprintln!("plus: {}", cli::report(&e));
             std::process::ExitCode::from(2)
         }
     }

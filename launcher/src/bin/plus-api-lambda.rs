@@ -4,17 +4,9 @@
 //! `DYNAMO_STREAMS_TABLE`, `PRIMARY_BUCKET`, `REGION`); see the README's
 //! "HTTP API and live page".
 
-use tracing_subscriber::EnvFilter;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    plus_worker::telemetry::init();
     let launcher = plus_launcher::aws::launcher_from_env().await?;
     plus_launcher::http::lambda::run(launcher).await
 }

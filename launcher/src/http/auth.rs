@@ -11,12 +11,12 @@
 //!   request context Lambda hands over. Headers a client sends can never
 //!   set it.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use lambda_http::{request::RequestContext, RequestExt};
 
-use super::{error::ApiError, ApiState};
+use super::error::ApiError;
 
 /// How callers are identified.
 #[derive(Clone)]
@@ -53,14 +53,17 @@ impl std::fmt::Debug for Auth {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller(pub String);
 
-impl FromRequestParts<Arc<ApiState>> for Caller {
+/// A router state that knows how callers are identified.
+pub trait WithAuth {
+    /// How callers are identified.
+    fn auth(&self) -> &Auth;
+}
+
+impl<S: WithAuth + Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState>,
-    ) -> Result<Self, Self::Rejection> {
-        match &state.auth {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match state.auth() {
             Auth::Token { token, username } => match bearer(parts) {
                 Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
                     Ok(Caller(username.clone()))
@@ -112,9 +115,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 ///
 /// # Errors
 /// When the operating system's random source fails.
-pub fn random_token() -> Result<String, String> {
+pub fn random_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -23,9 +23,9 @@ use super::{
     auth::Caller,
     cache::{json_response, poll_hint, POLL_LIST},
     error::ApiError,
-    ApiState,
+    state::ApiState,
 };
-use crate::{launch::LaunchRequest, ops::LauncherError};
+use crate::ops::{JobEvents, LaunchRequest, LauncherError};
 
 /// Jobs per page when `page_size` is not given.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -150,7 +150,9 @@ pub async fn status(
 
 /// `GET /jobs/{id}/events?after=SEQ`: the job's events after `SEQ`, with the
 /// job's status as it was just before they were read (so once the status is
-/// final, the events include everything the job wrote before ending).
+/// final, the events include everything the job wrote before ending). A
+/// sharded parent's status is the one last aggregated (by `GET /jobs/{id}`,
+/// which the page reads too): polling events writes nothing.
 pub async fn events(
     caller: Caller,
     State(state): Shared,
@@ -162,14 +164,7 @@ pub async fn events(
     let q = query(q)?;
     let after = q.after.unwrap_or(0);
     let limit = in_range("limit", q.limit, DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT)?;
-    // The owner check, and the status the answer reports.
-    let job = state.launcher.status(&caller.0, &id).await?;
-    let events = state
-        .launcher
-        .jobs()
-        .events_after(&id, after, limit)
-        .await
-        .map_err(LauncherError::from)?;
+    let JobEvents { job, events } = state.launcher.events(&caller.0, &id, after, limit).await?;
     let next_after = events.last().map_or(after, |e| e.seq);
     let more = events.len() >= limit;
     let events: Vec<serde_json::Value> = events
@@ -212,7 +207,7 @@ pub async fn launch(
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
             "the body is larger than {} bytes: store a large script in the bucket and launch an action instead",
-            super::MAX_BODY_BYTES
+            super::state::MAX_BODY_BYTES
         )),
         _ => ApiError::BadRequest(e.body_text()),
     })?;
@@ -222,7 +217,7 @@ pub async fn launch(
         ))
     })?;
     let req = launch_request(&caller.0, body)?;
-    let launched = state.launcher.launch(&req, true).await?;
+    let launched = state.launcher.launch(&req).await?;
     let status = if launched.created {
         StatusCode::CREATED
     } else {

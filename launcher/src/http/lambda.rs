@@ -1,4 +1,4 @@
-//! The HTTP API in AWS Lambda: the same [`router`](super::router) behind an
+//! The HTTP API in AWS Lambda: the same [`router`] behind an
 //! API Gateway HTTP API (payload 2.0) with a JWT authorizer, or a REST API
 //! with a Cognito authorizer. `lambda_http` turns each event into an HTTP
 //! request carrying the authorizer's verified claims, which
@@ -6,7 +6,7 @@
 
 use crate::ops::Launcher;
 
-use super::{router, Auth};
+use super::{auth::Auth, routes::router};
 
 /// Serves Lambda invocations until the runtime stops the process.
 ///

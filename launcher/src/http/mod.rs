@@ -1,7 +1,7 @@
 //! # The HTTP API and the live page
 //!
 //! One [`router`] serves frontends everywhere: `plus serve` runs it on a
-//! loopback port ([`serve`], [`run_local`]), and in AWS the
+//! loopback port ([`serve`], started by `crate::cli`), and in AWS the
 //! `plus-api-lambda` binary runs the very same router behind an API Gateway
 //! HTTP API or a Lambda function URL ([`lambda`]).
 //!
@@ -9,7 +9,10 @@
 //!
 //! - [`auth`]: who the caller is. Locally a random bearer token printed at
 //!   start; in AWS the claims of API Gateway's JWT authorizer.
-//! - [`handlers`]: the routes, thin over [`crate::ops::Launcher`].
+//! - [`routes`]: the route table ([`router`]).
+//! - [`state`]: what every handler shares.
+//! - [`handlers`]: the routes' handlers, thin over [`crate::ops::Launcher`]; the
+//!   launch body and its checks ([`handlers::launch_request`]).
 //! - [`cache`]: `ETag` / `If-None-Match` and the poll hint (`Retry-After`).
 //! - [`error`]: every failure as a status code and a JSON sentence.
 //! - [`page`]: the live page (plain HTML, CSS and JS embedded in the binary)
@@ -37,54 +40,22 @@ pub mod error;
 pub mod handlers;
 pub mod lambda;
 pub mod page;
+pub mod routes;
+pub mod state;
 
 #[cfg(test)]
 mod tests;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
-use axum::{
-    extract::DefaultBodyLimit,
-    routing::{get, post},
-    Router,
-};
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, Caller};
 pub use error::ApiError;
-
-use crate::ops::Launcher;
-
-/// The largest request body accepted (a launch with an inline script).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// What every handler shares: the launcher and how callers are identified.
-#[derive(Debug)]
-pub struct ApiState {
-    /// The operations.
-    pub launcher: Launcher,
-    /// How a request's caller is established.
-    pub auth: Auth,
-}
-
-/// The HTTP API and the live page, ready to serve locally or in Lambda.
-pub fn router(launcher: Launcher, auth: Auth) -> Router {
-    let state = Arc::new(ApiState { launcher, auth });
-    Router::new()
-        .route("/", get(page::index))
-        .route("/app.js", get(page::script))
-        .route("/app.css", get(page::style))
-        .route("/openapi.yaml", get(page::openapi))
-        .route("/jobs", get(handlers::list).post(handlers::launch))
-        .route("/jobs/{id}", get(handlers::status))
-        .route("/jobs/{id}/events", get(handlers::events))
-        .route("/jobs/{id}/cancel", post(handlers::cancel))
-        .fallback(handlers::no_route)
-        .method_not_allowed_fallback(handlers::wrong_method)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
-}
+pub use routes::router;
+pub use state::{ApiState, MAX_BODY_BYTES};
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
@@ -118,72 +89,8 @@ pub enum ServeError {
     },
     /// No random token could be made.
     #[error("cannot make a random access token: {0}")]
-    Random(String),
+    Random(#[source] getrandom::Error),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// `plus serve`: binds `addr` (loopback only), makes a random access token
-/// for `username`, prints where the page is (one JSON object with `json`),
-/// and serves until SIGINT or SIGTERM.
-///
-/// # Errors
-/// [`ServeError`] naming the problem and the fix.
-pub async fn run_local(
-    launcher: Launcher,
-    username: &str,
-    addr: SocketAddr,
-    json: bool,
-) -> Result<(), ServeError> {
-    if !addr.ip().is_loopback() {
-        return Err(ServeError::NotLoopback(addr));
-    }
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener.local_addr()?;
-    let token = auth::random_token().map_err(ServeError::Random)?;
-    let url = format!("http://{local}/");
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "url": url,
-                "addr": local.to_string(),
-                "token": token,
-                "user": username,
-                "page": format!("{url}#token={token}"),
-            })
-        );
-    } else {
-        println!("serving the HTTP API and the live page for {username} on {url}");
-        println!("  open the page:  {url}#token={token}");
-        println!("  API calls need: Authorization: Bearer {token}");
-        println!("  stop with Ctrl-C");
-    }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    let auth = Auth::Token {
-        token,
-        username: username.to_owned(),
-    };
-    serve(listener, router(launcher, auth), shutdown).await?;
-    Ok(())
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    shutdown.cancel();
 }

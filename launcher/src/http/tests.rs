@@ -14,8 +14,8 @@ use tower::ServiceExt;
 
 use super::{router, Auth};
 use crate::{
-    local::{LocalRunner, LOCAL_BUCKET},
-    ops::{Launcher, Runner},
+    ops::Launcher,
+    runner::{local::LOCAL_BUCKET, LocalRunner, Runner},
 };
 
 const TOKEN: &str = "test-token-0123456789";
@@ -34,14 +34,15 @@ async fn app() -> App {
     })
     .await
     .unwrap();
-    let launcher = Launcher {
+    let launcher = Launcher::new(
         backend,
-        runner: Runner::Local(LocalRunner {
+        Runner::Local(LocalRunner {
             dir: dir.path().to_owned(),
             worker: vec!["true".into()],
             tuning: vec![],
+            attach: false,
         }),
-    };
+    );
     let auth = Auth::Token {
         token: TOKEN.into(),
         username: "alice".into(),
@@ -180,7 +181,7 @@ async fn another_users_job_is_not_found_on_every_route() {
         script: Some(b"echo secret\n".to_vec()),
         ..Default::default()
     };
-    let bobs = app.launcher.launch(&req, true).await.unwrap().job.object_id;
+    let bobs = app.launcher.launch(&req).await.unwrap().job.object_id;
     let missing = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
     for id in [bobs.as_str(), missing] {
         for (method, path) in [
@@ -615,7 +616,7 @@ async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
         script: Some(b"echo hi\n".to_vec()),
         ..Default::default()
     };
-    let carols = app.launcher.launch(&req, true).await.unwrap().job.object_id;
+    let carols = app.launcher.launch(&req).await.unwrap().job.object_id;
     let lambda = router(app.launcher.clone(), Auth::JwtAuthorizer);
     let run = |event: String| {
         let lambda = lambda.clone();

@@ -1,4 +1,4 @@
-//! The ECS Fargate runner: one RunTask per job attempt, with the worker's
+//! The ECS Fargate adapter: one RunTask per job attempt, with the worker's
 //! environment as container overrides (never credentials: the task role
 //! provides them), an idempotency token derived from the job id and
 //! attempt, tags, task-level size and FARGATE or FARGATE_SPOT capacity.
@@ -14,8 +14,12 @@ use aws_sdk_ecs::{
     Client,
 };
 use backon::{ExponentialBuilder, Retryable};
-use plus_jobs::{Job, TaskResources};
+use plus_jobs::Job;
 use tokio::sync::Mutex;
+
+use super::port::{worker_env, ContainerExit, RunnerError, StoppedTask, TaskState};
+
+mod task_definition;
 
 /// ECS's limit on the JSON of a RunTask's overrides.
 pub const OVERRIDES_LIMIT: usize = 8192;
@@ -52,11 +56,6 @@ pub struct EcsRunner {
     registered: Arc<Mutex<HashMap<String, String>>>,
 }
 
-/// Why a task could not be started, as a sentence for the job's `error`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RunTaskError(pub String);
-
 /// Whether a RunTask failure may pass if tried again.
 fn retryable_failure(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
@@ -66,10 +65,14 @@ fn retryable_failure(reason: &str) -> bool {
         || r.starts_with("resource:")
 }
 
-fn sdk_message<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> (String, bool) {
-    match e {
+/// The SDK's error as a sentence (`Code: message`), whether it may pass if
+/// tried again, and the error itself as the cause.
+pub(super) fn sdk_error<E, R>(e: SdkError<E, R>) -> (String, bool, BoxError)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (msg, retry) = match &e {
         SdkError::ServiceError(s) => {
             let code = s.err().code().unwrap_or("Unknown").to_owned();
             let msg = s.err().message().unwrap_or("").to_owned();
@@ -83,6 +86,33 @@ fn sdk_message<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
             plus_jobs::error_chain(other),
             !matches!(other, SdkError::ConstructionFailure(_)),
         ),
+    };
+    let cause = SdkCause {
+        summary: msg.clone(),
+        sdk: Box::new(e),
+    };
+    (msg, retry, Box::new(cause))
+}
+
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An SDK error, as summed up in the sentence that reports it (`Code:
+/// message`): the cause of a [`RunnerError::Ecs`], with the SDK's own error
+/// (and its chain) behind it.
+#[derive(Debug, thiserror::Error)]
+#[error("{summary}")]
+pub struct SdkCause {
+    summary: String,
+    #[source]
+    sdk: BoxError,
+}
+
+/// An ECS failure: `message`, then (for a failed call) the SDK's cause.
+pub(super) fn ecs_error(message: String, retryable: bool, source: Option<BoxError>) -> RunnerError {
+    RunnerError::Ecs {
+        message,
+        retryable,
+        source,
     }
 }
 
@@ -109,14 +139,14 @@ impl EcsRunner {
     /// The container environment of `job`: exactly the contract of
     /// DESIGN.md, nothing secret.
     pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
-        crate::launch::worker_env(job, &self.settings.worker_env)
+        worker_env(job, &self.settings.worker_env)
     }
 
     /// The overrides of a RunTask for `job`.
     ///
     /// # Errors
     /// When they would exceed ECS's 8192-character limit.
-    pub fn overrides(&self, job: &Job) -> Result<TaskOverride, RunTaskError> {
+    pub fn overrides(&self, job: &Job) -> Result<TaskOverride, RunnerError> {
         let env = self.env_for(job);
         let r = job.resources.clone().unwrap_or_default();
         // The JSON ECS measures: {"containerOverrides":[{"name":..,"environment":[{"name":..,"value":..}]}],"cpu":..,...}
@@ -131,7 +161,7 @@ impl EcsRunner {
         });
         let size = json.to_string().len();
         if size > OVERRIDES_LIMIT {
-            return Err(RunTaskError(format!(
+            return Err(RunnerError::Invalid(format!(
                 "the task overrides would be {size} characters, over ECS's limit of {OVERRIDES_LIMIT}: shorten the job id, collection owner or action id"
             )));
         }
@@ -165,8 +195,8 @@ impl EcsRunner {
     /// jitter; any other failure comes back as a sentence.
     ///
     /// # Errors
-    /// [`RunTaskError`] naming the reason.
-    pub async fn run_task(&self, job: &Job) -> Result<String, RunTaskError> {
+    /// [`RunnerError`] naming the reason.
+    pub async fn run_task(&self, job: &Job) -> Result<String, RunnerError> {
         let overrides = self.overrides(job)?;
         let task_definition = self.task_definition_for(job.resources.as_ref()).await?;
         let attempt = job.attempt.unwrap_or(1);
@@ -184,7 +214,7 @@ impl EcsRunner {
                     })
                     .build()
                     .map_err(|e| {
-                        RunTaskError(format!(
+                        RunnerError::Invalid(format!(
                             "the network configuration is invalid: {e}: set SUBNETS"
                         ))
                     })?,
@@ -220,8 +250,8 @@ impl EcsRunner {
                 .send()
                 .await
                 .map_err(|e| {
-                    let (msg, retry) = sdk_message(&e);
-                    (format!("RunTask failed: {msg}"), retry)
+                    let (msg, retry, source) = sdk_error(e);
+                    (format!("RunTask failed: {msg}"), retry, Some(source))
                 })?;
             if let Some(f) = out.failures.as_ref().and_then(|f| f.first()) {
                 let reason = f.reason.clone().unwrap_or_default();
@@ -230,10 +260,8 @@ impl EcsRunner {
                     .clone()
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default();
-                return Err((
-                    format!("RunTask failed: {reason}{detail}"),
-                    retryable_failure(&reason),
-                ));
+                let retry = retryable_failure(&reason);
+                return Err((format!("RunTask failed: {reason}{detail}"), retry, None));
             }
             out.tasks
                 .unwrap_or_default()
@@ -243,6 +271,7 @@ impl EcsRunner {
                     (
                         "RunTask started no task and named no failure".to_owned(),
                         false,
+                        None,
                     )
                 })
         };
@@ -254,102 +283,9 @@ impl EcsRunner {
                     .with_max_delay(Duration::from_secs(5))
                     .with_max_times(6),
             )
-            .when(|(_, retry)| *retry)
+            .when(|(_, retry, _)| *retry)
             .await
-            .map_err(|(msg, _)| RunTaskError(hint(&msg)))
-    }
-
-    /// The task definition to run: the configured one, or one registered
-    /// (once, keyed by a hash of what differs) for another image.
-    async fn task_definition_for(
-        &self,
-        resources: Option<&TaskResources>,
-    ) -> Result<String, RunTaskError> {
-        let image = resources.map(|r| r.image.trim()).unwrap_or("");
-        if image.is_empty() {
-            return Ok(self.settings.task_definition.clone());
-        }
-        let key = uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_OID,
-            format!("{}|{image}", self.settings.task_definition).as_bytes(),
-        )
-        .simple()
-        .to_string();
-        let mut registered = self.registered.lock().await;
-        if let Some(arn) = registered.get(&key) {
-            return Ok(arn.clone());
-        }
-        let family = format!("plus-worker-{}", &key[..12]);
-        // Registered by an earlier launcher? Reuse it.
-        if let Ok(found) = self
-            .client
-            .describe_task_definition()
-            .task_definition(&family)
-            .send()
-            .await
-        {
-            if let Some(arn) = found.task_definition.and_then(|t| t.task_definition_arn) {
-                registered.insert(key, arn.clone());
-                return Ok(arn);
-            }
-        }
-        let base = self
-            .client
-            .describe_task_definition()
-            .task_definition(&self.settings.task_definition)
-            .send()
-            .await
-            .map_err(|e| {
-                RunTaskError(format!(
-                    "the task definition {} cannot be read: {}",
-                    self.settings.task_definition,
-                    sdk_message(&e).0
-                ))
-            })?
-            .task_definition
-            .ok_or_else(|| {
-                RunTaskError(format!(
-                    "the task definition {} does not exist: run scripts/setup.sh",
-                    self.settings.task_definition
-                ))
-            })?;
-        let containers = base
-            .container_definitions
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut c| {
-                if c.name.as_deref() == Some(self.settings.container_name.as_str()) {
-                    c.image = Some(image.to_owned());
-                }
-                c
-            })
-            .collect();
-        let out = self
-            .client
-            .register_task_definition()
-            .family(&family)
-            .set_container_definitions(Some(containers))
-            .set_task_role_arn(base.task_role_arn)
-            .set_execution_role_arn(base.execution_role_arn)
-            .set_network_mode(base.network_mode)
-            .set_requires_compatibilities(base.requires_compatibilities)
-            .set_cpu(base.cpu)
-            .set_memory(base.memory)
-            .set_runtime_platform(base.runtime_platform)
-            .send()
-            .await
-            .map_err(|e| {
-                RunTaskError(format!(
-                    "a task definition for image {image} could not be registered: {}",
-                    sdk_message(&e).0
-                ))
-            })?;
-        let arn = out
-            .task_definition
-            .and_then(|t| t.task_definition_arn)
-            .ok_or_else(|| RunTaskError("RegisterTaskDefinition returned no ARN".into()))?;
-        registered.insert(key, arn.clone());
-        Ok(arn)
+            .map_err(|(msg, retry, source)| ecs_error(hint(&msg), retry, source))
     }
 
     /// Describes tasks by ARN, in batches of 100 (DescribeTasks' limit).
@@ -357,7 +293,10 @@ impl EcsRunner {
     ///
     /// # Errors
     /// The SDK's error, as a sentence.
-    pub async fn describe(&self, arns: &[String]) -> Result<HashMap<String, Task>, RunTaskError> {
+    pub async fn describe(
+        &self,
+        arns: &[String],
+    ) -> Result<HashMap<String, TaskState>, RunnerError> {
         let mut found = HashMap::new();
         for chunk in arns.chunks(100) {
             let out = self
@@ -368,11 +307,12 @@ impl EcsRunner {
                 .send()
                 .await
                 .map_err(|e| {
-                    RunTaskError(format!("DescribeTasks failed: {}", sdk_message(&e).0))
+                    let (msg, retry, source) = sdk_error(e);
+                    ecs_error(format!("DescribeTasks failed: {msg}"), retry, Some(source))
                 })?;
             for task in out.tasks.unwrap_or_default() {
                 if let Some(arn) = task.task_arn.clone() {
-                    found.insert(arn, task);
+                    found.insert(arn, task_state(&task, &self.settings.container_name));
                 }
             }
         }
@@ -384,7 +324,7 @@ impl EcsRunner {
     ///
     /// # Errors
     /// The SDK's error, as a sentence.
-    pub async fn stop(&self, task_arn: &str, reason: &str) -> Result<(), RunTaskError> {
+    pub async fn stop(&self, task_arn: &str, reason: &str) -> Result<(), RunnerError> {
         self.client
             .stop_task()
             .cluster(&self.settings.cluster)
@@ -393,7 +333,10 @@ impl EcsRunner {
             .send()
             .await
             .map(drop)
-            .map_err(|e| RunTaskError(format!("StopTask failed: {}", sdk_message(&e).0)))
+            .map_err(|e| {
+                let (msg, retry, source) = sdk_error(e);
+                ecs_error(format!("StopTask failed: {msg}"), retry, Some(source))
+            })
     }
 }
 
@@ -416,89 +359,41 @@ fn hint(msg: &str) -> String {
     format!("{msg}: {fix}")
 }
 
-/// Fargate's valid task sizes: CPU units and the memory (MiB) each allows.
-pub fn valid_memory(cpu: u32) -> Option<Vec<u32>> {
-    let range =
-        |from: u32, to: u32, step: u32| (from..=to).step_by(step as usize).collect::<Vec<_>>();
-    Some(match cpu {
-        256 => vec![512, 1024, 2048],
-        512 => range(1024, 4096, 1024),
-        1024 => range(2048, 8192, 1024),
-        2048 => range(4096, 16384, 1024),
-        4096 => range(8192, 30720, 1024),
-        8192 => range(16384, 61440, 4096),
-        16384 => range(32768, 122880, 8192),
-        _ => return None,
+/// A described task in the monitor's terms: alive with its `lastStatus`,
+/// or stopped with its stop code, reason and the exit of the container
+/// named `container` (never just the first container: a sidecar's exit
+/// says nothing about the job).
+pub fn task_state(task: &Task, container: &str) -> TaskState {
+    if task.last_status.as_deref() != Some("STOPPED") {
+        return TaskState::Alive {
+            status: task.last_status.clone().unwrap_or_else(|| "?".to_owned()),
+        };
+    }
+    let worker = task
+        .containers
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.name.as_deref() == Some(container))
+        .map(|c| ContainerExit {
+            exit_code: c.exit_code,
+            reason: c.reason.clone().unwrap_or_default(),
+        });
+    TaskState::Stopped(StoppedTask {
+        stop_code: task
+            .stop_code
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        reason: task.stopped_reason.clone().unwrap_or_default(),
+        container: container.to_owned(),
+        worker,
     })
-}
-
-/// Checks a task size against Fargate's rules.
-///
-/// # Errors
-/// A sentence with the valid choices.
-pub fn validate_resources(r: &TaskResources) -> Result<(), String> {
-    if r.cpu > 0 || r.memory > 0 {
-        if r.cpu == 0 || r.memory == 0 {
-            return Err(
-                "--cpu and --memory go together: give both (e.g. --cpu 1024 --memory 2048)"
-                    .to_owned(),
-            );
-        }
-        match valid_memory(r.cpu) {
-            None => {
-                return Err(format!(
-                    "--cpu {} is not a Fargate size: choose 256, 512, 1024, 2048, 4096, 8192 or 16384 CPU units",
-                    r.cpu
-                ))
-            }
-            Some(mems) if !mems.contains(&r.memory) => {
-                let shown: Vec<String> = mems.iter().map(u32::to_string).collect();
-                return Err(format!(
-                    "--memory {} MiB is not valid with --cpu {}: choose one of {} MiB",
-                    r.memory,
-                    r.cpu,
-                    shown.join(", ")
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    if r.ephemeral_storage_gib > 0 && !(21..=200).contains(&r.ephemeral_storage_gib) {
-        return Err(format!(
-            "--storage {} GiB is out of range: Fargate allows 21 to 200 GiB",
-            r.ephemeral_storage_gib
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fargate_sizes_are_checked_with_the_choices_in_the_error() {
-        let ok = |cpu, memory| {
-            validate_resources(&TaskResources {
-                cpu,
-                memory,
-                ..Default::default()
-            })
-        };
-        assert!(ok(256, 512).is_ok());
-        assert!(ok(4096, 30720).is_ok());
-        assert!(ok(16384, 122880).is_ok());
-        let err = ok(256, 4096).unwrap_err();
-        assert!(err.contains("choose one of 512, 1024, 2048 MiB"), "{err}");
-        assert!(ok(300, 1024).unwrap_err().contains("not a Fargate size"));
-        assert!(ok(1024, 0).unwrap_err().contains("go together"));
-        let storage = validate_resources(&TaskResources {
-            ephemeral_storage_gib: 500,
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(storage.contains("21 to 200 GiB"), "{storage}");
-    }
 
     #[test]
     fn overrides_over_the_ecs_limit_are_refused_before_runtask() {
@@ -519,7 +414,7 @@ mod tests {
             plus_jobs::Timestamp::now(),
         );
         job.collection_owner = format!("alice/collections/{}", "x".repeat(8000));
-        let err = runner.overrides(&job).unwrap_err().0;
+        let err = runner.overrides(&job).unwrap_err().to_string();
         assert!(err.contains("over ECS's limit of 8192"), "{err}");
         job.collection_owner = "alice/collections/photos".into();
         assert!(runner.overrides(&job).is_ok());

@@ -1,5 +1,6 @@
-//! Launch requests: what a caller asks for, validated before anything is
-//! written, and the job record it becomes.
+//! The launch request: the one type every face (CLI, JSON operations, HTTP)
+//! turns its input into, validated here before anything is written, and the
+//! job record it becomes.
 
 use plus_jobs::{
     blob,
@@ -59,6 +60,9 @@ pub enum InvalidRequest {
     /// A field is missing or wrong; the message names it and the fix.
     #[error("{0}")]
     Field(String),
+    /// The task size breaks Fargate's rules.
+    #[error(transparent)]
+    Resources(#[from] super::resources::ResourceError),
 }
 
 /// A validated request: the job record and, for large scripts, the script
@@ -185,34 +189,12 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
         job.tolerated_failure_percent = Some(p);
     }
     job.tolerated_failures = req.tolerated_failures;
-    crate::ecs::validate_resources(&req.resources).map_err(InvalidRequest::Field)?;
+    super::resources::validate(&req.resources)?;
     if req.resources != plus_jobs::TaskResources::default() {
         job.resources = Some(req.resources.clone());
     }
     job.params = plus_jobs::job::params_struct(&req.params).map_err(InvalidRequest::Field)?;
     Ok(Prepared { job, upload })
-}
-
-/// The container contract of DESIGN.md for `job`: `RUN_MODE`, `JOB_ID`,
-/// `USERNAME`, then `base` (region, tables, bucket), then the mode's own
-/// variable. Both runners build the worker's environment with it.
-pub fn worker_env(job: &plus_jobs::Job, base: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = vec![
-        (
-            "RUN_MODE".to_owned(),
-            plus_jobs::job::run_mode_name(job.run_mode()).to_owned(),
-        ),
-        ("JOB_ID".to_owned(), job.object_id.clone()),
-        ("USERNAME".to_owned(), job.username.clone()),
-    ];
-    env.extend(base.iter().cloned());
-    if !job.collection_owner.is_empty() {
-        env.push(("COLLECTION_OWNER".to_owned(), job.collection_owner.clone()));
-    }
-    if !job.action_id.is_empty() {
-        env.push(("ACTION_ID".to_owned(), job.action_id.clone()));
-    }
-    env
 }
 
 /// Parses `key=value` parameters; values that are JSON (numbers, booleans,

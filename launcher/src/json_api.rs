@@ -1,7 +1,7 @@
-//! The launcher's Lambda face: JSON operations over [`Launcher`], for an
-//! engine Lambda (or Step Functions, or an EventBridge schedule for the
-//! monitor) to invoke. The handler is a thin adapter: parse, call the
-//! library, shape the answer.
+//! The JSON operations face (served by the `plus-lambda` binary): one JSON
+//! object per operation over [`Launcher`], for an engine Lambda (or Step
+//! Functions, or an EventBridge schedule for the monitor) to invoke. The
+//! handler is a thin adapter: parse, call the library, shape the answer.
 //!
 //! ```json
 //! {"op": "launch", "username": "alice", "script": "echo hi", "params": {"n": 3}}
@@ -16,11 +16,7 @@ use plus_jobs::{job::job_json, RunMode, TaskResources};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{
-    launch::LaunchRequest,
-    monitor::Policy,
-    ops::{Launcher, LauncherError},
-};
+use crate::ops::{monitor::Policy, LaunchRequest, Launcher, LauncherError};
 
 /// One operation.
 #[derive(Debug, Deserialize)]
@@ -129,7 +125,10 @@ pub struct LaunchOp {
 pub enum HandlerError {
     /// The event is not a valid operation.
     #[error("the event is not a valid operation: {0}")]
-    BadEvent(String),
+    BadEvent(#[source] serde_json::Error),
+    /// The launch names no run mode there is.
+    #[error("the event is not a valid operation: run_mode {0:?} is not RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION")]
+    BadRunMode(String),
     /// The operation failed.
     #[error(transparent)]
     Launcher(#[from] LauncherError),
@@ -140,19 +139,14 @@ pub enum HandlerError {
 /// # Errors
 /// [`HandlerError`] with a sentence for the caller.
 pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerError> {
-    let op: Operation =
-        serde_json::from_value(event).map_err(|e| HandlerError::BadEvent(e.to_string()))?;
+    let op: Operation = serde_json::from_value(event).map_err(HandlerError::BadEvent)?;
     Ok(match op {
         Operation::Launch(l) => {
             let run_mode = match l.run_mode.as_deref() {
                 None => RunMode::RunScript,
                 Some(m) => RunMode::from_str_name(m)
                     .filter(|m| *m != RunMode::Unspecified)
-                    .ok_or_else(|| {
-                        HandlerError::BadEvent(format!(
-                            "run_mode {m:?} is not RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION"
-                        ))
-                    })?,
+                    .ok_or_else(|| HandlerError::BadRunMode(m.to_owned()))?,
             };
             let req = LaunchRequest {
                 username: l.username,
@@ -176,7 +170,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 },
                 ..LaunchRequest::default()
             };
-            let launched = launcher.launch(&req, true).await?;
+            let launched = launcher.launch(&req).await?;
             json!({ "job_id": launched.job.object_id, "status": launched.job.status().as_str_name(), "created": launched.created })
         }
         Operation::Status { username, job_id } => {
@@ -187,7 +181,10 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
             job_id,
             after,
         } => {
-            let events = launcher.events(&username, &job_id, after, 1000).await?;
+            let events = launcher
+                .events(&username, &job_id, after, 1000)
+                .await?
+                .events;
             let last = events.last().map(|e| e.seq).unwrap_or(after);
             json!({ "events": events, "last_seq": last })
         }
@@ -211,7 +208,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{local::LocalRunner, ops::Runner};
+    use crate::runner::{LocalRunner, Runner};
 
     async fn local() -> (Launcher, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -219,13 +216,7 @@ mod tests {
         // A worker that never starts: the handler's answers are what is tested.
         let mut runner = LocalRunner::new(dir.path().into());
         runner.worker = vec!["/bin/true".into()];
-        (
-            Launcher {
-                backend,
-                runner: Runner::Local(runner),
-            },
-            dir,
-        )
+        (Launcher::new(backend, Runner::Local(runner)), dir)
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Collections and actions as data in the jobs table: importing a
 //! collection's items from JSON lines, listing them, and storing and reading
-//! actions. Used by `plus collection ...` and `plus action ...`.
+//! actions. The CLI's `plus collection ...` and `plus action ...` are thin
+//! over it.
 
 use std::io::BufRead;
 
@@ -10,6 +11,8 @@ use plus_jobs::{
     Action, JobStore, Script, StoreError, Timestamp,
 };
 use serde_json::{Map, Value};
+
+use super::Launcher;
 
 /// Items written per `put_objects` call (DynamoDB's adapter splits it into
 /// BatchWriteItem calls of 25).
@@ -22,15 +25,62 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
-    /// A bad argument or input line; nothing more was written.
+    /// A bad argument; nothing was written.
     #[error("{0}")]
     Invalid(String),
+    /// A bad input line; the lines before it were written.
+    #[error("line {number} is not a valid item: {why}. The {imported} items before it were imported; fix the line and import again (importing is idempotent by item id)")]
+    BadLine {
+        /// The line's number, from 1.
+        number: usize,
+        /// Items imported before it.
+        imported: u64,
+        /// What is wrong with it.
+        #[source]
+        why: BadItem,
+    },
+    /// A line could not be read.
+    #[error("line {number} cannot be read: {source} (is the file UTF-8 JSON lines?)")]
+    Read {
+        /// The line's number, from 1.
+        number: usize,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Nothing with that id exists.
     #[error("{0}")]
     NotFound(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why one input line is not an item.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadItem {
+    /// Over DynamoDB's item limit.
+    #[error("it is {bytes} bytes; an item is at most {max} KB (DynamoDB's item limit): store large data in S3 and put its key in the item", max = MAX_ITEM_BYTES / 1024)]
+    TooLarge {
+        /// The line's length.
+        bytes: usize,
+    },
+    /// Not JSON.
+    #[error("it is not JSON ({0})")]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("it is JSON but not an object: each line must be one {{...}} object")]
+    NotObject,
+    /// An id of the wrong kind.
+    #[error("its object_id (or id) must be a non-empty string")]
+    BadId,
+    /// No id.
+    #[error("it has no object_id (or id): every item needs a unique id")]
+    NoId,
+    /// An `object_type` reserved for jobs and actions.
+    #[error("its object_type is {0:?}, which is reserved for jobs and actions: rename or drop the attribute")]
+    Reserved(String),
 }
 
 /// What an import did.
@@ -76,17 +126,13 @@ pub async fn import(
     let mut seen_in_batch = std::collections::HashSet::new();
     for (n, line) in input.lines().enumerate() {
         let number = n + 1;
-        let line = line.map_err(|e| {
-            DataError::Invalid(format!(
-                "line {number} cannot be read: {e} (is the file UTF-8 JSON lines?)"
-            ))
-        })?;
+        let line = line.map_err(|source| DataError::Read { number, source })?;
         if line.trim().is_empty() {
             report.skipped += 1;
             continue;
         }
         let parsed = if line.len() > MAX_ITEM_BYTES {
-            Err(format!("it is {} bytes; an item is at most {} KB (DynamoDB's item limit): store large data in S3 and put its key in the item", line.len(), MAX_ITEM_BYTES / 1024))
+            Err(BadItem::TooLarge { bytes: line.len() })
         } else {
             item_from_line(&line, owner)
         };
@@ -96,10 +142,11 @@ pub async fn import(
                 if !batch.is_empty() {
                     jobs.put_objects(&batch).await?;
                 }
-                return Err(DataError::Invalid(format!(
-                    "line {number} is not a valid item: {why}. The {} items before it were imported; fix the line and import again (importing is idempotent by item id)",
-                    report.imported
-                )));
+                return Err(DataError::BadLine {
+                    number,
+                    imported: report.imported,
+                    why,
+                });
             }
         };
         let id = item["object_id"].as_str().unwrap_or_default().to_owned();
@@ -127,20 +174,20 @@ pub async fn import(
 ///
 /// # Errors
 /// Why the line is not an item.
-pub fn item_from_line(line: &str, owner: &str) -> Result<Object, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("it is not JSON ({e})"))?;
+pub fn item_from_line(line: &str, owner: &str) -> Result<Object, BadItem> {
+    let value: Value = serde_json::from_str(line).map_err(BadItem::NotJson)?;
     let Value::Object(mut item) = value else {
-        return Err("it is JSON but not an object: each line must be one {...} object".into());
+        return Err(BadItem::NotObject);
     };
     let id = match item.get("object_id").or_else(|| item.get("id")) {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err("its object_id (or id) must be a non-empty string".into()),
-        None => return Err("it has no object_id (or id): every item needs a unique id".into()),
+        Some(_) => return Err(BadItem::BadId),
+        None => return Err(BadItem::NoId),
     };
     if let Some(t) = item.get("object_type").and_then(Value::as_str) {
         if t == JOB_OBJECT_TYPE || t == ACTION_OBJECT_TYPE {
-            return Err(format!("its object_type is {t:?}, which is reserved for jobs and actions: rename or drop the attribute"));
+            return Err(BadItem::Reserved(t.to_owned()));
         }
     }
     item.insert("object_id".into(), Value::String(id));
@@ -238,160 +285,53 @@ pub async fn get_action(jobs: &dyn JobStore, id: &str) -> Result<Action, DataErr
     plus_jobs::job::action_from_object(id, object).map_err(|e| DataError::Invalid(e.to_string()))
 }
 
-/// `plus collection ...`
-#[derive(Debug, clap::Subcommand)]
-pub enum CollectionCommand {
-    /// Import items from a JSON-lines file (one object per line, its id in
-    /// `object_id` or `id`); importing again replaces the same items.
-    Import {
-        /// The collection's owner path, e.g. alice/collections/photos.
-        owner: String,
-        /// The JSON-lines file (`-` reads stdin).
-        file: std::path::PathBuf,
-    },
-    /// Print a collection's items as JSON lines, in id order.
-    List {
-        /// The collection's owner path.
-        owner: String,
-        /// How many items at most (0: all of them).
-        #[arg(long, default_value_t = 100)]
+impl Launcher {
+    /// [`import`] into this launcher's store.
+    ///
+    /// # Errors
+    /// As [`import`].
+    pub async fn import_items(
+        &self,
+        owner: &str,
+        input: impl BufRead,
+    ) -> Result<ImportReport, DataError> {
+        import(self.jobs().as_ref(), owner, input).await
+    }
+
+    /// [`list`] from this launcher's store.
+    ///
+    /// # Errors
+    /// As [`list`].
+    pub async fn list_items(
+        &self,
+        owner: &str,
+        start: Option<&str>,
         limit: usize,
-    },
-}
-
-/// `plus action ...`
-#[derive(Debug, clap::Subcommand)]
-pub enum ActionCommand {
-    /// Store (or replace) an action: a script and its default params.
-    Put {
-        /// The action's id (what `plus launch --action ID` names).
-        id: String,
-        /// The script file.
-        script: std::path::PathBuf,
-        /// A default parameter, as key=value (a job's own params override it).
-        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
-        params: Vec<String>,
-        /// The program that runs the script (default: its shebang, else /bin/sh).
-        #[arg(long)]
-        interpreter: Option<String>,
-    },
-    /// Print a stored action as JSON.
-    Get {
-        /// The action's id.
-        id: String,
-    },
-}
-
-/// Runs `plus collection ...`; returns the exit code.
-///
-/// # Errors
-/// As [`import`] and [`list`], or an unreadable file.
-pub async fn run_collection(
-    jobs: &dyn JobStore,
-    command: &CollectionCommand,
-    json: bool,
-) -> anyhow::Result<u8> {
-    use std::io::Write;
-    match command {
-        CollectionCommand::Import { owner, file } => {
-            let started = std::time::Instant::now();
-            let report = if file.as_os_str() == "-" {
-                import(jobs, owner, std::io::stdin().lock()).await?
-            } else {
-                let f = std::fs::File::open(file).map_err(|e| {
-                    anyhow::anyhow!("{} cannot be read: {e}: check the path", file.display())
-                })?;
-                import(jobs, owner, std::io::BufReader::new(f)).await?
-            };
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                eprintln!(
-                    "imported {} items into {owner} in {:.1} s",
-                    report.imported,
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
-        CollectionCommand::List { owner, limit } => {
-            let mut out = std::io::stdout().lock();
-            let mut start: Option<String> = None;
-            let mut printed = 0usize;
-            loop {
-                let want = if *limit == 0 {
-                    1000
-                } else {
-                    (*limit - printed).min(1000)
-                };
-                let page = list(jobs, owner, start.as_deref(), want).await?;
-                for item in &page.items {
-                    writeln!(out, "{}", Value::Object(item.clone()))?;
-                }
-                printed += page.items.len();
-                match page.next {
-                    Some(next) if *limit == 0 || printed < *limit => start = Some(next),
-                    _ => break,
-                }
-            }
-            if printed == 0 && !json {
-                eprintln!("{owner} has no items: import some with `plus collection import {owner} items.jsonl`");
-            }
-        }
+    ) -> Result<plus_jobs::Page<Object>, DataError> {
+        list(self.jobs().as_ref(), owner, start, limit).await
     }
-    Ok(0)
-}
 
-/// Runs `plus action ...`; returns the exit code.
-///
-/// # Errors
-/// As [`put_action`] and [`get_action`], or an unreadable script.
-pub async fn run_action(
-    jobs: &dyn JobStore,
-    username: &str,
-    command: &ActionCommand,
-    json: bool,
-) -> anyhow::Result<u8> {
-    match command {
-        ActionCommand::Put {
-            id,
-            script,
-            params,
-            interpreter,
-        } => {
-            let source = std::fs::read_to_string(script).map_err(|e| {
-                anyhow::anyhow!(
-                    "the script {} cannot be read: {e}: check the path (nothing was stored)",
-                    script.display()
-                )
-            })?;
-            let script = Script {
-                source,
-                interpreter: interpreter.clone().unwrap_or_default(),
-                ..Script::default()
-            };
-            let params = crate::launch::parse_params(params)?;
-            let action = put_action(jobs, username, id, script, params).await?;
-            if json {
-                println!("{}", serde_json::to_string(&action)?);
-            } else {
-                eprintln!("stored action {id}: run it with `plus launch --action {id} --wait`");
-            }
-        }
-        ActionCommand::Get { id } => {
-            let action = get_action(jobs, id).await?;
-            let mut v = serde_json::to_value(&action)?;
-            plus_jobs::job::normalize_numbers(&mut v);
-            println!(
-                "{}",
-                if json {
-                    v.to_string()
-                } else {
-                    serde_json::to_string_pretty(&v)?
-                }
-            );
-        }
+    /// [`put_action`] into this launcher's store.
+    ///
+    /// # Errors
+    /// As [`put_action`].
+    pub async fn put_action(
+        &self,
+        username: &str,
+        id: &str,
+        script: Script,
+        params: Map<String, Value>,
+    ) -> Result<Action, DataError> {
+        put_action(self.jobs().as_ref(), username, id, script, params).await
     }
-    Ok(0)
+
+    /// [`get_action`] from this launcher's store.
+    ///
+    /// # Errors
+    /// As [`get_action`].
+    pub async fn get_action(&self, id: &str) -> Result<Action, DataError> {
+        get_action(self.jobs().as_ref(), id).await
+    }
 }
 
 #[cfg(test)]
@@ -408,20 +348,11 @@ mod tests {
         assert_eq!(item["object_id"], "a1");
         assert_eq!(item["owner"], "alice/collections/p");
         assert_eq!(item["size"], 3);
-        assert!(item_from_line("[1]", "a/b")
-            .unwrap_err()
-            .contains("not an object"));
-        assert!(item_from_line("{}", "a/b")
-            .unwrap_err()
-            .contains("has no object_id"));
-        assert!(item_from_line("{x", "a/b")
-            .unwrap_err()
-            .contains("not JSON"));
-        assert!(
-            item_from_line(r#"{"id":"j","object_type":"PlusScriptJob"}"#, "a/b")
-                .unwrap_err()
-                .contains("reserved")
-        );
+        let why = |line: &str| item_from_line(line, "a/b").unwrap_err().to_string();
+        assert!(why("[1]").contains("not an object"));
+        assert!(why("{}").contains("has no object_id"));
+        assert!(why("{x").contains("not JSON"));
+        assert!(why(r#"{"id":"j","object_type":"PlusScriptJob"}"#).contains("reserved"));
         assert!(check_owner("photos").is_err());
         assert!(check_owner("alice//p").is_err());
     }

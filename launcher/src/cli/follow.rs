@@ -1,14 +1,13 @@
-//! Following a job: its output as it happens, then its final state.
+//! Following a job: its output as it happens, then its final state, and
+//! how it is printed (the script's output, status lines, the items bar).
 
 use std::{io::Write, time::Duration};
 
-use plus_jobs::{
-    job::{is_terminal, status_name},
-    Job, JobStatus, StreamEvent, Timestamp,
+use crate::{
+    ops::{Launcher, LauncherError},
+    runner::LocalWorker,
 };
-use tokio::process::Child;
-
-use crate::ops::{Launcher, LauncherError};
+use plus_jobs::{job::is_terminal, Job, JobStatus, StreamEvent, Timestamp};
 
 /// How often the stream is polled.
 pub const POLL: Duration = Duration::from_millis(150);
@@ -49,14 +48,14 @@ pub async fn follow(
     launcher: &Launcher,
     username: &str,
     id: &str,
-    mut worker: Option<Child>,
+    mut worker: Option<LocalWorker>,
     printer: Printer,
     mut after: u64,
 ) -> Result<Job, LauncherError> {
     let mut last_check = std::time::Instant::now() - Duration::from_secs(10);
     let mut bar = ItemsBar::new(printer.statuses);
     loop {
-        let events = launcher.events(username, id, after, 1000).await?;
+        let events = launcher.events(username, id, after, 1000).await?.events;
         let mut saw_status = false;
         for event in &events {
             bar.print(&printer, event);
@@ -66,10 +65,7 @@ pub async fn follow(
         if events.len() >= 1000 {
             continue;
         }
-        let exited = match worker.as_mut() {
-            Some(child) => child.try_wait().ok().flatten(),
-            None => None,
-        };
+        let exited = worker.as_mut().and_then(LocalWorker::ended);
         if saw_status || exited.is_some() || last_check.elapsed() >= Duration::from_secs(1) {
             last_check = std::time::Instant::now();
             let job = launcher.status(username, id).await?;
@@ -78,53 +74,21 @@ pub async fn follow(
             let finished = is_terminal(status)
                 || (status == JobStatus::Interrupted && (worker.is_none() || exited.is_some()));
             if finished {
-                for event in launcher.events(username, id, after, 10_000).await? {
+                for event in launcher.events(username, id, after, 10_000).await?.events {
                     bar.print(&printer, &event);
                 }
                 bar.finish(&job);
                 return Ok(job);
             }
-            if let Some(code) = exited {
+            if let Some(how) = exited {
                 // The process is gone and the job did not end: settle it.
-                let worker_log = match &launcher.runner {
-                    crate::ops::Runner::Local(local) => last_words(&local.worker_log(id)),
-                    _ => None,
-                };
-                let how = match code.code() {
-                    Some(c) => format!("exited with code {c}"),
-                    None => "was killed".to_owned(),
-                };
-                let reason = format!(
-                    "the worker {how} while the job was {} without recording an end{}",
-                    status_name(status),
-                    worker_log.map(|w| format!(": {w}")).unwrap_or_default()
-                );
-                launcher.fail(id, status, &reason).await?;
+                launcher.worker_ended(id, status, &how).await?;
                 worker = None;
                 continue;
             }
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// The worker's last error line from its JSON log, for a settled job.
-fn last_words(path: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().rev().find_map(|line| {
-        if let Some(msg) = line.strip_prefix("plus-worker: ") {
-            return Some(msg.to_owned());
-        }
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        if v.get("level")?.as_str()? == "ERROR" {
-            v.get("reason")
-                .or_else(|| v.get("error"))
-                .and_then(|r| r.as_str())
-                .map(str::to_owned)
-        } else {
-            None
-        }
-    })
 }
 
 /// How long the job ran (or has run), for people.

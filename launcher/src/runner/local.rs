@@ -1,6 +1,7 @@
-//! The local backend's runner: the worker as a child process with exactly
-//! the environment a Fargate task would get (plus `PLUS_LOCAL_DIR`, which
-//! points it at the embedded store instead of DynamoDB and S3).
+//! The local adapter: the worker as a child process with exactly the
+//! environment a Fargate task would get (plus `PLUS_LOCAL_DIR`, which points
+//! it at the embedded store instead of DynamoDB and S3). The child process
+//! and whether it is detached from this process's group stay in here.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,6 +10,11 @@ use std::{
 
 use plus_jobs::Job;
 use tokio::process::{Child, Command};
+
+use super::{
+    port::{RunnerError, TaskState},
+    worker_ref::WorkerRef,
+};
 
 /// The table, stream table and bucket names the local backend uses.
 pub const LOCAL_TABLE: &str = "plus-jobs";
@@ -28,6 +34,10 @@ pub struct LocalRunner {
     /// `PLUS_HEARTBEAT_SECONDS`), taken from this process's `PLUS_*`
     /// variables.
     pub tuning: Vec<(String, String)>,
+    /// Keep workers in this process's group, so Ctrl-C reaches them and
+    /// they save their job as INTERRUPTED (for a caller that follows the
+    /// job); otherwise each runs in its own group and outlives this process.
+    pub attach: bool,
 }
 
 impl LocalRunner {
@@ -58,6 +68,7 @@ impl LocalRunner {
             dir,
             worker,
             tuning,
+            attach: false,
         }
     }
 
@@ -76,7 +87,7 @@ impl LocalRunner {
             ),
         ]
         .map(|(k, v)| (k.to_owned(), v));
-        let mut env = crate::launch::worker_env(job, &base);
+        let mut env = super::port::worker_env(job, &base);
         env.extend(self.tuning.iter().cloned());
         env
     }
@@ -86,13 +97,21 @@ impl LocalRunner {
         self.dir.join("logs").join(format!("{job_id}.worker.jsonl"))
     }
 
-    /// Starts a worker for `job`. With `detach`, it runs in its own process
-    /// group and outlives this process; otherwise Ctrl-C reaches it too and
-    /// it saves the job as INTERRUPTED.
+    /// Starts a worker for `job` (detached from this process's group
+    /// unless [`LocalRunner::attach`]).
     ///
     /// # Errors
-    /// When the worker program cannot be started.
-    pub fn start(&self, job: &Job, detach: bool) -> std::io::Result<Child> {
+    /// [`RunnerError::Spawn`] when the worker program cannot be started.
+    pub fn start(&self, job: &Job) -> Result<LocalWorker, RunnerError> {
+        self.spawn(job)
+            .map(|child| LocalWorker { child })
+            .map_err(|source| RunnerError::Spawn {
+                program: self.worker.join(" "),
+                source,
+            })
+    }
+
+    fn spawn(&self, job: &Job) -> std::io::Result<Child> {
         let log = self.worker_log(&job.object_id);
         std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
         let log = std::fs::OpenOptions::new()
@@ -106,9 +125,74 @@ impl LocalRunner {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if detach {
+        if !self.attach {
             cmd.process_group(0);
         }
         cmd.spawn()
     }
+}
+
+/// A worker process started on this machine.
+#[derive(Debug)]
+pub struct LocalWorker {
+    child: Child,
+}
+
+impl LocalWorker {
+    /// How the record names it (`local:pid/{pid}`).
+    pub fn worker_ref(&self) -> WorkerRef {
+        WorkerRef::local_pid(self.child.id().unwrap_or_default())
+    }
+
+    /// How it ended, once it has (`exited with code N`, `was killed`).
+    pub fn ended(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        Some(match status.code() {
+            Some(c) => format!("exited with code {c}"),
+            None => "was killed".to_owned(),
+        })
+    }
+}
+
+/// Whether a local worker process is alive; `None` when `worker` is not a
+/// local process or it cannot be told from here (another host).
+pub fn state(worker: &WorkerRef) -> Option<TaskState> {
+    let WorkerRef::Local { host, pid } = worker else {
+        return None;
+    };
+    if let Some(host) = host {
+        let me = nix::unistd::gethostname().ok()?.into_string().ok()?;
+        if *host != me {
+            return None;
+        }
+    }
+    let pid: i32 = pid.parse().ok()?;
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    Some(if alive {
+        TaskState::Alive {
+            status: "RUNNING".to_owned(),
+        }
+    } else {
+        TaskState::Vanished
+    })
+}
+
+/// The worker's last error line from its JSON log, for a job it left
+/// without an end.
+pub fn last_words(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().rev().find_map(|line| {
+        if let Some(msg) = line.strip_prefix("plus-worker: ") {
+            return Some(msg.to_owned());
+        }
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        if v.get("level")?.as_str()? == "ERROR" {
+            v.get("reason")
+                .or_else(|| v.get("error"))
+                .and_then(|r| r.as_str())
+                .map(str::to_owned)
+        } else {
+            None
+        }
+    })
 }

@@ -1,0 +1,240 @@
+//! The `plus` command line's grammar (clap): every command, flag and its
+//! help text. Parsing only; [`super::run`] does the work.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Run long jobs on AWS Fargate (or on this machine) and follow them.
+#[derive(Debug, Parser)]
+#[command(name = "plus", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where jobs run: `local` (this machine, an embedded store) or `aws`
+    /// (ECS Fargate, DynamoDB, S3). Default: aws when DYNAMO_TABLE is set,
+    /// else local.
+    #[arg(long, global = true, value_enum, env = "PLUS_BACKEND")]
+    pub backend: Option<BackendKind>,
+    /// The local backend's directory.
+    #[arg(long, global = true, env = "PLUS_HOME")]
+    pub home: Option<PathBuf>,
+    /// Who you are (jobs are listed and shown per user).
+    #[arg(long, global = true, env = "PLUS_USER")]
+    pub user: Option<String>,
+    /// Print one machine-readable JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// This machine: SQLite + a folder, the worker as a child process.
+    Local,
+    /// AWS: DynamoDB + S3 + ECS Fargate.
+    Aws,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a script and follow it to the end (exit 0 only if it succeeded).
+    Run {
+        /// The script file.
+        script: PathBuf,
+        #[command(flatten)]
+        opts: ScriptOpts,
+    },
+    /// Launch a job; with --wait, follow it to the end.
+    Launch {
+        /// The script file (RUN_SCRIPT; with --collection, run per item).
+        script: Option<PathBuf>,
+        /// Run the stored action with this id (RUN_ACTION).
+        #[arg(long, conflicts_with = "collection")]
+        action: Option<String>,
+        /// Run the script over every item whose owner is OWNER (RUN_COLLECTION).
+        #[arg(long, value_name = "OWNER")]
+        collection: Option<String>,
+        /// RUN_COLLECTION: one process reads items as JSON lines on stdin.
+        #[arg(long, requires = "collection")]
+        streaming: bool,
+        /// Follow the job until it ends.
+        #[arg(long)]
+        wait: bool,
+        /// RUN_COLLECTION: split the items across N tasks (shard jobs
+        /// `{job}-s0`..; the job's status aggregates them).
+        #[arg(long, value_name = "N", requires = "collection")]
+        shards: Option<u32>,
+        /// RUN_COLLECTION: item failures tolerated (a count; default 0).
+        #[arg(long, value_name = "N", requires = "collection")]
+        tolerated_failures: Option<u32>,
+        /// RUN_COLLECTION: item failures tolerated (a percentage).
+        #[arg(long, value_name = "PERCENT", requires = "collection")]
+        tolerated_failure_percent: Option<f32>,
+        #[command(flatten)]
+        opts: ScriptOpts,
+    },
+    /// Collections: import items from JSON lines, list them.
+    Collection {
+        #[command(subcommand)]
+        command: CollectionCommand,
+    },
+    /// Actions: store a script with default params, read it back.
+    Action {
+        #[command(subcommand)]
+        command: ActionCommand,
+    },
+    /// Show a job's record.
+    Status {
+        /// The job id.
+        job: String,
+    },
+    /// Show a job's events (output, status, progress).
+    Events {
+        /// The job id.
+        job: String,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep following until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Print a job's full log.
+    Logs {
+        /// The job id.
+        job: String,
+    },
+    /// Cancel a job (a running script is stopped first).
+    Cancel {
+        /// The job id.
+        job: String,
+    },
+    /// Relaunch an INTERRUPTED job, or run a finished one again as a new job.
+    Retry {
+        /// The job id.
+        job: String,
+        /// Follow the job until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List your jobs, newest first.
+    List {
+        /// Only jobs in this status (e.g. RUNNING).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many jobs at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Serve the HTTP API and the live job page on this machine (loopback
+    /// only; prints the page's address and a fresh access token).
+    Serve {
+        /// Where to listen; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: std::net::SocketAddr,
+    },
+    /// Settle jobs whose worker died without a word (stale heartbeat, stopped
+    /// task, never started): relaunch interrupted ones while attempts remain,
+    /// fail the rest with the reason.
+    Monitor {
+        /// One pass, then exit (for cron or a schedule).
+        #[arg(long)]
+        once: bool,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// A RUNNING job's heartbeat older than this many seconds is stale.
+        #[arg(long, default_value_t = 120)]
+        stale_after: u64,
+        /// An INITIALIZING job whose task has not started after this many seconds fails.
+        #[arg(long, default_value_t = 600)]
+        start_timeout: u64,
+    },
+    /// Run the worker (what a Fargate task runs; used by the local backend).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// Options of a launched script.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScriptOpts {
+    /// A parameter for the script (PLUS_PARAMS), as key=value.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// The program that runs the script (default: its shebang, else /bin/sh).
+    #[arg(long)]
+    pub interpreter: Option<String>,
+    /// Stop the script and fail the job after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u32>,
+    /// How many attempts an interrupted job gets.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Use this job id (a retried launch with the same id is harmless).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The task's CPU units (AWS: 256, 512, 1024, 2048, 4096, 8192, 16384).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// The task's memory in MiB (AWS: a valid Fargate combination with --cpu).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// The task's ephemeral storage in GiB (AWS: 21 to 200).
+    #[arg(long, value_name = "GIB")]
+    pub storage: Option<u32>,
+    /// Run on Fargate Spot (cheaper; interrupted tasks are relaunched).
+    #[arg(long)]
+    pub spot: bool,
+    /// Run with another worker image (a task definition is registered once for it).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Arguments for the script.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// `plus collection ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum CollectionCommand {
+    /// Import items from a JSON-lines file (one object per line, its id in
+    /// `object_id` or `id`); importing again replaces the same items.
+    Import {
+        /// The collection's owner path, e.g. alice/collections/photos.
+        owner: String,
+        /// The JSON-lines file (`-` reads stdin).
+        file: std::path::PathBuf,
+    },
+    /// Print a collection's items as JSON lines, in id order.
+    List {
+        /// The collection's owner path.
+        owner: String,
+        /// How many items at most (0: all of them).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// `plus action ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ActionCommand {
+    /// Store (or replace) an action: a script and its default params.
+    Put {
+        /// The action's id (what `plus launch --action ID` names).
+        id: String,
+        /// The script file.
+        script: std::path::PathBuf,
+        /// A default parameter, as key=value (a job's own params override it).
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// The program that runs the script (default: its shebang, else /bin/sh).
+        #[arg(long)]
+        interpreter: Option<String>,
+    },
+    /// Print a stored action as JSON.
+    Get {
+        /// The action's id.
+        id: String,
+    },
+}

@@ -1,0 +1,139 @@
+//! Why a command stopped, worded for people: one sentence with its causes,
+//! each said once.
+
+use plus_jobs::StoreError;
+
+use crate::{
+    aws::SetupError,
+    http::ServeError,
+    ops::{data::DataError, InvalidRequest, LauncherError},
+};
+
+/// Why a command stopped, as a sentence for people.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// An operation failed.
+    #[error(transparent)]
+    Launcher(LauncherError),
+    /// A collection or action operation failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// `plus serve` could not serve.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The AWS backend is not set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The local backend could not be opened.
+    #[error("opening the local backend in {dir}")]
+    OpenLocal {
+        /// Its directory.
+        dir: String,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A script to launch could not be read.
+    #[error("the script {path} cannot be read: check the path (nothing was launched)")]
+    ReadScript {
+        /// The path given.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An action's script could not be read.
+    #[error("the script {path} cannot be read: {source}: check the path (nothing was stored)")]
+    ReadAction {
+        /// The path given.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of items could not be read.
+    #[error("{path} cannot be read: {source}: check the path")]
+    ReadItems {
+        /// The path given.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the answer failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// An answer could not be serialized.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<LauncherError> for CliError {
+    /// A task size the library refuses is worded with this CLI's flags.
+    fn from(e: LauncherError) -> Self {
+        match e {
+            LauncherError::Invalid(InvalidRequest::Resources(r)) => Self::Usage(r.as_flags()),
+            other => Self::Launcher(other),
+        }
+    }
+}
+
+impl From<InvalidRequest> for CliError {
+    fn from(e: InvalidRequest) -> Self {
+        LauncherError::from(e).into()
+    }
+}
+
+/// `err` and its causes as one line (`a: b: c`), each said once: a message
+/// that already carries its cause's words has worded that cause (and what
+/// lies behind it) for people, so the line ends there.
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if line.contains(&said) {
+            break;
+        }
+        line.push_str(": ");
+        line.push_str(&said);
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let said_in_the_message = CliError::ReadItems {
+            path: "items.jsonl".into(),
+            source: io(),
+        };
+        assert_eq!(
+            report(&said_in_the_message),
+            "items.jsonl cannot be read: no such file: check the path"
+        );
+        let said_after = CliError::ReadScript {
+            path: "a.sh".into(),
+            source: io(),
+        };
+        assert_eq!(
+            report(&said_after),
+            "the script a.sh cannot be read: check the path (nothing was launched): no such file"
+        );
+        let spawn = CliError::from(LauncherError::from(crate::runner::RunnerError::Spawn {
+            program: "plus worker".into(),
+            source: io(),
+        }));
+        assert_eq!(report(&spawn), spawn.to_string());
+        assert!(spawn.to_string().contains("(plus worker: no such file)"));
+    }
+}

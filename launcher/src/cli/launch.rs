@@ -1,0 +1,246 @@
+//! `plus run`, `plus launch` and `plus retry`: the launch request from the
+//! command line, then the launched job reported or followed to its end.
+
+use std::path::PathBuf;
+
+use plus_jobs::{job::status_name, JobStatus, RunMode};
+
+use super::{
+    args::{Command, ScriptOpts},
+    error::CliError,
+    follow::{follow, Printer},
+    print::{exit_for, print_json, print_summary},
+};
+use crate::ops::{request::parse_params, shards::shard_id, LaunchRequest, Launched, Launcher};
+
+/// `plus launch ...`: the request its flags describe, launched (as shards
+/// with `--shards N`) and reported.
+///
+/// # Errors
+/// A launch that cannot be described or fails.
+pub async fn run_launch(
+    command: &Command,
+    json: bool,
+    launcher: &Launcher,
+    user: &str,
+) -> Result<u8, CliError> {
+    let Command::Launch {
+        script,
+        action,
+        collection,
+        streaming,
+        wait,
+        shards,
+        tolerated_failures,
+        tolerated_failure_percent,
+        opts,
+    } = command
+    else {
+        return Err(CliError::Usage("not a launch".into()));
+    };
+    let usage = |m: &str| Err(CliError::Usage(m.to_owned()));
+    let mut req = match (action, collection) {
+        (Some(action), _) => {
+            let mut req = script_request(user, RunMode::RunAction, None, opts)?;
+            req.action_id = Some(action.clone());
+            req
+        }
+        (None, Some(owner)) => {
+            let Some(script) = script else {
+                return usage("--collection needs a script to run per item: plus launch --collection OWNER SCRIPT");
+            };
+            let mut req = script_request(user, RunMode::RunCollection, Some(script), opts)?;
+            req.collection_owner = Some(owner.clone());
+            req
+        }
+        (None, None) => {
+            let Some(script) = script else {
+                return usage(
+                    "nothing to launch: give a SCRIPT, --action ID or --collection OWNER SCRIPT",
+                );
+            };
+            script_request(user, RunMode::RunScript, Some(script), opts)?
+        }
+    };
+    req.streaming = *streaming;
+    req.tolerated_failures = *tolerated_failures;
+    req.tolerated_failure_percent = *tolerated_failure_percent;
+    if let Some(n) = shards {
+        return launch_shards(launcher, user, &req, *n, *wait, json).await;
+    }
+    launch_and_report(json, launcher, user, req, *wait).await
+}
+
+/// The request of a launched script file and its options.
+///
+/// # Errors
+/// An unreadable script, or bad `--param`s.
+pub fn script_request(
+    user: &str,
+    mode: RunMode,
+    script: Option<&PathBuf>,
+    opts: &ScriptOpts,
+) -> Result<LaunchRequest, CliError> {
+    let (bytes, name) = match script {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| CliError::ReadScript {
+                path: path.display().to_string(),
+                source,
+            })?;
+            (Some(bytes), path.display().to_string())
+        }
+        None => (None, String::new()),
+    };
+    Ok(LaunchRequest {
+        username: user.to_owned(),
+        run_mode: mode,
+        script: bytes,
+        script_name: name,
+        interpreter: opts.interpreter.clone().unwrap_or_default(),
+        args: opts.args.clone(),
+        params: parse_params(&opts.params)?,
+        timeout_seconds: opts.timeout,
+        max_attempts: opts.max_attempts,
+        job_id: opts.id.clone(),
+        resources: plus_jobs::TaskResources {
+            cpu: opts.cpu.unwrap_or(0),
+            memory: opts.memory.unwrap_or(0),
+            ephemeral_storage_gib: opts.storage.unwrap_or(0),
+            spot: opts.spot,
+            image: opts.image.clone().unwrap_or_default(),
+        },
+        ..LaunchRequest::default()
+    })
+}
+
+/// Launches `req` and reports it; with `wait`, follows it to its end.
+///
+/// # Errors
+/// As [`Launcher::launch`] and [`follow`].
+pub async fn launch_and_report(
+    json: bool,
+    launcher: &Launcher,
+    user: &str,
+    req: LaunchRequest,
+    wait: bool,
+) -> Result<u8, CliError> {
+    let launched = if wait {
+        launcher.following().launch(&req).await?
+    } else {
+        launcher.launch(&req).await?
+    };
+    report_launched(json, launcher, user, launched, wait).await
+}
+
+/// Prints a launched job (`--json`: one object); with `wait`, follows it
+/// to its end and returns the exit code (0 only if it succeeded).
+///
+/// # Errors
+/// As [`follow`].
+pub async fn report_launched(
+    json: bool,
+    launcher: &Launcher,
+    user: &str,
+    launched: Launched,
+    wait: bool,
+) -> Result<u8, CliError> {
+    let id = launched.job.object_id.clone();
+    if !wait {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "job_id": id, "status": status_name(launched.job.status()), "created": launched.created })
+            );
+        } else {
+            eprintln!("launched job {id} ({})", status_name(launched.job.status()));
+            eprintln!("  follow it: plus events {id} --follow");
+        }
+        return Ok(0);
+    }
+    if !json {
+        eprintln!("● job {id} launched");
+    }
+    // Ctrl-C reaches the worker too (same process group): it stops the
+    // script and saves the job as INTERRUPTED, and we wait to show that.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupting: the worker saves the job's state first...");
+        }
+    });
+    let printer = Printer {
+        stdout_to_stderr: json,
+        statuses: !json,
+    };
+    let job = follow(launcher, user, &id, launched.worker, printer, 0).await?;
+    if json {
+        print_json(&job)?;
+    } else {
+        print_summary(&job);
+    }
+    Ok(exit_for(&job))
+}
+
+/// `plus launch --collection OWNER SCRIPT --shards N [--wait]`: launches the
+/// shards and, with `wait`, follows the parent to its end. Returns the exit
+/// code (0 only if every shard succeeded, when followed).
+///
+/// # Errors
+/// As [`Launcher::launch_shards`], and store errors while following.
+pub async fn launch_shards(
+    launcher: &Launcher,
+    user: &str,
+    req: &LaunchRequest,
+    count: u32,
+    wait: bool,
+    json: bool,
+) -> Result<u8, CliError> {
+    let launched = if wait {
+        launcher.following().launch_shards(req, count).await?
+    } else {
+        launcher.launch_shards(req, count).await?
+    };
+    let id = launched.parent.object_id.clone();
+    let shard_ids: Vec<String> = (0..count.max(1))
+        .filter(|_| count > 1)
+        .map(|i| shard_id(&id, i))
+        .collect();
+    if !wait {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "job_id": id, "status": status_name(launched.parent.status()), "shards": shard_ids })
+            );
+        } else {
+            eprintln!(
+                "launched job {id} as {count} shards ({})",
+                shard_ids.join(", ")
+            );
+            eprintln!("  follow it: plus status {id}");
+        }
+        return Ok(0);
+    }
+    if !json {
+        eprintln!(
+            "● job {id} launched as {count} shards: {}",
+            shard_ids.join(", ")
+        );
+    }
+    let printer = Printer {
+        stdout_to_stderr: json,
+        statuses: !json,
+    };
+    let worker = if count == 1 {
+        launched.workers.into_iter().next()
+    } else {
+        None
+    };
+    let job = follow(launcher, user, &id, worker, printer, 0).await?;
+    if json {
+        print_json(&job)?;
+    } else if job.status() == JobStatus::Succeeded {
+        eprintln!("✔ job {id} SUCCEEDED");
+    } else {
+        eprintln!("✘ job {id} {}: {}", status_name(job.status()), job.error);
+    }
+    Ok(exit_for(&job))
+}

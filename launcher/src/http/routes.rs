@@ -1,0 +1,34 @@
+//! The route table: every path the HTTP API and the live page answer.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
+
+use super::{
+    auth::Auth,
+    handlers, page,
+    state::{ApiState, MAX_BODY_BYTES},
+};
+use crate::ops::Launcher;
+
+/// The HTTP API and the live page, ready to serve locally or in Lambda.
+pub fn router(launcher: Launcher, auth: Auth) -> Router {
+    let state = Arc::new(ApiState { launcher, auth });
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/app.css", get(page::style))
+        .route("/openapi.yaml", get(page::openapi))
+        .route("/jobs", get(handlers::list).post(handlers::launch))
+        .route("/jobs/{id}", get(handlers::status))
+        .route("/jobs/{id}/events", get(handlers::events))
+        .route("/jobs/{id}/cancel", post(handlers::cancel))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,435 @@
+//! # The operations
+//!
+//! The one place the launcher's logic lives: launch, status, events,
+//! cancel, list, retry, logs and the monitor, as methods of [`Launcher`].
+//! The CLI, the JSON operations and the HTTP API are thin faces over it;
+//! nothing here prints.
+//!
+//! - [`request`]: the launch request and its validation.
+//! - [`resources`]: Fargate's task-size rules.
+//! - [`lifecycle`]: cancel, retry and relaunch.
+//! - [`shards`]: one collection job fanned out across N tasks.
+//! - [`monitor`]: settling jobs whose worker died without a word.
+//! - [`data`]: collections and actions as data.
+
+pub mod data;
+pub mod lifecycle;
+pub mod monitor;
+pub mod request;
+pub mod resources;
+pub mod shards;
+
+use std::sync::Arc;
+
+use plus_jobs::{
+    job::{is_terminal, jobs_owner, status_name, DEFAULT_EVENT_TTL_DAYS},
+    Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
+};
+
+pub use request::{InvalidRequest, LaunchRequest};
+
+use crate::runner::{LocalWorker, Runner, RunnerError, WorkerRef};
+
+/// Errors from launcher operations, each a sentence that says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LauncherError {
+    /// No job with that id is visible to this user.
+    #[error("job {0} was not found (or belongs to another user)")]
+    NotFound(String),
+    /// The request was refused before anything was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The job is not in a state that allows the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The runner could not start, stop or describe a worker; a job whose
+    /// worker could not be started is FAILED with the same reason.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+}
+
+impl LauncherError {
+    /// Whether the same call may pass if tried again later (an unreachable
+    /// store, ECS throttling or capacity); everything else is fatal for
+    /// this request.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(StoreError::Unavailable(_)) => true,
+            Self::Runner(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// A launched job, and its worker process when it runs locally.
+#[derive(Debug)]
+pub struct Launched {
+    /// The job as written.
+    pub job: Job,
+    /// The local worker, when the job runs on this machine.
+    pub worker: Option<LocalWorker>,
+    /// Whether this call created the job (false: a retried launch found it).
+    pub created: bool,
+}
+
+/// A job's events after a sequence number, and its record as read just
+/// before them (for a sharded parent: as last aggregated).
+#[derive(Debug)]
+pub struct JobEvents {
+    /// The record, read first.
+    pub job: Job,
+    /// The events, in sequence order.
+    pub events: Vec<StreamEvent>,
+}
+
+/// What [`Launcher::create`] found.
+enum Created {
+    /// The record was written.
+    New(Job),
+    /// A job with that id exists already (a retried launch).
+    Existing(Job),
+}
+
+/// The launcher: the stores, and where workers run.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    backend: Backend,
+    runner: Runner,
+}
+
+impl Launcher {
+    /// A launcher over `backend` whose workers run on `runner`.
+    pub fn new(backend: Backend, runner: Runner) -> Self {
+        Self { backend, runner }
+    }
+
+    /// The job store.
+    pub(crate) fn jobs(&self) -> &Arc<dyn JobStore> {
+        &self.backend.jobs
+    }
+
+    /// The same launcher, with local workers kept in this process's group
+    /// (Ctrl-C reaches them and they save their job as INTERRUPTED): for a
+    /// caller that follows the job it launches to its end.
+    #[must_use]
+    pub fn following(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            runner: self.runner.attached(true),
+        }
+    }
+
+    /// The same launcher, with local workers in their own process group
+    /// (they outlive this process): for work this call does not follow.
+    fn detached(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            runner: self.runner.attached(false),
+        }
+    }
+
+    /// Validates `req`, writes the record (only if no job has its id), and
+    /// starts its worker. A worker that cannot be started leaves the job
+    /// FAILED with the reason, never INITIALIZING.
+    ///
+    /// # Errors
+    /// [`LauncherError::Invalid`] before any write; store errors; and
+    /// [`LauncherError::Runner`] after recording the failure.
+    pub async fn launch(&self, req: &LaunchRequest) -> Result<Launched, LauncherError> {
+        match self.create(req, |_| {}).await? {
+            Created::Existing(job) => Ok(Launched {
+                job,
+                worker: None,
+                created: false,
+            }),
+            Created::New(job) => self.start(job).await.map(|(job, worker)| Launched {
+                job,
+                worker,
+                created: true,
+            }),
+        }
+    }
+
+    /// Validates `req`, stores a large script, and writes the record
+    /// (shaped by `shape`) unless a job has its id: then a retried launch
+    /// finds that job (the first launch started, or failed to start, its
+    /// worker).
+    async fn create(
+        &self,
+        req: &LaunchRequest,
+        shape: impl FnOnce(&mut Job),
+    ) -> Result<Created, LauncherError> {
+        let prepared = request::prepare(req)?;
+        if let Some((key, bytes)) = &prepared.upload {
+            self.backend
+                .blobs
+                .put_bytes(key, bytes.clone(), "text/plain")
+                .await?;
+        }
+        let mut job = prepared.job;
+        shape(&mut job);
+        match self.jobs().create_job(&job).await {
+            Ok(()) => Ok(Created::New(job)),
+            Err(StoreError::Conflict { .. }) => {
+                match self.status(&req.username, &job.object_id).await {
+                    Err(LauncherError::NotFound(id)) => Err(LauncherError::Conflict(format!(
+                        "the job id {id} is taken: choose another id, or leave it out for a new one"
+                    ))),
+                    other => other.map(Created::Existing),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts the worker of a written job and records which worker it is.
+    /// A worker that cannot be started leaves the job FAILED with the
+    /// runner's reason.
+    pub(crate) async fn start(
+        &self,
+        job: Job,
+    ) -> Result<(Job, Option<LocalWorker>), LauncherError> {
+        let started = match self.runner.start(&job).await {
+            Ok(started) => started,
+            Err(e) => {
+                self.fail(&job.object_id, JobStatus::Initializing, &e.to_string())
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        let patch = Job {
+            fargate_task_arn: started.worker.to_string(),
+            updated_at: if started.provisional {
+                String::new()
+            } else {
+                Timestamp::now().to_string()
+            },
+            ..Job::default()
+        };
+        let written = self
+            .jobs()
+            .update_job(
+                &job.object_id,
+                &Expect::status([JobStatus::Initializing]),
+                &patch,
+            )
+            .await;
+        let job = match written {
+            Ok(job) => job,
+            // Best effort: the worker overwrites a provisional id when it
+            // claims.
+            Err(_) if started.provisional => job,
+            // The worker may already have claimed it (and written the same
+            // task ARN): then the record is right as it is.
+            Err(StoreError::Conflict { .. }) => {
+                self.jobs().get_job(&job.object_id).await?.unwrap_or(job)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((job, started.process))
+    }
+
+    /// Stops the job's worker, if the runner can (best effort: a task that
+    /// already stopped is fine).
+    pub async fn stop_worker(&self, job: &Job, reason: &str) {
+        let worker = WorkerRef::parse(&job.fargate_task_arn);
+        if let Err(e) = self.runner.stop(&worker, reason).await {
+            tracing::warn!(error = %e, job_id = %job.object_id, "StopTask failed");
+        }
+    }
+
+    /// Settles a job whose local worker process ended (`how`: "exited with
+    /// code 3", "was killed") while the job was `status` with no end
+    /// recorded: FAILED, with the worker's last error line when its log has
+    /// one.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn worker_ended(
+        &self,
+        id: &str,
+        status: JobStatus,
+        how: &str,
+    ) -> Result<(), LauncherError> {
+        let last_words = self.runner.last_words(id);
+        let reason = format!(
+            "the worker {how} while the job was {} without recording an end{}",
+            status_name(status),
+            last_words.map(|w| format!(": {w}")).unwrap_or_default()
+        );
+        self.fail(id, status, &reason).await
+    }
+
+    /// Records a launch-side failure: FAILED with `reason`, if the job is
+    /// still in `from`.
+    ///
+    /// # Errors
+    /// Store errors; a lost race is not an error (the other writer wins).
+    pub async fn fail(&self, id: &str, from: JobStatus, reason: &str) -> Result<(), LauncherError> {
+        match self.transition(id, from, JobStatus::Failed, reason).await {
+            Ok(_) | Err(LauncherError::Store(StoreError::Conflict { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One launcher-side status change: a conditional write from `from` to
+    /// `to` with `error` (and `completed_at` when `to` is final), then the
+    /// status event followers see.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] (as [`LauncherError::Store`]) when the job
+    /// is no longer in `from`; nothing changed.
+    pub(crate) async fn transition(
+        &self,
+        id: &str,
+        from: JobStatus,
+        to: JobStatus,
+        error: &str,
+    ) -> Result<Job, LauncherError> {
+        debug_assert!(
+            plus_jobs::job::can_transition(from, to),
+            "{from:?} -> {to:?}"
+        );
+        let now = Timestamp::now().to_string();
+        let patch = Job {
+            status: to as i32,
+            error: error.to_owned(),
+            updated_at: now.clone(),
+            completed_at: if is_terminal(to) { now } else { String::new() },
+            ..Job::default()
+        };
+        let job = self
+            .jobs()
+            .update_job(id, &Expect::status([from]), &patch)
+            .await?;
+        self.append_status(id, to).await;
+        Ok(job)
+    }
+
+    async fn append_status(&self, id: &str, status: JobStatus) {
+        let event = plus_jobs::job::stream_event(
+            id,
+            "status",
+            status_name(status).into(),
+            DEFAULT_EVENT_TTL_DAYS,
+            0,
+        );
+        let _ = self.jobs().append_events(&[event]).await;
+    }
+
+    /// The job `id`, if `username` owns it.
+    ///
+    /// # Errors
+    /// [`LauncherError::NotFound`] when there is no such job or another user
+    /// owns it (the two are not told apart).
+    pub async fn status(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        let job = self.owned(username, id).await?;
+        // A fanned-out collection's parent: its status comes from its shards.
+        if shards::rules::is_parent(&job) {
+            return self.aggregate(job).await;
+        }
+        Ok(job)
+    }
+
+    /// The job record `id` as stored (a parent's shards are not read), if
+    /// `username` owns it: one read.
+    ///
+    /// # Errors
+    /// As [`Launcher::status`].
+    pub async fn owned(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        match self.jobs().get_job(id).await {
+            Ok(Some(job)) if job.username == username => Ok(job),
+            Ok(_) | Err(StoreError::Malformed { .. }) => {
+                Err(LauncherError::NotFound(id.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The job's events after sequence number `after`, with its record as
+    /// stored, read just before them. Only the owner check: polling a
+    /// sharded parent reads and writes none of its shards.
+    ///
+    /// # Errors
+    /// As [`Launcher::status`].
+    pub async fn events(
+        &self,
+        username: &str,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<JobEvents, LauncherError> {
+        let job = self.owned(username, id).await?;
+        let events = self.jobs().events_after(id, after, limit).await?;
+        Ok(JobEvents { job, events })
+    }
+
+    /// The user's jobs, newest first, optionally only those in `status`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn list(
+        &self,
+        username: &str,
+        status: Option<JobStatus>,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, LauncherError> {
+        let owner = jobs_owner(username);
+        let Some(wanted) = status else {
+            return Ok(self.jobs().list_jobs(&owner, start, limit).await?);
+        };
+        // Filter while paging, so a page holds `limit` matching jobs (or the
+        // rest of them), not the matches among the newest `limit`.
+        let mut items = Vec::new();
+        let mut cursor = start.map(str::to_owned);
+        loop {
+            let page = self
+                .jobs()
+                .list_jobs(&owner, cursor.as_deref(), limit)
+                .await?;
+            let end = page.next.is_none();
+            for job in page.items {
+                if items.len() == limit {
+                    // Full: continue after the last job looked at.
+                    return Ok(Page {
+                        items,
+                        next: cursor,
+                    });
+                }
+                cursor = Some(job.object_id.clone());
+                if job.status() == wanted {
+                    items.push(job);
+                }
+            }
+            if end {
+                return Ok(Page { items, next: None });
+            }
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next: cursor,
+                });
+            }
+        }
+    }
+
+    /// The job's full log.
+    ///
+    /// # Errors
+    /// As [`Launcher::status`]; blob store errors.
+    pub async fn logs(&self, username: &str, id: &str) -> Result<Option<Vec<u8>>, LauncherError> {
+        let job = self.status(username, id).await?;
+        if job.log_key.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.backend.blobs.get_bytes(&job.log_key).await?)
+    }
+}

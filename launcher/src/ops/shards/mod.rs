@@ -1,0 +1,166 @@
+//! Fan-out: one RUN_COLLECTION job split across N tasks
+//! (`plus launch --collection OWNER SCRIPT --shards N`).
+//!
+//! The parent job is a record only: no worker runs it. Its shards are child
+//! jobs `{parent}-s0` .. `{parent}-s{N-1}`, each a full RUN_COLLECTION job
+//! with `shard_index`, `shard_count` and `parent_id`, its own task, its own
+//! progress, checkpoint, results (`jobs/{shard}/results.jsonl`) and retries.
+//! A shard runs the items whose id hashes to its index (FNV-1a 64 modulo N,
+//! see `plus_worker::collection::shard_of`): a deterministic partition that
+//! needs no coordination.
+//!
+//! The parent's status is derived from its shards whenever it is read
+//! ([`Launcher::aggregate`], called by [`Launcher::status`], hence by `plus
+//! status`, following and the HTTP API's job route; polling its events
+//! reads only the parent) and written back to the parent record with
+//! a conditional write, so a frontend polling the parent sees it too:
+//! SUCCEEDED when every shard succeeded; once all shards ended, FAILED if
+//! any failed (else CANCELLED); INTERRUPTED while some shard is and none
+//! is running; RUNNING as soon as any shard has started. Its progress is the
+//! sum of the shards'.
+
+pub mod rules;
+
+use plus_jobs::{
+    job::{is_terminal, status_name},
+    Expect, Job, JobStatus, RunMode, StoreError, Timestamp,
+};
+
+pub use rules::{derive, is_parent, shard_id, MAX_SHARDS};
+
+use super::{Created, InvalidRequest, LaunchRequest, Launcher, LauncherError};
+use crate::runner::LocalWorker;
+
+/// A launched fan-out: the parent record and any local worker processes.
+#[derive(Debug)]
+pub struct LaunchedShards {
+    /// The parent job as written.
+    pub parent: Job,
+    /// Local workers (one per shard) when they run on this machine.
+    pub workers: Vec<LocalWorker>,
+}
+
+impl Launcher {
+    /// Writes the parent and its `count` shards and starts every shard. A
+    /// retried launch with the same job id finds the records and starts
+    /// nothing twice.
+    ///
+    /// # Errors
+    /// [`LauncherError::Invalid`] before anything is written when the
+    /// request is not a collection or `count` is out of range; store and
+    /// start errors.
+    pub async fn launch_shards(
+        &self,
+        req: &LaunchRequest,
+        count: u32,
+    ) -> Result<LaunchedShards, LauncherError> {
+        let invalid = |m: String| LauncherError::Invalid(InvalidRequest::Field(m));
+        if req.run_mode != RunMode::RunCollection {
+            return Err(invalid(
+                "--shards splits a collection: use it with --collection OWNER SCRIPT".into(),
+            ));
+        }
+        if !(1..=MAX_SHARDS).contains(&count) {
+            return Err(invalid(format!(
+                "--shards {count} is out of range: use 1 to {MAX_SHARDS}"
+            )));
+        }
+        if count == 1 {
+            let launched = self.launch(req).await?;
+            return Ok(LaunchedShards {
+                parent: launched.job,
+                workers: launched.worker.into_iter().collect(),
+            });
+        }
+        let parent = match self.create(req, |p| p.shard_count = count).await? {
+            Created::New(parent) => parent,
+            Created::Existing(parent) => {
+                return Ok(LaunchedShards {
+                    parent,
+                    workers: Vec::new(),
+                })
+            }
+        };
+        let mut workers = Vec::new();
+        for index in 0..count {
+            let shard = Job {
+                object_id: shard_id(&parent.object_id, index),
+                shard_index: index,
+                shard_count: count,
+                parent_id: parent.object_id.clone(),
+                ..parent.clone()
+            };
+            match self.jobs().create_job(&shard).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let (_, worker) = self.start(shard).await?;
+            workers.extend(worker);
+        }
+        Ok(LaunchedShards { parent, workers })
+    }
+
+    /// The parent's status and progress derived from its shards, written
+    /// back to the parent record when they changed. A shard that cannot be
+    /// read counts as not started.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn aggregate(&self, parent: Job) -> Result<Job, LauncherError> {
+        if is_terminal(parent.status()) {
+            return Ok(parent);
+        }
+        let mut shards = Vec::with_capacity(parent.shard_count as usize);
+        for index in 0..parent.shard_count {
+            let id = shard_id(&parent.object_id, index);
+            shards.push(self.jobs().get_job(&id).await.ok().flatten());
+        }
+        let derived = derive(&parent, &shards);
+        let changed = derived.status != parent.status
+            || derived.progress != parent.progress
+            || derived.error != parent.error;
+        if !changed {
+            return Ok(parent);
+        }
+        let now = Timestamp::now().to_string();
+        let status = derived.status();
+        let patch = Job {
+            status: derived.status,
+            progress: derived.progress.clone(),
+            error: derived.error.clone(),
+            updated_at: now.clone(),
+            started_at: if parent.started_at.is_empty() && status != JobStatus::Initializing {
+                now.clone()
+            } else {
+                String::new()
+            },
+            completed_at: if is_terminal(status) {
+                now
+            } else {
+                String::new()
+            },
+            ..Job::default()
+        };
+        let expect = Expect::status([parent.status()]);
+        match self
+            .jobs()
+            .update_job(&parent.object_id, &expect, &patch)
+            .await
+        {
+            Ok(job) => {
+                if job.status != parent.status {
+                    tracing::info!(job_id = %job.object_id, status = status_name(status), "the shards moved the parent job");
+                }
+                Ok(job)
+            }
+            // Someone else aggregated first: theirs is as good.
+            Err(StoreError::Conflict { .. }) => Ok(self
+                .jobs()
+                .get_job(&parent.object_id)
+                .await?
+                .unwrap_or(parent)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
