@@ -80,7 +80,7 @@ pub fn non_empty(value: Option<String>) -> Option<String> {
 
 /// Where the AWS backend lives: the settings every part (worker, CLI,
 /// Lambdas) reads with the same names and rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     /// `REGION`, or `AWS_REGION` when `REGION` is not set.
     pub region: String,
@@ -119,7 +119,7 @@ impl AwsSettings {
             .or_else(|| non_empty(raw.aws_region.clone()))
             .unwrap_or_else(|| {
                 problems.push(format!(
-                    "REGION (or AWS_REGION) is not set: expected an AWS region such as us-east-1 ({hint})"
+                    "REGION is not set: expected an AWS region such as us-east-1; AWS_REGION is read when REGION is not set ({hint})"
                 ));
                 String::new()
             });

@@ -160,28 +160,6 @@ impl fmt::Display for Timestamp {
 /// How long stream events are kept by default (`expires_at`, DynamoDB TTL).
 pub const DEFAULT_EVENT_TTL_DAYS: u32 = 30;
 
-/// A stream event stamped now. `seq` is microseconds since the epoch and
-/// at least `after + 1`, so one writer's events are strictly increasing and
-/// a relaunched attempt's sort after the last attempt's without reading the
-/// stream first.
-pub fn stream_event(
-    stream_id: &str,
-    kind: &str,
-    data: String,
-    ttl_days: u32,
-    after: u64,
-) -> plus_proto::StreamEvent {
-    let now = Timestamp::now();
-    plus_proto::StreamEvent {
-        stream_id: stream_id.to_owned(),
-        seq: (now.unix_micros().max(0) as u64).max(after + 1),
-        kind: kind.to_owned(),
-        at: now.to_string(),
-        data,
-        expires_at: (now.unix_seconds().max(0) as u64) + u64::from(ttl_days) * 86_400,
-    }
-}
-
 /// The `owner` of a user's jobs: `{username}/jobs`.
 pub fn jobs_owner(username: &str) -> String {
     format!("{username}/jobs")

@@ -3,7 +3,7 @@
 //! setting named at once. This is where the AWS launcher is put together:
 //! the SDK clients are built once here and shared.
 
-use plus_jobs::{backend::AwsConfig, Backend, BackendConfig, StoreError};
+use plus_jobs::{backend::AwsConfig, contract::AwsSettings, Backend, BackendConfig, StoreError};
 
 use crate::{
     ops::Launcher,
@@ -29,12 +29,30 @@ pub enum SetupError {
 pub fn settings_from(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<(AwsConfig, EcsSettings), SetupError> {
+    // The store settings are read as every part reads them (the contract);
+    // the ECS ones are the launcher's own.
+    let contract_names = [
+        "REGION",
+        "AWS_REGION",
+        "DYNAMO_TABLE",
+        "DYNAMO_STREAMS_TABLE",
+        "PRIMARY_BUCKET",
+        "AWS_ENDPOINT_URL",
+    ];
+    let stores = AwsSettings::from_vars(
+        contract_names
+            .iter()
+            .filter_map(|k| get(k).map(|v| (k.to_string(), v))),
+    );
     let var = |k: &str| {
         get(k)
             .filter(|v| !v.trim().is_empty())
             .map(|v| v.trim().to_owned())
     };
-    let mut missing = Vec::new();
+    let mut missing = match &stores {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.clone(),
+    };
     let mut need = |k: &str, what: &str| {
         var(k).unwrap_or_else(|| {
             missing.push(format!("{k} is not set: {what}"));
@@ -42,12 +60,6 @@ pub fn settings_from(
         })
     };
     let setup = "scripts/setup.sh writes it to .env.deploy";
-    let table = need("DYNAMO_TABLE", &format!("the jobs table ({setup})"));
-    let streams_table = need(
-        "DYNAMO_STREAMS_TABLE",
-        &format!("the streams table ({setup})"),
-    );
-    let bucket = need("PRIMARY_BUCKET", &format!("the primary bucket ({setup})"));
     let cluster = need("ECS_CLUSTER", &format!("the ECS cluster ({setup})"));
     let task_definition = need(
         "TASK_DEFINITION",
@@ -57,13 +69,6 @@ pub fn settings_from(
         "SUBNETS",
         &format!("comma-separated subnet ids for the tasks ({setup})"),
     );
-    let region = var("REGION")
-        .or_else(|| var("AWS_REGION"))
-        .unwrap_or_else(|| {
-            missing
-                .push("REGION (or AWS_REGION) is not set: the AWS region, e.g. us-east-1".into());
-            String::new()
-        });
     let assign_public_ip = match var("ASSIGN_PUBLIC_IP").map(|v| v.to_ascii_uppercase()) {
         None => false,
         Some(v) if v == "ENABLED" || v == "TRUE" => true,
@@ -75,22 +80,15 @@ pub fn settings_from(
             false
         }
     };
-    if !missing.is_empty() {
-        return Err(SetupError::NotConfigured(missing));
-    }
+    let stores = match stores {
+        Ok(stores) if missing.is_empty() => stores,
+        _ => return Err(SetupError::NotConfigured(missing)),
+    };
     let list = |s: String| {
         s.split(',')
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
-    };
-    let aws = AwsConfig {
-        region: region.clone(),
-        table: table.clone(),
-        streams_table: streams_table.clone(),
-        bucket: bucket.clone(),
-        endpoint_url: var("AWS_ENDPOINT_URL"),
-        static_keys: None,
     };
     let ecs = EcsSettings {
         cluster,
@@ -99,14 +97,9 @@ pub fn settings_from(
         subnets: list(subnets_raw),
         security_groups: list(var("SECURITY_GROUPS").unwrap_or_default()),
         assign_public_ip,
-        worker_env: vec![
-            ("REGION".to_owned(), region),
-            ("DYNAMO_TABLE".to_owned(), table),
-            ("DYNAMO_STREAMS_TABLE".to_owned(), streams_table),
-            ("PRIMARY_BUCKET".to_owned(), bucket),
-        ],
+        stores: stores.clone(),
     };
-    Ok((aws, ecs))
+    Ok((stores.aws_config(), ecs))
 }
 
 /// A launcher on the AWS backend, configured from the environment.
@@ -174,7 +167,7 @@ mod tests {
         assert_eq!(ecs.container_name, "worker");
         assert!(ecs.assign_public_ip);
         assert!(
-            ecs.worker_env.iter().all(|(k, _)| !k.contains("KEY")),
+            ecs.stores.aws_config().static_keys.is_none(),
             "no credentials in the task's env"
         );
     }

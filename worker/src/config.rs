@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use plus_jobs::{backend::AwsConfig, BackendConfig, JobId, RunMode};
+use plus_jobs::{contract::WorkerEnv, BackendConfig, JobId, RunMode};
 use serde::Deserialize;
 
 /// The worker's settings.
@@ -54,18 +54,6 @@ pub struct Config {
 /// validation can name all the problems at once.
 #[derive(Debug, Default, Deserialize)]
 struct Raw {
-    run_mode: Option<String>,
-    job_id: Option<String>,
-    username: Option<String>,
-    region: Option<String>,
-    dynamo_table: Option<String>,
-    dynamo_streams_table: Option<String>,
-    primary_bucket: Option<String>,
-    collection_owner: Option<String>,
-    action_id: Option<String>,
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    aws_endpoint_url: Option<String>,
     plus_local_dir: Option<String>,
     plus_heartbeat_seconds: Option<String>,
     plus_grace_seconds: Option<String>,
@@ -87,8 +75,6 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const LAUNCHER_SETS: &str = "the launcher sets it in the task's environment";
-
 impl Config {
     /// Reads the process environment.
     ///
@@ -105,98 +91,14 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let raw: Raw = envy::from_iter(vars).map_err(|e| ConfigError {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let raw: Raw = envy::from_iter(vars.iter().cloned()).map_err(|e| ConfigError {
             problems: vec![format!("the environment cannot be read: {e}")],
         })?;
+        // The container contract (RUN_MODE, JOB_ID, USERNAME, the stores,
+        // the mode's variable) is read by the one type launchers write.
         let mut problems = Vec::new();
-        let mut required = |name: &str, value: &Option<String>, what: &str| -> String {
-            match value.as_deref().map(str::trim) {
-                Some(v) if !v.is_empty() => v.to_owned(),
-                _ => {
-                    problems.push(format!("{name} is not set: {what}"));
-                    String::new()
-                }
-            }
-        };
-        let run_mode = required(
-            "RUN_MODE",
-            &raw.run_mode,
-            &format!("expected RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION; {LAUNCHER_SETS}"),
-        );
-        let job_id = required(
-            "JOB_ID",
-            &raw.job_id,
-            &format!("expected the job's object_id; {LAUNCHER_SETS}"),
-        );
-        let username = required(
-            "USERNAME",
-            &raw.username,
-            &format!("expected the user who launched the job; {LAUNCHER_SETS}"),
-        );
-        let region = required(
-            "REGION",
-            &raw.region,
-            &format!("expected an AWS region such as us-east-1; {LAUNCHER_SETS}"),
-        );
-        let table = required(
-            "DYNAMO_TABLE",
-            &raw.dynamo_table,
-            "expected the jobs table's name (scripts/setup.sh prints it)",
-        );
-        let streams_table = required(
-            "DYNAMO_STREAMS_TABLE",
-            &raw.dynamo_streams_table,
-            "expected the streams table's name (scripts/setup.sh prints it)",
-        );
-        let bucket = required(
-            "PRIMARY_BUCKET",
-            &raw.primary_bucket,
-            "expected the primary S3 bucket's name (scripts/setup.sh prints it)",
-        );
-
-        let run_mode = match run_mode.as_str() {
-            "" => RunMode::Unspecified,
-            other => {
-                match RunMode::from_str_name(other) {
-                    Some(mode) if mode != RunMode::Unspecified => mode,
-                    _ => {
-                        problems.push(format!("RUN_MODE is {other:?}: expected RUN_SCRIPT, RUN_COLLECTION or RUN_ACTION"));
-                        RunMode::Unspecified
-                    }
-                }
-            }
-        };
-        let job_id = match JobId::parse(job_id.clone()) {
-            Ok(id) => Some(id),
-            Err(_) if job_id.is_empty() => None,
-            Err(e) => {
-                problems.push(format!("JOB_ID is {job_id:?}: {e}"));
-                None
-            }
-        };
-        let collection_owner = non_empty(raw.collection_owner);
-        let action_id = non_empty(raw.action_id);
-        if run_mode == RunMode::RunCollection && collection_owner.is_none() {
-            problems.push("COLLECTION_OWNER is not set: RUN_COLLECTION needs the collection's owner path, e.g. alice/collections/photos".to_owned());
-        }
-        if run_mode == RunMode::RunAction && action_id.is_none() {
-            problems.push(
-                "ACTION_ID is not set: RUN_ACTION needs the object_id of the Action to run"
-                    .to_owned(),
-            );
-        }
-        let static_keys = match (non_empty(raw.access_key), non_empty(raw.secret_key)) {
-            (Some(k), Some(s)) => Some((k, s)),
-            (None, None) => None,
-            (Some(_), None) => {
-                problems.push("SECRET_KEY is not set but ACCESS_KEY is: set both, or neither to use the task role (recommended)".to_owned());
-                None
-            }
-            (None, Some(_)) => {
-                problems.push("ACCESS_KEY is not set but SECRET_KEY is: set both, or neither to use the task role (recommended)".to_owned());
-                None
-            }
-        };
+        let contract = WorkerEnv::collect(vars, &mut problems);
         let heartbeat = seconds(
             &mut problems,
             "PLUS_HEARTBEAT_SECONDS",
@@ -252,23 +154,27 @@ impl Config {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
+        let Some(contract) = contract else {
+            return Err(ConfigError { problems });
+        };
         let backend = match non_empty(raw.plus_local_dir) {
             Some(dir) => BackendConfig::Local {
                 dir: PathBuf::from(dir),
-                bucket,
+                bucket: contract.aws.bucket.clone(),
             },
-            None => BackendConfig::Aws(AwsConfig {
-                region,
-                table,
-                streams_table,
-                bucket,
-                endpoint_url: non_empty(raw.aws_endpoint_url),
-                static_keys,
-            }),
+            None => BackendConfig::Aws(contract.aws_config()),
         };
+        let WorkerEnv {
+            run_mode,
+            job_id,
+            username,
+            collection_owner,
+            action_id,
+            ..
+        } = contract;
         Ok(Config {
             run_mode,
-            job_id: job_id.expect("validated above"),
+            job_id,
             username,
             backend,
             collection_owner,

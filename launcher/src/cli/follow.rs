@@ -7,7 +7,7 @@ use crate::{
     ops::{Launcher, LauncherError},
     runner::LocalWorker,
 };
-use plus_jobs::{job::is_terminal, Job, JobStatus, StreamEvent, Timestamp};
+use plus_jobs::{job::is_terminal, EventKind, Job, JobStatus, StreamEvent, Timestamp};
 
 /// How often the stream is polled.
 pub const POLL: Duration = Duration::from_millis(150);
@@ -24,14 +24,14 @@ pub struct Printer {
 impl Printer {
     /// Prints one event.
     pub fn print(&self, event: &StreamEvent) {
-        match event.kind.as_str() {
-            "stdout" if !self.stdout_to_stderr => {
+        match EventKind::of(event) {
+            Some(EventKind::Stdout) if !self.stdout_to_stderr => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{}", event.data);
                 let _ = out.flush();
             }
-            "stdout" | "stderr" => eprintln!("{}", event.data),
-            "status" if self.statuses => eprintln!("● {}", event.data),
+            Some(EventKind::Stdout | EventKind::Stderr) => eprintln!("{}", event.data),
+            Some(EventKind::Status) if self.statuses => eprintln!("● {}", event.data),
             _ => {}
         }
     }
@@ -60,7 +60,7 @@ pub async fn follow(
         for event in &events {
             bar.print(&printer, event);
             after = after.max(event.seq);
-            saw_status |= event.kind == "status";
+            saw_status |= EventKind::of(event) == Some(EventKind::Status);
         }
         if events.len() >= 1000 {
             continue;
@@ -165,7 +165,7 @@ impl ItemsBar {
 
     /// Prints an event above the bar, and takes `progress` events.
     pub fn print(&mut self, printer: &Printer, event: &StreamEvent) {
-        if event.kind == "progress" {
+        if EventKind::of(event) == Some(EventKind::Progress) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data) {
                 let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
                 self.set(n("total"), n("succeeded"), n("failed"));

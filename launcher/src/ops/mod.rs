@@ -314,9 +314,9 @@ impl Launcher {
     }
 
     async fn append_status(&self, id: &str, status: JobStatus) {
-        let event = plus_jobs::job::stream_event(
+        let event = plus_jobs::event::stream_event(
             id,
-            "status",
+            plus_jobs::EventKind::Status,
             status_name(status).into(),
             DEFAULT_EVENT_TTL_DAYS,
             0,

@@ -74,22 +74,25 @@ impl LocalRunner {
 
     /// The worker's environment for `job`: the container contract of
     /// DESIGN.md. Nothing else of this process's environment is passed on.
-    pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
-        let base = [
-            ("REGION", "local".to_owned()),
-            ("DYNAMO_TABLE", LOCAL_TABLE.to_owned()),
-            ("DYNAMO_STREAMS_TABLE", LOCAL_STREAMS_TABLE.to_owned()),
-            ("PRIMARY_BUCKET", LOCAL_BUCKET.to_owned()),
-            ("PLUS_LOCAL_DIR", self.dir.display().to_string()),
-            (
-                "PATH",
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-            ),
-        ]
-        .map(|(k, v)| (k.to_owned(), v));
-        let mut env = super::port::worker_env(job, &base);
+    ///
+    /// # Errors
+    /// [`RunnerError::Invalid`] when the job's id cannot be a `JOB_ID`.
+    pub fn env_for(&self, job: &Job) -> Result<Vec<(String, String)>, RunnerError> {
+        let stores = plus_jobs::contract::AwsSettings {
+            region: "local".to_owned(),
+            table: LOCAL_TABLE.to_owned(),
+            streams_table: LOCAL_STREAMS_TABLE.to_owned(),
+            bucket: LOCAL_BUCKET.to_owned(),
+            endpoint_url: None,
+        };
+        let mut env = super::port::worker_env(job, &stores)?;
+        env.push(("PLUS_LOCAL_DIR".to_owned(), self.dir.display().to_string()));
+        env.push((
+            "PATH".to_owned(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        ));
         env.extend(self.tuning.iter().cloned());
-        env
+        Ok(env)
     }
 
     /// The worker's own log (its JSON lines), like a task's CloudWatch stream.
@@ -103,7 +106,8 @@ impl LocalRunner {
     /// # Errors
     /// [`RunnerError::Spawn`] when the worker program cannot be started.
     pub fn start(&self, job: &Job) -> Result<LocalWorker, RunnerError> {
-        self.spawn(job)
+        let env = self.env_for(job)?;
+        self.spawn(job, env)
             .map(|child| LocalWorker { child })
             .map_err(|source| RunnerError::Spawn {
                 program: self.worker.join(" "),
@@ -111,7 +115,7 @@ impl LocalRunner {
             })
     }
 
-    fn spawn(&self, job: &Job) -> std::io::Result<Child> {
+    fn spawn(&self, job: &Job, env: Vec<(String, String)>) -> std::io::Result<Child> {
         let log = self.worker_log(&job.object_id);
         std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
         let log = std::fs::OpenOptions::new()
@@ -121,7 +125,7 @@ impl LocalRunner {
         let mut cmd = Command::new(&self.worker[0]);
         cmd.args(&self.worker[1..])
             .env_clear()
-            .envs(self.env_for(job))
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -2,7 +2,10 @@
 //! worker (in the monitor's terms, not ECS's), its errors, and the
 //! environment contract both adapters hand the worker.
 
-use plus_jobs::Job;
+use plus_jobs::{
+    contract::{AwsSettings, WorkerEnv},
+    Job,
+};
 
 /// What a runner knows about a worker, in the monitor's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,24 +89,16 @@ impl RunnerError {
     }
 }
 
-/// The container contract of DESIGN.md for `job`: `RUN_MODE`, `JOB_ID`,
-/// `USERNAME`, then `base` (region, tables, bucket), then the mode's own
-/// variable. Both adapters build the worker's environment with it.
-pub fn worker_env(job: &Job, base: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = vec![
-        (
-            "RUN_MODE".to_owned(),
-            plus_jobs::job::run_mode_name(job.run_mode()).to_owned(),
-        ),
-        ("JOB_ID".to_owned(), job.object_id.clone()),
-        ("USERNAME".to_owned(), job.username.clone()),
-    ];
-    env.extend(base.iter().cloned());
-    if !job.collection_owner.is_empty() {
-        env.push(("COLLECTION_OWNER".to_owned(), job.collection_owner.clone()));
-    }
-    if !job.action_id.is_empty() {
-        env.push(("ACTION_ID".to_owned(), job.action_id.clone()));
-    }
-    env
+/// The container contract of DESIGN.md for `job` on the stores `stores`:
+/// [`plus_jobs::contract::WorkerEnv`], the one type the worker reads back.
+/// Both adapters build the worker's environment with it.
+///
+/// # Errors
+/// [`RunnerError::Invalid`] when the job's id cannot be a worker's `JOB_ID`.
+pub fn worker_env(job: &Job, stores: &AwsSettings) -> Result<Vec<(String, String)>, RunnerError> {
+    WorkerEnv::for_job(job, stores)
+        .map(|env| env.to_vars())
+        .map_err(|e| {
+            RunnerError::Invalid(format!("job {:?} cannot be started: {e}", job.object_id))
+        })
 }

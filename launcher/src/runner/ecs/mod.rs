@@ -39,9 +39,9 @@ pub struct EcsSettings {
     pub security_groups: Vec<String>,
     /// `ASSIGN_PUBLIC_IP` (`ENABLED` to pull images without a NAT gateway).
     pub assign_public_ip: bool,
-    /// The environment every worker needs besides the job's own variables:
-    /// `REGION`, `DYNAMO_TABLE`, `DYNAMO_STREAMS_TABLE`, `PRIMARY_BUCKET`.
-    pub worker_env: Vec<(String, String)>,
+    /// The stores every worker is told about (`REGION`, `DYNAMO_TABLE`,
+    /// `DYNAMO_STREAMS_TABLE`, `PRIMARY_BUCKET`).
+    pub stores: plus_jobs::contract::AwsSettings,
 }
 
 /// Runs jobs as Fargate tasks.
@@ -138,8 +138,11 @@ impl EcsRunner {
 
     /// The container environment of `job`: exactly the contract of
     /// DESIGN.md, nothing secret.
-    pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
-        worker_env(job, &self.settings.worker_env)
+    ///
+    /// # Errors
+    /// [`RunnerError::Invalid`] when the job's id cannot be a `JOB_ID`.
+    pub fn env_for(&self, job: &Job) -> Result<Vec<(String, String)>, RunnerError> {
+        worker_env(job, &self.settings.stores)
     }
 
     /// The overrides of a RunTask for `job`.
@@ -147,7 +150,7 @@ impl EcsRunner {
     /// # Errors
     /// When they would exceed ECS's 8192-character limit.
     pub fn overrides(&self, job: &Job) -> Result<TaskOverride, RunnerError> {
-        let env = self.env_for(job);
+        let env = self.env_for(job)?;
         let r = job.resources.clone().unwrap_or_default();
         // The JSON ECS measures: {"containerOverrides":[{"name":..,"environment":[{"name":..,"value":..}]}],"cpu":..,...}
         let json = serde_json::json!({
