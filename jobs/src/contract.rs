@@ -317,11 +317,15 @@ impl WorkerEnv {
         if run_mode == RunMode::RunCollection {
             match &collection_owner {
                 None => problems.push("COLLECTION_OWNER is not set: RUN_COLLECTION needs the collection's owner path, e.g. alice/collections/photos".to_owned()),
-                Some(owner) => {
-                    if let Err(e) = OwnerPath::parse(owner) {
-                        problems.push(format!("COLLECTION_OWNER is {owner:?}: {e}"));
+                Some(owner) => match OwnerPath::parse(owner) {
+                    Err(e) => problems.push(format!("COLLECTION_OWNER is {owner:?}: {e}")),
+                    Ok(path) if !username.is_empty() && !path.belongs_to(&username) => {
+                        problems.push(format!(
+                            "COLLECTION_OWNER is {owner:?}, which is not {username}'s: a job may use only its own user's collections ({username}/collections/NAME)"
+                        ))
                     }
-                }
+                    Ok(_) => {}
+                },
             }
         }
         if run_mode == RunMode::RunAction && action_id.is_none() {
@@ -493,6 +497,19 @@ mod tests {
         }
         let err = AwsSettings::from_vars(vars(&[])).unwrap_err();
         assert_eq!(err.problems.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn a_collection_of_another_user_is_refused() {
+        let mut v = vars(&STORES);
+        v.extend(vars(&[
+            ("RUN_MODE", "RUN_COLLECTION"),
+            ("JOB_ID", "j"),
+            ("USERNAME", "alice"),
+            ("COLLECTION_OWNER", "bob/collections/x"),
+        ]));
+        let err = WorkerEnv::from_vars(v).unwrap_err();
+        assert!(err.to_string().contains("not alice's"), "{err}");
     }
 
     #[test]

@@ -165,6 +165,11 @@ pub fn jobs_owner(username: &str) -> String {
     format!("{username}/jobs")
 }
 
+/// The `owner` of a user's actions: `{username}/actions`.
+pub fn actions_owner(username: &str) -> String {
+    format!("{username}/actions")
+}
+
 /// Whether a status is terminal: it never changes again.
 pub fn is_terminal(status: JobStatus) -> bool {
     matches!(

@@ -49,7 +49,78 @@ conformance!(
     a_claim_checks_the_user_and_keeps_the_first_start,
     a_malformed_record_is_failed_not_left_running,
     an_import_never_replaces_another_owners_object,
+    a_claim_checks_the_jobs_origin,
 );
+
+/// A worker's claim also requires what its environment says of the job:
+/// the collection, the action, and a script of the job's own.
+async fn a_claim_checks_the_jobs_origin(store: Arc<dyn JobStore>) {
+    let mut j = job("alice");
+    j.collection_owner = "bob/collections/x".into();
+    j.script = Some(plus_jobs::Script {
+        s3_key: format!("jobs/{}/script", j.object_id),
+        ..Default::default()
+    });
+    store.create_job(&j).await.unwrap();
+    let claim = |owner: &str, prefix: &str| {
+        Expect::status([JobStatus::Initializing])
+            .for_worker("alice", RunMode::RunScript)
+            .with_origin(Some(owner.into()), None, Some(prefix.into()))
+    };
+    let own_prefix = format!("jobs/{}/", j.object_id);
+    let err = store
+        .update_job_with(
+            &j.object_id,
+            &claim("alice/collections/x", &own_prefix),
+            &claim_patch("t"),
+            &Job::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { reason, .. } if reason.contains("collection_owner")),
+        "{err}"
+    );
+    let err = store
+        .update_job_with(
+            &j.object_id,
+            &claim("bob/collections/x", "jobs/other/"),
+            &claim_patch("t"),
+            &Job::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { reason, .. } if reason.contains("script.s3_key")),
+        "{err}"
+    );
+    assert_eq!(
+        store.get_job(&j.object_id).await.unwrap().unwrap(),
+        j,
+        "refused claims write nothing"
+    );
+    store
+        .update_job_with(
+            &j.object_id,
+            &claim("bob/collections/x", &own_prefix),
+            &claim_patch("t"),
+            &Job::default(),
+        )
+        .await
+        .unwrap();
+    // A record without the attribute takes the environment's word.
+    let plain = job("alice");
+    store.create_job(&plain).await.unwrap();
+    store
+        .update_job_with(
+            &plain.object_id,
+            &claim("alice/collections/y", "jobs/x/"),
+            &claim_patch("t"),
+            &Job::default(),
+        )
+        .await
+        .unwrap();
+}
 
 /// An import writes an item only where its id is free or already that
 /// collection's item: never over a job, an action or another collection's

@@ -154,10 +154,13 @@ async fn a_job_of_another_mode_is_refused(w: World) {
 }
 
 async fn a_missing_script_fails_the_job(w: World) {
+    // A job's stored script lives under its own prefix (DESIGN.md,
+    // Ownership); a key elsewhere is refused before the claim
+    // (tests/ownership.rs).
     let job = w
         .job_with("", |j| {
             j.script = Some(plus_jobs::Script {
-                s3_key: "scripts/missing.sh".into(),
+                s3_key: format!("jobs/{}/missing.sh", j.object_id),
                 ..Default::default()
             })
         })
@@ -166,7 +169,8 @@ async fn a_missing_script_fails_the_job(w: World) {
     let done = w.get(&job.object_id).await;
     assert_eq!(done.status(), JobStatus::Failed);
     assert!(
-        done.error.contains("scripts/missing.sh does not exist"),
+        done.error
+            .contains(&format!("jobs/{}/missing.sh does not exist", job.object_id)),
         "{}",
         done.error
     );

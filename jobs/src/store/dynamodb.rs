@@ -339,6 +339,34 @@ impl JobStore for DynamoStore {
                 conditions.push(format!("#{attribute} = :{attribute}"));
             }
         }
+        if expect.username.is_some() {
+            // A worker's claim: only a job record, never another kind.
+            names.insert("#object_type".to_owned(), "object_type".to_owned());
+            values.insert(":object_type".to_owned(), s(crate::job::JOB_OBJECT_TYPE));
+            conditions.push("#object_type = :object_type".to_owned());
+        }
+        let origin = [
+            ("collection_owner", expect.collection_owner.clone()),
+            ("action_id", expect.action_id.clone()),
+        ];
+        for (attribute, wanted) in origin {
+            if let Some(wanted) = wanted {
+                names.insert(format!("#{attribute}"), attribute.to_owned());
+                values.insert(format!(":{attribute}"), s(wanted));
+                conditions.push(format!(
+                    "(attribute_not_exists(#{attribute}) OR #{attribute} = :{attribute})"
+                ));
+            }
+        }
+        if let Some(prefix) = &expect.script_key_prefix {
+            names.insert("#script".to_owned(), "script".to_owned());
+            names.insert("#s3_key".to_owned(), "s3_key".to_owned());
+            values.insert(":script_prefix".to_owned(), s(prefix.clone()));
+            conditions.push(
+                "(attribute_not_exists(#script.#s3_key) OR begins_with(#script.#s3_key, :script_prefix))"
+                    .to_owned(),
+            );
+        }
         if !expect.statuses.is_empty() {
             names.insert("#status".to_owned(), "status".to_owned());
             let mut alternatives = Vec::new();

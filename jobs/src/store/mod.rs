@@ -73,6 +73,15 @@ pub struct Expect {
     pub username: Option<String>,
     /// The job's `run_mode` must equal this (a worker's claim).
     pub run_mode: Option<plus_proto::RunMode>,
+    /// The job's `collection_owner`, when it has one, must equal this (the
+    /// worker's `COLLECTION_OWNER`).
+    pub collection_owner: Option<String>,
+    /// The job's `action_id`, when it has one, must equal this (the
+    /// worker's `ACTION_ID`).
+    pub action_id: Option<String>,
+    /// The job's `script.s3_key`, when it has one, must start with this
+    /// (`jobs/{job_id}/`: a job reads only its own script).
+    pub script_key_prefix: Option<String>,
 }
 
 impl Expect {
@@ -101,6 +110,54 @@ impl Expect {
         self
     }
 
+    /// Also expect what the worker's environment says of the job's origin:
+    /// its collection, its action, and that its script is its own
+    /// (DESIGN.md, Ownership). `None` checks nothing.
+    pub fn with_origin(
+        mut self,
+        collection_owner: Option<String>,
+        action_id: Option<String>,
+        script_key_prefix: Option<String>,
+    ) -> Self {
+        self.collection_owner = collection_owner;
+        self.action_id = action_id;
+        self.script_key_prefix = script_key_prefix;
+        self
+    }
+
+    /// The origin checks `job` fails, as sentences naming the attribute
+    /// (empty when they all hold).
+    pub fn origin_mismatches(&self, job: &Job) -> Vec<String> {
+        let mut out = Vec::new();
+        let differs = |want: &Option<String>, have: &str| {
+            want.as_deref()
+                .is_some_and(|w| !have.is_empty() && w != have)
+        };
+        if differs(&self.collection_owner, &job.collection_owner) {
+            out.push(format!(
+                "the record's collection_owner is {:?} but COLLECTION_OWNER is {:?}",
+                job.collection_owner,
+                self.collection_owner.as_deref().unwrap_or_default()
+            ));
+        }
+        if differs(&self.action_id, &job.action_id) {
+            out.push(format!(
+                "the record's action_id is {:?} but ACTION_ID is {:?}",
+                job.action_id,
+                self.action_id.as_deref().unwrap_or_default()
+            ));
+        }
+        let key = job.script.as_ref().map(|s| s.s3_key.as_str()).unwrap_or("");
+        if let Some(prefix) = &self.script_key_prefix {
+            if !key.is_empty() && !key.starts_with(prefix.as_str()) {
+                out.push(format!(
+                    "the record's script.s3_key {key:?} is not under {prefix:?}: a job runs only its own script"
+                ));
+            }
+        }
+        out
+    }
+
     /// Whether `job` meets the condition (the rule both adapters implement).
     pub fn holds_for(&self, job: &Job) -> bool {
         let status_ok =
@@ -108,7 +165,7 @@ impl Expect {
         let lease_ok = self.lease.as_deref().is_none_or(|l| l == job.lease);
         let user_ok = self.username.as_deref().is_none_or(|u| u == job.username);
         let mode_ok = self.run_mode.is_none_or(|m| m as i32 == job.run_mode);
-        status_ok && lease_ok && user_ok && mode_ok
+        status_ok && lease_ok && user_ok && mode_ok && self.origin_mismatches(job).is_empty()
     }
 
     /// A sentence for a [`StoreError::Conflict`]: what was expected, and
@@ -124,6 +181,11 @@ impl Expect {
         }
         if let Some(mode) = self.run_mode {
             reason.push_str(&format!(" in {}", run_mode_name(mode)));
+        }
+        if let Some(job) = found {
+            for mismatch in self.origin_mismatches(job) {
+                reason.push_str(&format!("; {mismatch}"));
+            }
         }
         match found {
             Some(job) => {

@@ -23,6 +23,13 @@ pub enum ClaimError {
         /// JOB_ID.
         id: String,
     },
+    /// The record could not be read as a job and was ended FAILED with
+    /// this sentence.
+    #[error("{sentence}")]
+    FailedUnreadable {
+        /// The recorded error.
+        sentence: String,
+    },
     /// The record cannot be read as a job.
     #[error("job {id} cannot be run: its record is malformed ({reason})")]
     Malformed {
@@ -81,6 +88,23 @@ pub enum ClaimError {
         /// The store's account of the lost write.
         reason: String,
     },
+    /// The record and the worker's environment disagree about what the
+    /// job may use (DESIGN.md, Ownership): nothing was written.
+    #[error("job {id} cannot run here: {}; the record and the task's environment must name the same collection, action and the job's own script", .problems.join("; "))]
+    Disagrees {
+        /// JOB_ID.
+        id: String,
+        /// Each disagreement, naming the attribute.
+        problems: Vec<String>,
+    },
+    /// The action the job names belongs to another user.
+    #[error("ACTION_ID {action:?} does not name an action of {user}: a job may use only its own user's actions ({user}/actions)")]
+    ForeignAction {
+        /// ACTION_ID.
+        action: String,
+        /// USERNAME.
+        user: String,
+    },
     /// The store failed.
     #[error("{doing} failed: {source}")]
     Store {
@@ -102,14 +126,16 @@ impl ClaimError {
 impl From<ClaimError> for Outcome {
     fn from(e: ClaimError) -> Self {
         match e {
-            ClaimError::OtherUser { .. } | ClaimError::OtherMode { .. } => {
-                Outcome::BadConfig(e.to_string())
-            }
+            ClaimError::OtherUser { .. }
+            | ClaimError::OtherMode { .. }
+            | ClaimError::Disagrees { .. }
+            | ClaimError::ForeignAction { .. } => Outcome::BadConfig(e.to_string()),
             ClaimError::Store {
                 source: StoreError::Rejected(_),
                 ..
             } => Outcome::BadConfig(e.to_string()),
             ClaimError::Store { .. } => Outcome::StoreUnreachable(e.to_string()),
+            ClaimError::FailedUnreadable { sentence } => Outcome::Failed(sentence),
             _ => Outcome::NotClaimable(e.to_string()),
         }
     }
@@ -152,14 +178,42 @@ pub async fn claim(
         attempt: Some(1),
         ..Job::default()
     };
-    let expect =
-        Expect::status([JobStatus::Initializing]).for_worker(&config.username, config.run_mode);
+    if config.run_mode == RunMode::RunAction {
+        check_action(config, jobs).await?;
+    }
+    let expect = Expect::status([JobStatus::Initializing])
+        .for_worker(&config.username, config.run_mode)
+        .with_origin(
+            config.collection_owner.clone(),
+            config.action_id.clone(),
+            Some(format!("jobs/{id}/")),
+        );
     match jobs
         .update_job_with(id, &expect, &claim, &first_claim)
         .await
     {
         Ok(job) => Ok(job),
-        Err(StoreError::Conflict { reason, .. }) => Err(refused(config, jobs, reason).await),
+        Err(StoreError::Conflict { reason, .. }) => {
+            Err(refused(config, jobs, &expect, reason).await)
+        }
+        // The record cannot be read as a job (an engine wrote an attribute
+        // with the wrong type). On DynamoDB the claim wrote before the
+        // answer could be read: end the job FAILED, naming the attribute,
+        // rather than leave it RUNNING; if that is refused too, nothing
+        // was changed.
+        Err(StoreError::Malformed { reason, .. }) => {
+            let sentence = format!("job {id} cannot be run: its record is malformed ({reason})");
+            match jobs
+                .fail_unreadable(id, &config.username, lease, &sentence)
+                .await
+            {
+                Ok(()) => Err(ClaimError::FailedUnreadable { sentence }),
+                Err(_) => Err(ClaimError::Malformed {
+                    id: id.to_owned(),
+                    reason,
+                }),
+            }
+        }
         Err(source) => Err(ClaimError::Store {
             doing: "claiming the job",
             source,
@@ -167,8 +221,44 @@ pub async fn claim(
     }
 }
 
+/// RUN_ACTION: the object ACTION_ID names, if it exists, must be this
+/// user's (an action's owner is `{username}/actions`); checked before the
+/// claim, so a job that names another user's action is never touched.
+async fn check_action(config: &Config, jobs: &Arc<dyn JobStore>) -> Result<(), ClaimError> {
+    let Some(action) = config.action_id.as_deref() else {
+        return Ok(());
+    };
+    let object = jobs
+        .get_object(action)
+        .await
+        .map_err(|source| ClaimError::Store {
+            doing: "reading the action",
+            source,
+        })?;
+    let owner = object
+        .as_ref()
+        .and_then(|o| o.get("owner"))
+        .and_then(serde_json::Value::as_str);
+    let user = owner.and_then(|o| o.split('/').next());
+    match (&object, user) {
+        // A missing action, or an object of this user that is not an
+        // action, fails the job after the claim, saying so.
+        (None, _) => Ok(()),
+        (Some(_), Some(user)) if user == config.username => Ok(()),
+        _ => Err(ClaimError::ForeignAction {
+            action: action.to_owned(),
+            user: config.username.clone(),
+        }),
+    }
+}
+
 /// Why a claim was refused, read from the record.
-async fn refused(config: &Config, jobs: &Arc<dyn JobStore>, reason: String) -> ClaimError {
+async fn refused(
+    config: &Config,
+    jobs: &Arc<dyn JobStore>,
+    expect: &Expect,
+    reason: String,
+) -> ClaimError {
     let id = config.job_id.to_string();
     let job = match jobs.get_job(&id).await {
         Ok(Some(job)) => job,
@@ -194,6 +284,10 @@ async fn refused(config: &Config, jobs: &Arc<dyn JobStore>, reason: String) -> C
             expected: config.run_mode,
             found: job.run_mode(),
         };
+    }
+    let problems = expect.origin_mismatches(&job);
+    if !problems.is_empty() {
+        return ClaimError::Disagrees { id, problems };
     }
     match job.status() {
         JobStatus::Running => ClaimError::HeldByAnother {
