@@ -30,10 +30,18 @@ pub async fn local_backend(dir: &std::path::Path) -> Backend {
 
 /// A running `moto_server`. It lives as long as the test process: a small
 /// shell watchdog kills it when the test process exits and its stdin closes.
+///
+/// Clients reach it through [`Moto::endpoint`], a proxy that serializes
+/// DynamoDB writes: the emulator serves requests on threads and does not
+/// make a conditional write atomic against a concurrent one (two racing
+/// claims could both win), which DynamoDB does per item. The proxy changes
+/// nothing else.
 #[derive(Debug)]
 pub struct Moto {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` of the proxy in front of the emulator.
     pub endpoint: String,
+    /// `http://127.0.0.1:PORT` of the emulator itself.
+    pub emulator: String,
     _child: Child,
 }
 
@@ -74,8 +82,26 @@ impl Moto {
                 ),
             }
         }
+        let emulator = format!("http://127.0.0.1:{port}");
+        // The proxy lives on a thread of its own, since each test has its
+        // own runtime and this emulator outlives them all.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let upstream = emulator.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the emulator's proxy");
+            rt.block_on(async move {
+                let proxy = FaultProxy::start_with(&upstream, ProxyOptions::ATOMIC_WRITES).await;
+                let _ = tx.send(proxy.endpoint.clone());
+                std::future::pending::<()>().await;
+            });
+        });
+        let endpoint = rx.recv().expect("the emulator's proxy starts");
         Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
+            emulator,
             _child: child,
         }
     }
@@ -349,6 +375,37 @@ impl S3Request {
     }
 }
 
+/// How a [`FaultProxy`] behaves besides its faults.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxyOptions {
+    /// Record requests (targets, API bodies, S3 headers) for the test to read.
+    pub record: bool,
+    /// Forward DynamoDB writes one at a time (see [`Moto`]).
+    pub serialize_writes: bool,
+}
+
+impl ProxyOptions {
+    /// A test's own proxy: records everything, serializes nothing.
+    pub const TEST: ProxyOptions = ProxyOptions {
+        record: true,
+        serialize_writes: false,
+    };
+    /// The shared emulator's front: records nothing, writes one at a time.
+    pub const ATOMIC_WRITES: ProxyOptions = ProxyOptions {
+        record: false,
+        serialize_writes: true,
+    };
+}
+
+/// DynamoDB operations that write.
+const DYNAMODB_WRITES: [&str; 5] = [
+    "DynamoDB:PutItem",
+    "DynamoDB:UpdateItem",
+    "DynamoDB:DeleteItem",
+    "DynamoDB:BatchWriteItem",
+    "DynamoDB:TransactWriteItems",
+];
+
 /// An HTTP proxy between the code under test and the emulator that counts
 /// requests and injects faults: delays, HTTP 500s, `ThrottlingException`
 /// bodies and dropped connections. The emulator cannot inject faults
@@ -364,6 +421,11 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (e.g. the emulator's endpoint) on a free
     /// loopback port, serving on the current tokio runtime.
     pub async fn start(upstream: &str) -> FaultProxy {
+        Self::start_with(upstream, ProxyOptions::TEST).await
+    }
+
+    /// Starts a proxy to `upstream` with `options`.
+    pub async fn start_with(upstream: &str, options: ProxyOptions) -> FaultProxy {
         use http_body_util::{BodyExt, Full};
         use hyper::{body::Bytes, service::service_fn, Request, Response};
         use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -377,16 +439,26 @@ impl FaultProxy {
             .build_http::<Full<Bytes>>();
         let upstream: hyper::Uri = upstream.parse().expect("upstream uri");
         let shared = state.clone();
+        let writes = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (state, client, upstream) = (shared.clone(), client.clone(), upstream.clone());
+                let (state, client, upstream, writes) = (
+                    shared.clone(),
+                    client.clone(),
+                    upstream.clone(),
+                    writes.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (state, client, upstream) =
-                            (state.clone(), client.clone(), upstream.clone());
+                        let (state, client, upstream, writes) = (
+                            state.clone(),
+                            client.clone(),
+                            upstream.clone(),
+                            writes.clone(),
+                        );
                         async move {
                             let target = req
                                 .headers()
@@ -405,7 +477,9 @@ impl FaultProxy {
                                 .unwrap_or_else(|| format!("S3:{}", req.method()));
                             let fault = {
                                 let mut s = state.lock().unwrap();
-                                s.seen.push(target.clone());
+                                if options.record {
+                                    s.seen.push(target.clone());
+                                }
                                 let pos = s
                                     .faults
                                     .iter()
@@ -414,7 +488,8 @@ impl FaultProxy {
                             };
                             let (mut parts, body) = req.into_parts();
                             let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-                            if !target.starts_with("S3:") {
+                            if !options.record {
+                            } else if !target.starts_with("S3:") {
                                 let text = String::from_utf8_lossy(&body).into_owned();
                                 state.lock().unwrap().bodies.push((target.clone(), text));
                             } else {
@@ -477,6 +552,13 @@ impl FaultProxy {
                                 format!("{}{}", upstream.to_string().trim_end_matches('/'), path)
                                     .parse()
                                     .unwrap();
+                            let _one_write_at_a_time = if options.serialize_writes
+                                && DYNAMODB_WRITES.contains(&target.as_str())
+                            {
+                                Some(writes.lock().await)
+                            } else {
+                                None
+                            };
                             let resp = client
                                 .request(Request::from_parts(parts, Full::new(body)))
                                 .await
