@@ -60,7 +60,7 @@ if ! type -P zip >/dev/null; then missing+=(zip); fi
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then missing+=(chromium); fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
+  log "missing Debian packages: ${missing[*]}"
   sudo=()
   if [ "$(id -u)" != 0 ]; then
     if ! command -v sudo >/dev/null 2>&1; then
@@ -73,6 +73,7 @@ then run scripts/test.sh again"
   fi
   command -v apt-get >/dev/null 2>&1 ||
     die "no apt-get: install the equivalents of the Debian packages ${missing[*]}"
+  log "installing them: ${sudo[*]}${sudo[*]:+ }apt-get install ${missing[*]}"
   if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$tmp/apt.log" 2>&1; }; then
