@@ -134,7 +134,13 @@ if command -v rustup >/dev/null 2>&1; then
       fi
     done
   fi
+  if ! compgen -G "$toolchains/$channel-*" >/dev/null; then
+    log "installing the Rust toolchain $channel (rust-toolchain.toml)"
+    rustup toolchain install "$channel" --profile minimal --component rustfmt,clippy
+  fi
 fi
+[ "$(rustc -V | cut -d' ' -f2)" = "$channel" ] ||
+  die "rustc is $(rustc -V), not the $channel of rust-toolchain.toml"
 cargo fmt --version >/dev/null 2>&1 ||
   die "cargo fmt does not run: rustup component add --toolchain $channel rustfmt"
 cargo clippy --version >/dev/null 2>&1 ||
