@@ -16,6 +16,8 @@
 //!   worker and the launcher open the same backend the same way.
 //! - [`params`]: how `--param key=value` is read, and the numbers
 //!   DynamoDB can store.
+//! - [`error`]: [`Cause`], the sentence plus the library error behind it
+//!   that store and blob errors carry, and [`error_chain`].
 //! - [`event`]: the kinds of stream event ([`EventKind`]) and the one
 //!   constructor every writer uses.
 //! - [`contract`]: the container contract: the worker's environment
@@ -29,6 +31,7 @@
 pub mod backend;
 pub mod blob;
 pub mod contract;
+pub mod error;
 pub mod event;
 pub mod job;
 pub mod params;
@@ -45,15 +48,4 @@ pub use plus_proto::{
 };
 pub use store::{Expect, JobStore, Page, StoreError};
 
-/// An error with its causes, one after the other (`a: b: c`): the one
-/// formatter every message that wraps an SDK error uses.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}
+pub use error::{error_chain, Cause};

@@ -670,3 +670,28 @@ async fn events_come_back_after_a_sequence_number(store: Arc<dyn JobStore>) {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_store_error_says_what_to_do_and_keeps_the_sdks_error() {
+    let mut aws = Moto::shared().provision().await;
+    aws.table = "no-such-table".into();
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    let err = backend.jobs.get_job("x").await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
+    // The typed cause is there for programs: the SDK's own error.
+    let mut source = std::error::Error::source(&err);
+    let mut found = false;
+    while let Some(e) = source {
+        found |= e
+            .downcast_ref::<aws_sdk_dynamodb::error::SdkError<
+                aws_sdk_dynamodb::operation::get_item::GetItemError,
+                aws_sdk_dynamodb::config::http::HttpResponse,
+            >>()
+            .is_some();
+        source = e.source();
+    }
+    assert!(found, "the SDK error is kept as the cause");
+    // And it is said once.
+    assert_eq!(plus_jobs::error_chain(&err), err.to_string());
+}

@@ -26,9 +26,9 @@ impl LocalBlobs {
                 .components()
                 .any(|c| !matches!(c, Component::Normal(_)))
         {
-            return Err(BlobError::Rejected(format!(
-                "{key:?} is not a valid blob key"
-            )));
+            return Err(BlobError::Rejected(
+                format!("{key:?} is not a valid blob key").into(),
+            ));
         }
         Ok(self.root.join(relative))
     }
@@ -165,7 +165,7 @@ impl BlobStore for LocalBlobs {
             Ok(keys)
         })
         .await
-        .map_err(|e| BlobError::Unavailable(e.to_string()))?
+        .map_err(|e| BlobError::Unavailable(e.to_string().into()))?
     }
 
     fn locate(&self, key: &str) -> String {

@@ -5,6 +5,7 @@
 pub mod local;
 pub mod s3;
 
+use crate::Cause;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -15,10 +16,10 @@ use async_trait::async_trait;
 pub enum BlobError {
     /// The store could not be reached or answered with a transient error.
     #[error("the blob store is unreachable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The request can never succeed as it is (missing bucket, no permission).
     #[error("{0}")]
-    Rejected(String),
+    Rejected(#[source] Cause),
     /// A local file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -37,34 +37,39 @@ impl S3Blobs {
     fn classify<E, R>(&self, err: SdkError<E, R>, op: &str, key: &str) -> BlobError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let bucket = &self.bucket;
-        match &err {
+        let (transient, message) = match &err {
             SdkError::ServiceError(service) => {
                 let e = service.err();
-                let Some(code) = e.code() else {
-                    let raw: String = format!("{:?}", service.raw()).chars().take(600).collect();
-                    return BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed with an answer S3 does not document: {raw}"));
-                };
-                let message = e.message().unwrap_or("");
-                match code {
-                    "NoSuchBucket" => BlobError::Rejected(format!(
+                match e.code() {
+                    None => {
+                        let raw: String = format!("{:?}", service.raw()).chars().take(600).collect();
+                        (false, format!("{op} s3://{bucket}/{key} failed with an answer S3 does not document: {raw}"))
+                    }
+                    Some("NoSuchBucket") => (false, format!(
                         "S3 bucket {bucket} does not exist: create it with scripts/setup.sh or fix PRIMARY_BUCKET"
                     )),
-                    "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => BlobError::Rejected(format!(
+                    Some(code @ ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => (false, format!(
                         "{op} s3://{bucket}/{key} was denied ({code}): give the task role access to the bucket"
                     )),
-                    "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
-                        BlobError::Unavailable(format!("{op} s3://{bucket}/{key}: {code}: {message}"))
+                    Some(code @ ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout")) => {
+                        (true, format!("{op} s3://{bucket}/{key}: {code}: {}", e.message().unwrap_or("")))
                     }
-                    _ => BlobError::Rejected(format!("{op} s3://{bucket}/{key} failed: {code}: {message}")),
+                    Some(code) => (false, format!("{op} s3://{bucket}/{key} failed: {code}: {}", e.message().unwrap_or(""))),
                 }
             }
-            _ => BlobError::Unavailable(format!(
-                "{op} s3://{bucket}/{key}: {}",
-                crate::error_chain(&err)
-            )),
+            _ => (
+                true,
+                format!("{op} s3://{bucket}/{key}: {}", crate::error_chain(&err)),
+            ),
+        };
+        let cause = crate::Cause::new(message, err);
+        if transient {
+            BlobError::Unavailable(cause)
+        } else {
+            BlobError::Rejected(cause)
         }
     }
 
@@ -250,7 +255,9 @@ impl BlobStore for S3Blobs {
         {
             Ok(out) => {
                 let data = out.body.collect().await.map_err(|e| {
-                    BlobError::Unavailable(format!("reading s3://{}/{key}: {e}", self.bucket))
+                    BlobError::Unavailable(
+                        format!("reading s3://{}/{key}: {e}", self.bucket).into(),
+                    )
                 })?;
                 Ok(Some(data.into_bytes().to_vec()))
             }

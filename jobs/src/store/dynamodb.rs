@@ -5,6 +5,7 @@
 //! attribute values by `serde_dynamo`; this module is the only place that
 //! knows about `AttributeValue`.
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
@@ -121,10 +122,13 @@ impl DynamoStore {
                     break;
                 }
                 if round >= 10 {
-                    return Err(StoreError::Unavailable(format!(
+                    return Err(StoreError::Unavailable(
+                        format!(
                         "{} writes to {table} stayed unprocessed after {round} retries (throttled)",
                         requests.len()
-                    )));
+                    )
+                        .into(),
+                    ));
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -134,40 +138,55 @@ impl DynamoStore {
     }
 }
 
-/// Turns an SDK error into a [`StoreError`] that says what to do.
-fn classify<E, R>(err: SdkError<E, R>, op: &str, table: &str) -> StoreError
+/// Turns an SDK error into a [`StoreError`] that says what to do; the
+/// SDK's error is kept as the cause.
+fn classify<E>(err: SdkError<E, HttpResponse>, op: &str, table: &str) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    match &err {
+    enum Kind {
+        Rejected,
+        Unavailable,
+    }
+    let (kind, message) = match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().unwrap_or("Unknown");
             let message = e.message().unwrap_or("").to_owned();
             match code {
-                "ResourceNotFoundException" => StoreError::Rejected(format!(
+                "ResourceNotFoundException" => (Kind::Rejected, format!(
                     "DynamoDB table {table} does not exist (in this region and account): create it with scripts/setup.sh, or fix DYNAMO_TABLE / DYNAMO_STREAMS_TABLE"
                 )),
-                "AccessDeniedException" | "UnrecognizedClientException" => StoreError::Rejected(format!(
+                "AccessDeniedException" | "UnrecognizedClientException" => (Kind::Rejected, format!(
                     "{op} on {table} was denied ({code}: {message}): give the task role access to this table"
                 )),
                 "ProvisionedThroughputExceededException" | "ThrottlingException"
                 | "RequestLimitExceeded" | "InternalServerError" | "ServiceUnavailable"
                 | "LimitExceededException" => {
-                    StoreError::Unavailable(format!("{op} on {table}: {code}: {message}"))
+                    (Kind::Unavailable, format!("{op} on {table}: {code}: {message}"))
                 }
-                _ if format!("{:?}", service.raw()).contains("status: 5") => {
-                    StoreError::Unavailable(format!("{op} on {table}: {code}: {message}"))
+                _ if service.raw().status().is_server_error() => {
+                    (Kind::Unavailable, format!("{op} on {table}: {code}: {message}"))
                 }
-                _ => StoreError::Rejected(format!("{op} on {table} failed: {code}: {message}")),
+                _ => (Kind::Rejected, format!("{op} on {table} failed: {code}: {message}")),
             }
         }
-        SdkError::ConstructionFailure(_) => StoreError::Rejected(format!(
-            "{op} on {table} could not be built: {}",
-            crate::error_chain(&err)
-        )),
-        _ => StoreError::Unavailable(format!("{op} on {table}: {}", crate::error_chain(&err))),
+        SdkError::ConstructionFailure(_) => (
+            Kind::Rejected,
+            format!(
+                "{op} on {table} could not be built: {}",
+                crate::error_chain(&err)
+            ),
+        ),
+        _ => (
+            Kind::Unavailable,
+            format!("{op} on {table}: {}", crate::error_chain(&err)),
+        ),
+    };
+    let cause = crate::Cause::new(message, err);
+    match kind {
+        Kind::Rejected => StoreError::Rejected(cause),
+        Kind::Unavailable => StoreError::Unavailable(cause),
     }
 }
 
@@ -178,7 +197,7 @@ fn check_numbers(id: &str, name: &str, value: &Value) -> Result<(), StoreError> 
         None => Ok(()),
         Some(bad) => Err(StoreError::Rejected(format!(
             "object {id} cannot be stored in DynamoDB: {bad} is outside the numbers DynamoDB keeps (1E-130 to 9.99E+125)"
-        ))),
+        ).into())),
     }
 }
 
@@ -186,8 +205,9 @@ fn to_item(id: &str, object: Object) -> Result<HashMap<String, AttributeValue>, 
     for (name, value) in &object {
         check_numbers(id, name, value)?;
     }
-    serde_dynamo::to_item(Value::Object(object))
-        .map_err(|e| StoreError::Rejected(format!("object {id} cannot be stored in DynamoDB: {e}")))
+    serde_dynamo::to_item(Value::Object(object)).map_err(|e| {
+        StoreError::Rejected(format!("object {id} cannot be stored in DynamoDB: {e}").into())
+    })
 }
 
 fn from_item(id: &str, item: HashMap<String, AttributeValue>) -> Result<Object, StoreError> {
@@ -311,9 +331,9 @@ impl JobStore for DynamoStore {
         for (i, (kind, (name, value))) in replace.chain(fill).enumerate() {
             check_numbers(id, &name, &value)?;
             let v = serde_dynamo::to_attribute_value(value).map_err(|e| {
-                StoreError::Rejected(format!(
-                    "attribute {name} of job {id} cannot be stored: {e}"
-                ))
+                StoreError::Rejected(
+                    format!("attribute {name} of job {id} cannot be stored: {e}").into(),
+                )
             })?;
             let (n, val) = (format!("#{kind}{i}"), format!(":{kind}{i}"));
             sets.push(match kind {
@@ -585,7 +605,7 @@ impl JobStore for DynamoStore {
             }
             while let Some(done) = puts.join_next().await {
                 let (id, result) = done.map_err(|e| {
-                    StoreError::Unavailable(format!("an import write was lost: {e}"))
+                    StoreError::Unavailable(format!("an import write was lost: {e}").into())
                 })?;
                 match result {
                     Ok(_) => {}

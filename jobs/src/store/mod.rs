@@ -8,6 +8,7 @@
 pub mod dynamodb;
 pub mod sqlite;
 
+use crate::Cause;
 use async_trait::async_trait;
 use plus_proto::{Job, JobStatus, StreamEvent};
 use serde_json::{Map, Value};
@@ -40,13 +41,14 @@ pub enum StoreError {
         reason: String,
     },
     /// A request was rejected because it can never succeed (bad table name,
-    /// missing permission, item too large): retrying will not help.
+    /// missing permission, item too large): retrying will not help. The
+    /// cause keeps the SDK's or SQLite's error.
     #[error("{0}")]
-    Rejected(String),
+    Rejected(#[source] Cause),
     /// The store could not be reached or answered with a transient error
     /// (throttling, 5xx, dropped connection). Retrying may help.
     #[error("the job store is unreachable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
 }
 
 impl StoreError {
@@ -358,10 +360,9 @@ pub(crate) fn job_to_object(job: &Job) -> Result<Object, StoreError> {
             Ok(map)
         }
         Ok(_) => unreachable!("a message serializes to an object"),
-        Err(e) => Err(StoreError::Rejected(format!(
-            "job {} cannot be serialized: {e}",
-            job.object_id
-        ))),
+        Err(e) => Err(StoreError::Rejected(
+            format!("job {} cannot be serialized: {e}", job.object_id).into(),
+        )),
     }
 }
 

@@ -55,7 +55,10 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                StoreError::Unavailable(crate::Cause::new(
+                    format!("cannot create {}: {e}", dir.display()),
+                    e,
+                ))
             })?;
         }
         let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
@@ -91,14 +94,14 @@ impl SqliteStore {
             f(&mut conn)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::Unavailable(crate::Cause::new("the store's task failed", e)))?
     }
 }
 
 fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!(
-        "cannot open the local store {}: {e}",
-        path.display()
+    StoreError::Unavailable(crate::Cause::new(
+        format!("cannot open the local store {}: {e}", path.display()),
+        e,
     ))
 }
 
@@ -110,9 +113,15 @@ fn sql_error(e: rusqlite::Error) -> StoreError {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) =>
         {
-            StoreError::Unavailable(format!("the local store is busy: {e}"))
+            StoreError::Unavailable(crate::Cause::new(
+                format!("the local store is busy: {e}"),
+                e,
+            ))
         }
-        other => StoreError::Unavailable(format!("local store error: {other}")),
+        other => StoreError::Unavailable(crate::Cause::new(
+            format!("local store error: {other}"),
+            other,
+        )),
     }
 }
 

@@ -92,18 +92,7 @@ impl From<InvalidRequest> for CliError {
 /// that already carries its cause's words has worded that cause (and what
 /// lies behind it) for people, so the line ends there.
 pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if line.contains(&said) {
-            break;
-        }
-        line.push_str(": ");
-        line.push_str(&said);
-        source = cause.source();
-    }
-    line
+    plus_jobs::error_chain(err)
 }
 
 #[cfg(test)]

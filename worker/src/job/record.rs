@@ -140,10 +140,9 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
     let written = tokio::time::timeout_at(until, write.retry(retry).when(StoreError::is_transient))
         .await
         .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "no answer within {} s",
-                deadline.as_secs()
-            )))
+            Err(StoreError::Unavailable(
+                format!("no answer within {} s", deadline.as_secs()).into(),
+            ))
         });
     match written {
         Ok(_) => {
