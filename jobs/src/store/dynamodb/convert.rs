@@ -1,0 +1,160 @@
+//! Attribute values: objects and events to and from DynamoDB items, the
+//! numbers DynamoDB refuses, and SDK errors as [`StoreError`]s.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::{
+    config::http::HttpResponse,
+    error::{ProvideErrorMetadata, SdkError},
+    types::AttributeValue,
+};
+use plus_proto::StreamEvent;
+use serde_json::Value;
+
+use crate::store::{Object, StoreError};
+
+/// Turns an SDK error into a [`StoreError`] that says what to do; the
+/// SDK's error is kept as the cause.
+pub(super) fn classify<E>(err: SdkError<E, HttpResponse>, op: &str, table: &str) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    enum Kind {
+        Rejected,
+        Unavailable,
+    }
+    let (kind, message) = match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown");
+            let message = e.message().unwrap_or("").to_owned();
+            match code {
+                "ResourceNotFoundException" => (Kind::Rejected, format!(
+                    "DynamoDB table {table} does not exist (in this region and account): create it with scripts/setup.sh, or fix DYNAMO_TABLE / DYNAMO_STREAMS_TABLE"
+                )),
+                "AccessDeniedException" | "UnrecognizedClientException" => (Kind::Rejected, format!(
+                    "{op} on {table} was denied ({code}: {message}): give the task role access to this table"
+                )),
+                "ProvisionedThroughputExceededException" | "ThrottlingException"
+                | "RequestLimitExceeded" | "InternalServerError" | "ServiceUnavailable"
+                | "LimitExceededException" => {
+                    (Kind::Unavailable, format!("{op} on {table}: {code}: {message}"))
+                }
+                _ if service.raw().status().is_server_error() => {
+                    (Kind::Unavailable, format!("{op} on {table}: {code}: {message}"))
+                }
+                _ => (Kind::Rejected, format!("{op} on {table} failed: {code}: {message}")),
+            }
+        }
+        SdkError::ConstructionFailure(_) => (
+            Kind::Rejected,
+            format!(
+                "{op} on {table} could not be built: {}",
+                crate::error_chain(&err)
+            ),
+        ),
+        _ => (
+            Kind::Unavailable,
+            format!("{op} on {table}: {}", crate::error_chain(&err)),
+        ),
+    };
+    let cause = crate::Cause::new(message, err);
+    match kind {
+        Kind::Rejected => StoreError::Rejected(cause),
+        Kind::Unavailable => StoreError::Unavailable(cause),
+    }
+}
+
+/// Refuses, as DynamoDB itself would (the emulator does not), a number
+/// outside DynamoDB's range, naming where it is.
+pub(super) fn check_numbers(id: &str, name: &str, value: &Value) -> Result<(), StoreError> {
+    match crate::params::dynamodb_number_problem(value, name) {
+        None => Ok(()),
+        Some(bad) => Err(StoreError::Rejected(format!(
+            "object {id} cannot be stored in DynamoDB: {bad} is outside the numbers DynamoDB keeps (1E-130 to 9.99E+125)"
+        ).into())),
+    }
+}
+
+pub(super) fn to_item(
+    id: &str,
+    object: Object,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    for (name, value) in &object {
+        check_numbers(id, name, value)?;
+    }
+    serde_dynamo::to_item(Value::Object(object)).map_err(|e| {
+        StoreError::Rejected(format!("object {id} cannot be stored in DynamoDB: {e}").into())
+    })
+}
+
+pub(super) fn from_item(
+    id: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<Object, StoreError> {
+    match serde_dynamo::from_item::<_, Value>(item) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => unreachable!("an item is a map"),
+        Err(e) => Err(StoreError::Malformed {
+            id: id.to_owned(),
+            reason: format!("its attributes cannot be read ({e})"),
+        }),
+    }
+}
+
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(super) fn event_to_item(e: &StreamEvent) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("stream_id".to_owned(), s(&e.stream_id)),
+        ("seq".to_owned(), AttributeValue::N(e.seq.to_string())),
+        ("kind".to_owned(), s(&e.kind)),
+        ("at".to_owned(), s(&e.at)),
+        ("data".to_owned(), s(&e.data)),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(e.expires_at.to_string()),
+        ),
+    ])
+}
+
+pub(super) fn event_from_item(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<StreamEvent, StoreError> {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let stream_id = text("stream_id");
+    if stream_id.is_empty() {
+        return Err(StoreError::Malformed {
+            id: "stream event".to_owned(),
+            reason: "it has no stream_id".to_owned(),
+        });
+    }
+    Ok(StreamEvent {
+        stream_id,
+        seq: number("seq"),
+        kind: text("kind"),
+        at: text("at"),
+        data: text("data"),
+        expires_at: number("expires_at"),
+    })
+}
+
+pub(super) fn page_key(owner: &str, id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("owner".to_owned(), s(owner)),
+        ("object_id".to_owned(), s(id)),
+    ])
+}

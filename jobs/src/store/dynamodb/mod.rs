@@ -1,0 +1,329 @@
+//! The DynamoDB adapter: the jobs table (key `object_id`, index `owner-index`)
+//! and the streams table (key `stream_id` + `seq`), laid out as DESIGN.md says.
+//!
+//! Jobs are stored as the proto3 JSON mapping of [`Job`] converted to
+//! attribute values by `serde_dynamo`; this module is the only place that
+//! knows about `AttributeValue`.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    types::{AttributeValue, PutRequest, WriteRequest},
+    Client,
+};
+use plus_proto::{Job, StreamEvent};
+use serde_json::Value;
+
+use super::{job_to_object, object_to_job, Expect, JobStore, Object, Page, StoreError};
+
+mod convert;
+mod writes;
+
+use convert::{classify, event_from_item, event_to_item, from_item, page_key, s, to_item};
+
+/// The name of the jobs table's owner index.
+pub const OWNER_INDEX: &str = "owner-index";
+/// DynamoDB's limit on items in one BatchWriteItem.
+const BATCH_LIMIT: usize = 25;
+/// Conditional item writes an import keeps in flight.
+const IMPORT_IN_FLIGHT: usize = 16;
+
+/// The DynamoDB adapter of [`JobStore`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    streams_table: String,
+}
+
+impl DynamoStore {
+    /// A store over `table` (jobs) and `streams_table` (events).
+    pub fn new(client: Client, table: impl Into<String>, streams_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            streams_table: streams_table.into(),
+        }
+    }
+
+    /// One page of `owner-index` for `owner`, in `object_id` order
+    /// (ascending when `forward`).
+    async fn owner_page(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+        forward: bool,
+    ) -> Result<Page<Object>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .scan_index_forward(forward)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start.map(|id| page_key(owner, id)))
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.table))?;
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = item
+                .get("object_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            items.push(from_item(&id, item)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
+    async fn batch_write(
+        &self,
+        table: &str,
+        items: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_LIMIT) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .expect("item is set");
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            // DynamoDB may accept part of a batch; the rest comes back as
+            // UnprocessedItems and is retried with backoff, never dropped.
+            let mut delay = Duration::from_millis(25);
+            for round in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, "BatchWriteItem", table))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if round >= 10 {
+                    return Err(StoreError::Unavailable(
+                        format!(
+                        "{} writes to {table} stayed unprocessed after {round} retries (throttled)",
+                        requests.len()
+                    )
+                        .into(),
+                    ));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoStore {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        let item = to_item(&job.object_id, job_to_object(job)?)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(object_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict {
+                    id: job.object_id.clone(),
+                    reason: "an object with this id already exists".to_owned(),
+                })
+            }
+            Err(e) => Err(classify(e, "PutItem", &self.table)),
+        }
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        self.get_object(id)
+            .await?
+            .map(|o| object_to_job(id, o))
+            .transpose()
+    }
+
+    async fn update_job_with(
+        &self,
+        id: &str,
+        expect: &Expect,
+        patch: &Job,
+        if_absent: &Job,
+    ) -> Result<Job, StoreError> {
+        self.update_job_with_impl(id, expect, patch, if_absent)
+            .await
+    }
+
+    async fn fail_unreadable(
+        &self,
+        id: &str,
+        username: &str,
+        lease: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.fail_unreadable_impl(id, username, lease, error).await
+    }
+
+    async fn list_jobs(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError> {
+        let page = self.owner_page(owner, start, limit, false).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|o| {
+                let id = o
+                    .get("object_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                object_to_job(&id, o)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    async fn list_active(
+        &self,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, StoreError> {
+        // A Scan's Limit counts items read before the filter, so keep
+        // reading pages until `limit` matches or the table ends.
+        let mut items = Vec::new();
+        let mut key = start.map(|id| HashMap::from([("object_id".to_owned(), s(id))]));
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("object_type = :t AND #status IN (:a, :b, :c)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":t", s(crate::job::JOB_OBJECT_TYPE))
+                .expression_attribute_values(":a", s("INITIALIZING"))
+                .expression_attribute_values(":b", s("RUNNING"))
+                .expression_attribute_values(":c", s("INTERRUPTED"))
+                .consistent_read(true)
+                .limit(1000)
+                .set_exclusive_start_key(key.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, "Scan", &self.table))?;
+            for item in out.items.unwrap_or_default() {
+                let id = item
+                    .get("object_id")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                items.extend(super::readable_job(&id, from_item(&id, item)?));
+            }
+            key = out.last_evaluated_key;
+            if key.is_none() || items.len() >= limit {
+                break;
+            }
+        }
+        let next = key.and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
+    async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(objects.len());
+        for object in objects {
+            let id = object
+                .get("object_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StoreError::Rejected("an object has no object_id".into()))?;
+            items.push(to_item(id, object.clone())?);
+        }
+        self.batch_write(&self.table, items).await
+    }
+
+    async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError> {
+        self.import_items_impl(owner, items).await
+    }
+
+    async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("object_id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GetItem", &self.table))?;
+        out.item.map(|item| from_item(id, item)).transpose()
+    }
+
+    async fn query_owner(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError> {
+        self.owner_page(owner, start, limit, true).await
+    }
+
+    async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError> {
+        let items = events.iter().map(event_to_item).collect();
+        self.batch_write(&self.streams_table, items).await
+    }
+
+    async fn events_after(
+        &self,
+        stream_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.streams_table)
+            .key_condition_expression("stream_id = :id AND seq > :after")
+            .expression_attribute_values(":id", s(stream_id))
+            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.streams_table))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(event_from_item)
+            .collect()
+    }
+}
