@@ -36,8 +36,6 @@ pub mod event;
 pub mod job;
 pub mod params;
 pub mod store;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use backend::{Backend, BackendConfig};
 pub use blob::{BlobError, BlobStore};

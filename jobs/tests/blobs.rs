@@ -4,9 +4,9 @@
 //! nothing behind.
 
 use plus_jobs::{
-    backend::AwsConfig, blob::s3::MULTIPART_THRESHOLD, testkit::FaultProxy, testkit::Moto, Backend,
-    BackendConfig, BlobStore,
+    backend::AwsConfig, blob::s3::MULTIPART_THRESHOLD, Backend, BackendConfig, BlobStore,
 };
+use plus_testkit::{FaultProxy, Moto};
 
 async fn round_trip(blobs: &dyn BlobStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +104,7 @@ async fn a_large_log_goes_to_s3_in_parts_and_comes_back_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_log_round_trips_in_the_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = plus_jobs::testkit::local_backend(dir.path()).await;
+    let backend = plus_testkit::local_backend(dir.path()).await;
     round_trip(backend.blobs.as_ref()).await;
     // The refused range left no temporary file behind.
     let leftovers: Vec<_> = walk(dir.path())

@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use plus_jobs::{
     job::{new_job, sources_of},
-    testkit::Moto,
     Backend, BackendConfig, Expect, Job, JobId, JobStatus, JobStore, Progress, RunMode, StoreError,
     StreamEvent, Timestamp,
 };
+use plus_testkit::Moto;
 use serde_json::json;
 
 async fn sqlite() -> (Arc<dyn JobStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = plus_jobs::testkit::local_backend(dir.path()).await;
+    let backend = plus_testkit::local_backend(dir.path()).await;
     (backend.jobs, dir)
 }
 

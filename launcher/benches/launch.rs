@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use plus_jobs::testkit::{create_ecs, default_security_group, default_subnet, FaultProxy, Moto};
+use plus_testkit::{create_ecs, default_security_group, default_subnet, FaultProxy, Moto};
 
 const PLUS: &str = env!("CARGO_BIN_EXE_plus");
 const LAMBDA: &str = env!("CARGO_BIN_EXE_plus-lambda");

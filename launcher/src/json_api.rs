@@ -212,7 +212,7 @@ mod tests {
 
     async fn local() -> (Launcher, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let backend = plus_jobs::testkit::local_backend(dir.path()).await;
+        let backend = plus_testkit::local_backend(dir.path()).await;
         // A worker that never starts: the handler's answers are what is tested.
         let mut runner = LocalRunner::new(dir.path().into());
         runner.worker = vec!["/bin/true".into()];

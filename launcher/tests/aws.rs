@@ -11,11 +11,8 @@ use std::{
 };
 
 use aws_sdk_ecs::types::Task;
-use plus_jobs::{
-    backend::AwsConfig,
-    testkit::{create_ecs, default_security_group, default_subnet, Fault, FaultProxy, Moto},
-    Backend, BackendConfig, Expect, Job, JobStatus,
-};
+use plus_jobs::{backend::AwsConfig, Backend, BackendConfig, Expect, Job, JobStatus};
+use plus_testkit::{create_ecs, default_security_group, default_subnet, Fault, FaultProxy, Moto};
 use serde_json::Value;
 
 const PLUS: &str = env!("CARGO_BIN_EXE_plus");

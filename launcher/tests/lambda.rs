@@ -15,10 +15,8 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use plus_jobs::{
-    testkit::{create_ecs, default_security_group, default_subnet, FaultProxy, Moto},
-    Backend, BackendConfig, JobStatus,
-};
+use plus_jobs::{Backend, BackendConfig, JobStatus};
+use plus_testkit::{create_ecs, default_security_group, default_subnet, FaultProxy, Moto};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

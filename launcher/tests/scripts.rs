@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use plus_jobs::testkit::{FaultProxy, Moto};
+use plus_testkit::{FaultProxy, Moto};
 use serde_json::Value;
 
 const REGION: &str = "us-east-1";

@@ -15,11 +15,10 @@ use std::{
 
 use nix::sys::resource::{getrusage, UsageWho};
 use plus_jobs::{
-    backend::AwsConfig,
-    job::new_job,
-    testkit::{FaultProxy, Moto},
-    Backend, BackendConfig, JobId, JobStatus, RunMode, Script, Timestamp,
+    backend::AwsConfig, job::new_job, Backend, BackendConfig, JobId, JobStatus, RunMode, Script,
+    Timestamp,
 };
+use plus_testkit::{FaultProxy, Moto};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_plus-worker");
 

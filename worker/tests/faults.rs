@@ -8,7 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use plus_jobs::{testkit::Fault, Expect, Job, JobStatus, Timestamp};
+use plus_jobs::{Expect, Job, JobStatus, Timestamp};
+use plus_testkit::Fault;
 use support::World;
 
 on_both_stores!(

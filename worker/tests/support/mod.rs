@@ -6,9 +6,10 @@
 use std::{process::Stdio, time::Duration};
 
 use plus_jobs::{
-    backend::AwsConfig, job::new_job, testkit::Moto, Backend, BackendConfig, Job, JobId, JobStatus,
-    RunMode, Script, Timestamp,
+    backend::AwsConfig, job::new_job, Backend, BackendConfig, Job, JobId, JobStatus, RunMode,
+    Script, Timestamp,
 };
+use plus_testkit::Moto;
 use tokio::process::{Child, Command};
 
 /// The worker binary under test.
@@ -73,9 +74,9 @@ impl World {
 
     /// The AWS world with a fault-injecting proxy between the worker and the
     /// emulator (the test's own reads go to the emulator directly).
-    pub async fn aws_via_proxy() -> (World, plus_jobs::testkit::FaultProxy) {
+    pub async fn aws_via_proxy() -> (World, plus_testkit::FaultProxy) {
         let mut w = World::aws().await;
-        let proxy = plus_jobs::testkit::FaultProxy::start(&Moto::shared().endpoint).await;
+        let proxy = plus_testkit::FaultProxy::start(&Moto::shared().endpoint).await;
         w.vars.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
         w.vars
             .push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));

@@ -1,5 +1,7 @@
-//! Test helpers shared by the workspace's integration tests (feature
-//! `testkit`): the AWS emulator (`moto_server`) started on a free loopback
+//! # plus-testkit
+//!
+//! Test helpers shared by the workspace's tests (never published, never in
+//! a product binary): the AWS emulator (`moto_server`) started on a free loopback
 //! port, and the tables and bucket of DESIGN.md created in it.
 
 use std::{
@@ -15,7 +17,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
-use crate::backend::{AwsConfig, Backend, BackendConfig};
+use plus_jobs::backend::{AwsConfig, Backend, BackendConfig};
 
 /// The embedded local backend (SQLite and a folder) in `dir`, with the
 /// bucket name tests use.
@@ -224,7 +226,7 @@ pub async fn create_resources(aws: &AwsConfig) {
         .key_schema(key("object_id", KeyType::Hash))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(crate::store::dynamodb::OWNER_INDEX)
+                .index_name(plus_jobs::store::dynamodb::OWNER_INDEX)
                 .key_schema(key("owner", KeyType::Hash))
                 .key_schema(key("object_id", KeyType::Range))
                 .projection(
