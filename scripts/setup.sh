@@ -103,12 +103,12 @@ ensure_jobs_table() {
   if ! desc=$(aws_maybe ResourceNotFoundException dynamodb describe-table --table-name "$DYNAMO_TABLE"); then
     awsj dynamodb create-table --table-name "$DYNAMO_TABLE" \
       --billing-mode PAY_PER_REQUEST \
-      --attribute-definitions AttributeName=object_id,AttributeType=S AttributeName=owner,AttributeType=S \
+      --attribute-definitions AttributeName=object_id,AttributeType=S AttributeName=owner,AttributeType=S AttributeName=active,AttributeType=S \
       --key-schema AttributeName=object_id,KeyType=HASH \
-      --global-secondary-indexes '[{"IndexName":"owner-index","KeySchema":[{"AttributeName":"owner","KeyType":"HASH"},{"AttributeName":"object_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]' \
+      --global-secondary-indexes '[{"IndexName":"owner-index","KeySchema":[{"AttributeName":"owner","KeyType":"HASH"},{"AttributeName":"object_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"active-index","KeySchema":[{"AttributeName":"active","KeyType":"HASH"},{"AttributeName":"object_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"KEYS_ONLY"}}]' \
       --tags "$TAGS_JSON" >/dev/null
     awsj dynamodb wait table-exists --table-name "$DYNAMO_TABLE"
-    changed "dynamodb table $DYNAMO_TABLE (object_id; owner-index owner+object_id)"
+    changed "dynamodb table $DYNAMO_TABLE (object_id; owner-index owner+object_id; active-index active+object_id, keys only)"
     return
   fi
   [[ $(jq -c '.Table.KeySchema' <<<"$desc") == '[{"AttributeName":"object_id","KeyType":"HASH"}]' ]] ||
@@ -124,6 +124,25 @@ ensure_jobs_table() {
     die "index $DYNAMO_TABLE/owner-index has another shape ($index): delete it and re-run, DESIGN.md needs owner + object_id, projection ALL"
   else
     same "dynamodb table $DYNAMO_TABLE with owner-index"
+  fi
+  # The sparse index the monitor reads unfinished jobs through (DESIGN.md,
+  # Admission). DynamoDB builds one new index at a time: when owner-index
+  # was just added, a re-run adds this one.
+  desc=$(awsj dynamodb describe-table --table-name "$DYNAMO_TABLE")
+  index=$(jq -c '[.Table.GlobalSecondaryIndexes[]? | select(.IndexName == "active-index")][0] // empty' <<<"$desc")
+  if [[ -z $index ]]; then
+    if jq -e '[.Table.GlobalSecondaryIndexes[]? | select(.IndexStatus == "CREATING")] | length > 0' <<<"$desc" >/dev/null; then
+      log "dynamodb index $DYNAMO_TABLE/active-index waits for another index to be built: re-run scripts/setup.sh in a few minutes"
+    else
+      awsj dynamodb update-table --table-name "$DYNAMO_TABLE" \
+        --attribute-definitions AttributeName=object_id,AttributeType=S AttributeName=active,AttributeType=S \
+        --global-secondary-index-updates '[{"Create":{"IndexName":"active-index","KeySchema":[{"AttributeName":"active","KeyType":"HASH"},{"AttributeName":"object_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"KEYS_ONLY"}}}]' >/dev/null
+      changed "dynamodb index $DYNAMO_TABLE/active-index (being built; jobs launched before it are not in it: the monitor sees them once they are written again)"
+    fi
+  elif [[ $(jq -c '[.KeySchema, .Projection.ProjectionType]' <<<"$index") != '[[{"AttributeName":"active","KeyType":"HASH"},{"AttributeName":"object_id","KeyType":"RANGE"}],"KEYS_ONLY"]' ]]; then
+    die "index $DYNAMO_TABLE/active-index has another shape ($index): delete it and re-run, DESIGN.md needs active + object_id, keys only"
+  else
+    same "dynamodb table $DYNAMO_TABLE with active-index"
   fi
 }
 
@@ -349,7 +368,8 @@ ensure_roles() {
       {Sid: "JobRecordsAndEvents", Effect: "Allow",
        Action: ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
        Resource: [$jobs, "\($jobs)/index/owner-index", $streams]},
-      {Sid: "FindActiveJobs", Effect: "Allow", Action: "dynamodb:Scan", Resource: $jobs},
+      {Sid: "FindActiveJobs", Effect: "Allow", Action: ["dynamodb:Query", "dynamodb:BatchGetItem"],
+       Resource: [$jobs, "\($jobs)/index/active-index"]},
       {Sid: "JobFiles", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: "\($bucket)/jobs/*"},
       {Sid: "ListJobFiles", Effect: "Allow", Action: "s3:ListBucket", Resource: $bucket,
        Condition: {StringLike: {"s3:prefix": ["jobs/*"]}}},

@@ -50,7 +50,123 @@ conformance!(
     a_malformed_record_is_failed_not_left_running,
     an_import_never_replaces_another_owners_object,
     a_claim_checks_the_jobs_origin,
+    active_is_set_exactly_while_a_job_is_unfinished,
 );
+
+/// `active` (the key of the sparse `active-index`) is on a job from its
+/// launch until the write that ends it, including a claim of a record an
+/// engine wrote without it.
+async fn active_is_set_exactly_while_a_job_is_unfinished(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let active = |o: &serde_json::Map<String, serde_json::Value>| o.get("active").cloned();
+    let bucket = json!(plus_jobs::store::active_bucket(&j.object_id));
+    let stored = store.get_object(&j.object_id).await.unwrap().unwrap();
+    assert_eq!(active(&stored), Some(bucket.clone()));
+    // A heartbeat (no status) leaves it; the claim keeps it.
+    let claim = Expect::status([JobStatus::Initializing]);
+    store
+        .update_job(&j.object_id, &claim, &claim_patch("t"))
+        .await
+        .unwrap();
+    let stored = store.get_object(&j.object_id).await.unwrap().unwrap();
+    assert_eq!(active(&stored), Some(bucket.clone()));
+    let end = Job {
+        status: JobStatus::Succeeded as i32,
+        ..Job::default()
+    };
+    store
+        .update_job(&j.object_id, &Expect::status([JobStatus::Running]), &end)
+        .await
+        .unwrap();
+    let stored = store.get_object(&j.object_id).await.unwrap().unwrap();
+    assert_eq!(active(&stored), None, "removed by the write that ends it");
+    let listed = store.list_active(None, 1000).await.unwrap();
+    assert!(!listed.items.iter().any(|x| x.object_id == j.object_id));
+
+    // An engine's record without `active` gets it from the claim.
+    let id = JobId::generate().to_string();
+    let raw = json!({
+        "object_id": id, "object_type": "PlusScriptJob", "owner": "alice/jobs",
+        "username": "alice", "status": "INITIALIZING", "run_mode": "RUN_SCRIPT",
+    });
+    store
+        .put_objects(&[raw.as_object().unwrap().clone()])
+        .await
+        .unwrap();
+    store
+        .update_job(&id, &claim, &claim_patch("t"))
+        .await
+        .unwrap();
+    let stored = store.get_object(&id).await.unwrap().unwrap();
+    assert_eq!(
+        active(&stored),
+        Some(json!(plus_jobs::store::active_bucket(&id)))
+    );
+    let listed = store.list_active(None, 1000).await.unwrap();
+    assert!(listed.items.iter().any(|x| x.object_id == id));
+}
+
+#[tokio::test]
+async fn unfinished_jobs_are_read_through_the_index_never_a_scan() {
+    // Many finished jobs and items, a few unfinished jobs, pages of 2.
+    let moto = Moto::shared();
+    let aws = moto.provision().await;
+    let proxy = plus_testkit::FaultProxy::start(&moto.endpoint).await;
+    let aws = plus_jobs::backend::AwsConfig {
+        endpoint_url: Some(proxy.endpoint.clone()),
+        ..aws
+    };
+    let store = Backend::open(&BackendConfig::Aws(aws)).await.unwrap().jobs;
+    let mut open = Vec::new();
+    for i in 0..30 {
+        let j = job("alice");
+        store.create_job(&j).await.unwrap();
+        if i % 6 == 0 {
+            open.push(j.object_id.clone());
+        } else {
+            let end = Job {
+                status: JobStatus::Failed as i32,
+                ..Job::default()
+            };
+            store
+                .update_job(
+                    &j.object_id,
+                    &Expect::status([JobStatus::Initializing]),
+                    &end,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    proxy.reset();
+    let mut seen = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = store.list_active(start.as_deref(), 2).await.unwrap();
+        seen.extend(page.items.into_iter().map(|j| j.object_id));
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    seen.sort();
+    open.sort();
+    assert_eq!(seen, open);
+    let requests = proxy.seen();
+    assert!(!requests.iter().any(|r| r.contains("Scan")), "{requests:?}");
+    assert!(
+        requests.iter().any(|r| r == "DynamoDB:Query"),
+        "{requests:?}"
+    );
+    // Only the unfinished jobs' records are read.
+    let reads: usize = proxy
+        .bodies("BatchGetItem")
+        .iter()
+        .map(|b| b.matches("object_id").count())
+        .sum();
+    assert_eq!(reads, open.len(), "{requests:?}");
+}
 
 /// A worker's claim also requires what its environment says of the job:
 /// the collection, the action, and a script of the job's own.

@@ -236,7 +236,21 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
         jobs["KeySchema"],
         serde_json::json!([{"AttributeName": "object_id", "KeyType": "HASH"}])
     );
-    let index = &jobs["GlobalSecondaryIndexes"][0];
+    let index_named = |name: &str| {
+        jobs["GlobalSecondaryIndexes"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["IndexName"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {jobs}"))
+    };
+    // The sparse index over unfinished jobs, keys only.
+    let active = index_named("active-index");
+    assert_eq!(
+        active["KeySchema"],
+        serde_json::json!([{"AttributeName": "active", "KeyType": "HASH"}, {"AttributeName": "object_id", "KeyType": "RANGE"}])
+    );
+    assert_eq!(active["Projection"]["ProjectionType"], "KEYS_ONLY");
+    let index = &index_named("owner-index");
     assert_eq!(index["IndexName"], "owner-index");
     assert_eq!(
         index["KeySchema"],

@@ -237,6 +237,20 @@ pub async fn create_resources(aws: &AwsConfig) {
                 .build()
                 .unwrap(),
         )
+        .attribute_definitions(attr(plus_jobs::store::ACTIVE, ScalarAttributeType::S))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(plus_jobs::store::ACTIVE_INDEX)
+                .key_schema(key(plus_jobs::store::ACTIVE, KeyType::Hash))
+                .key_schema(key("object_id", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("create the jobs table");

@@ -218,6 +218,34 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// The name of the sparse index over unfinished jobs (partition key
+/// `active`, sort key `object_id`, keys only).
+pub const ACTIVE_INDEX: &str = "active-index";
+/// How many partitions `active` spreads unfinished jobs over, so one hot
+/// partition of the index (about 1,000 writes/s) does not cap launches.
+pub const ACTIVE_BUCKETS: u32 = 8;
+/// The attribute that is present exactly while a job is not terminal.
+pub const ACTIVE: &str = "active";
+
+/// The `active` value of job `id`: one of [`ACTIVE_BUCKETS`] partitions,
+/// chosen by a stable hash (FNV-1a) of the id.
+pub fn active_bucket(id: &str) -> String {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{}", hash % ACTIVE_BUCKETS)
+}
+
+/// What a write of `status` does to `active`: `Some(true)` sets it (not
+/// terminal), `Some(false)` removes it, `None` (no status in the patch)
+/// leaves it.
+pub(crate) fn active_after(status: i32) -> Option<bool> {
+    match JobStatus::try_from(status) {
+        Ok(JobStatus::Unspecified) | Err(_) => None,
+        Ok(s) => Some(!crate::job::is_terminal(s)),
+    }
+}
+
 /// The job store: jobs, actions and collection items (the jobs table) and
 /// each job's event stream (the streams table).
 #[async_trait]
@@ -352,7 +380,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 }
 
 /// The JSON object (proto3 JSON mapping, snake_case names) of a job: the
-/// single conversion both adapters store.
+/// single conversion both adapters store. A job that is not terminal also
+/// carries `active` (see [`ACTIVE_INDEX`]).
 pub(crate) fn job_to_object(job: &Job) -> Result<Object, StoreError> {
     match serde_json::to_value(job) {
         Ok(Value::Object(mut map)) => {
@@ -416,6 +445,19 @@ pub(crate) fn readable_job(id: &str, object: Object) -> Option<Job> {
             None
         }
     }
+}
+
+/// The object a new job is stored as: [`job_to_object`] plus `active`
+/// while it is not terminal.
+pub(crate) fn new_job_object(job: &Job) -> Result<Object, StoreError> {
+    let mut map = job_to_object(job)?;
+    if active_after(job.status) == Some(true) {
+        map.insert(
+            ACTIVE.to_owned(),
+            Value::String(active_bucket(&job.object_id)),
+        );
+    }
+    Ok(map)
 }
 
 /// The attributes a patch sets: its JSON object without the key.

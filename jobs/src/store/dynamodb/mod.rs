@@ -15,8 +15,9 @@ use aws_sdk_dynamodb::{
 use plus_proto::{Job, StreamEvent};
 use serde_json::Value;
 
-use super::{job_to_object, object_to_job, Expect, JobStore, Object, Page, StoreError};
+use super::{object_to_job, Expect, JobStore, Object, Page, StoreError};
 
+mod active;
 mod convert;
 mod writes;
 
@@ -139,7 +140,7 @@ impl DynamoStore {
 #[async_trait]
 impl JobStore for DynamoStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        let item = to_item(&job.object_id, job_to_object(job)?)?;
+        let item = to_item(&job.object_id, super::new_job_object(job)?)?;
         let result = self
             .client
             .put_item()
@@ -221,42 +222,26 @@ impl JobStore for DynamoStore {
         start: Option<&str>,
         limit: usize,
     ) -> Result<Page<Job>, StoreError> {
-        // A Scan's Limit counts items read before the filter, so keep
-        // reading pages until `limit` matches or the table ends.
-        let mut items = Vec::new();
-        let mut key = start.map(|id| HashMap::from([("object_id".to_owned(), s(id))]));
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("object_type = :t AND #status IN (:a, :b, :c)")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":t", s(crate::job::JOB_OBJECT_TYPE))
-                .expression_attribute_values(":a", s("INITIALIZING"))
-                .expression_attribute_values(":b", s("RUNNING"))
-                .expression_attribute_values(":c", s("INTERRUPTED"))
-                .consistent_read(true)
-                .limit(1000)
-                .set_exclusive_start_key(key.take())
-                .send()
-                .await
-                .map_err(|e| classify(e, "Scan", &self.table))?;
-            for item in out.items.unwrap_or_default() {
-                let id = item
-                    .get("object_id")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                items.extend(super::readable_job(&id, from_item(&id, item)?));
-            }
-            key = out.last_evaluated_key;
-            if key.is_none() || items.len() >= limit {
-                break;
+        // The sparse index holds only unfinished jobs: its cost follows them,
+        // never the table (collection items and old jobs live there too).
+        let ids = self.active_ids(start, limit).await?;
+        let mut items = Vec::with_capacity(ids.items.len());
+        for chunk in ids.items.chunks(100) {
+            for (id, item) in self.get_many(chunk).await? {
+                if let Some(job) = super::readable_job(&id, from_item(&id, item)?) {
+                    // The index is eventually consistent: a job that just
+                    // ended may still be in it.
+                    if !crate::job::is_terminal(job.status()) && job.status != 0 {
+                        items.push(job);
+                    }
+                }
             }
         }
-        let next = key.and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
-        Ok(Page { items, next })
+        items.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+        Ok(Page {
+            items,
+            next: ids.next,
+        })
     }
 
     async fn put_objects(&self, objects: &[Object]) -> Result<(), StoreError> {

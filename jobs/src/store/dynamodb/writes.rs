@@ -104,12 +104,28 @@ impl DynamoStore {
             }
             conditions.push(format!("#status IN ({})", alternatives.join(", ")));
         }
+        // `active` follows the status: set while not terminal (also on a
+        // claim of a record an engine wrote), removed by the write that ends
+        // the job.
+        let mut expression = format!("SET {}", sets.join(", "));
+        match crate::store::active_after(patch.status) {
+            Some(true) => {
+                names.insert("#active".to_owned(), crate::store::ACTIVE.to_owned());
+                values.insert(":active".to_owned(), s(crate::store::active_bucket(id)));
+                expression.push_str(", #active = :active");
+            }
+            Some(false) => {
+                names.insert("#active".to_owned(), crate::store::ACTIVE.to_owned());
+                expression.push_str(" REMOVE #active");
+            }
+            None => {}
+        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("object_id", s(id))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(expression)
             .condition_expression(conditions.join(" AND "))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -168,7 +184,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("object_id", s(id))
             .update_expression(
-                "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now",
+                "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now REMOVE #active",
             )
             .condition_expression(
                 "object_type = :type AND #username = :username AND (#status = :init OR (#status = :running AND #lease = :lease))",
@@ -177,6 +193,7 @@ impl DynamoStore {
             .expression_attribute_names("#error", "error")
             .expression_attribute_names("#username", "username")
             .expression_attribute_names("#lease", "lease")
+            .expression_attribute_names("#active", crate::store::ACTIVE)
             .expression_attribute_values(":failed", s("FAILED"))
             .expression_attribute_values(":error", s(error))
             .expression_attribute_values(":now", s(now))

@@ -17,10 +17,7 @@ use plus_proto::{Job, StreamEvent};
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::Value;
 
-use super::{
-    job_to_object, merge, object_to_job, patch_attributes, Expect, JobStore, Object, Page,
-    StoreError,
-};
+use super::{merge, object_to_job, patch_attributes, Expect, JobStore, Object, Page, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -104,7 +101,7 @@ use rows::{id_bodies, open_error, owner_of, paginate, read_object, sql_error};
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        let object = job_to_object(job)?;
+        let object = super::new_job_object(job)?;
         let id = job.object_id.clone();
         self.with(move |conn| {
             let body = Value::Object(object.clone()).to_string();
@@ -145,6 +142,7 @@ impl JobStore for SqliteStore {
         let absent = patch_attributes(if_absent)?;
         let id = id.to_owned();
         let expect = expect.clone();
+        let patch_status = patch.status;
         let attributes = patch_attributes(patch)?;
         self.with(move |conn| {
             let tx = conn
@@ -164,6 +162,18 @@ impl JobStore for SqliteStore {
                 });
             }
             merge(&mut object, attributes);
+            match super::active_after(patch_status) {
+                Some(true) => {
+                    object.insert(
+                        super::ACTIVE.to_owned(),
+                        Value::String(super::active_bucket(&id)),
+                    );
+                }
+                Some(false) => {
+                    object.remove(super::ACTIVE);
+                }
+                None => {}
+            }
             for (k, v) in absent {
                 object.entry(k).or_insert(v);
             }
@@ -227,6 +237,7 @@ impl JobStore for SqliteStore {
             ] {
                 object.insert(k.to_owned(), Value::String(v));
             }
+            object.remove(super::ACTIVE);
             tx.execute(
                 "UPDATE objects SET body = ?2 WHERE object_id = ?1",
                 params![id, Value::Object(object).to_string()],
