@@ -74,7 +74,9 @@ pub async fn run_collection(
                 } else {
                     (*limit - printed).min(1000)
                 };
-                let page = launcher.list_items(username, owner, start.as_deref(), want).await?;
+                let page = launcher
+                    .list_items(username, owner, start.as_deref(), want)
+                    .await?;
                 for item in &page.items {
                     writeln!(out, "{}", Value::Object(item.clone()))?;
                 }

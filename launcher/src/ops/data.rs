@@ -117,8 +117,8 @@ pub struct RefusedItem {
 /// [`DataError::Invalid`] for a malformed path, [`DataError::NotFound`] for
 /// another user's.
 pub fn own_owner(owner: &str, username: &str) -> Result<OwnerPath, DataError> {
-    let path =
-        OwnerPath::parse(owner).map_err(|e| DataError::Invalid(format!("the collection owner {e}")))?;
+    let path = OwnerPath::parse(owner)
+        .map_err(|e| DataError::Invalid(format!("the collection owner {e}")))?;
     if !path.belongs_to(username) {
         return Err(DataError::NotFound(collection_not_found(owner, username)));
     }
@@ -435,14 +435,20 @@ mod tests {
         let body: String = (0..1203)
             .map(|i| format!("{{\"id\":\"i{i:05}\",\"n\":{i}}}\n"))
             .collect();
-        let r = import(&store, "alice", owner, body.as_bytes()).await.unwrap();
+        let r = import(&store, "alice", owner, body.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(r.imported, 1203);
-        let r = import(&store, "alice", owner, body.as_bytes()).await.unwrap();
+        let r = import(&store, "alice", owner, body.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(r.imported, 1203);
         let mut n = 0;
         let mut start = None;
         loop {
-            let page = list(&store, "alice", owner, start.as_deref(), 1000).await.unwrap();
+            let page = list(&store, "alice", owner, start.as_deref(), 1000)
+                .await
+                .unwrap();
             n += page.items.len();
             match page.next {
                 Some(next) => start = Some(next),
@@ -450,10 +456,15 @@ mod tests {
             }
         }
         assert_eq!(n, 1203, "no duplicates after importing twice");
-        let err = import(&store, "alice", owner, "{\"id\":\"a\"}\n\nnot json\n".as_bytes())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = import(
+            &store,
+            "alice",
+            owner,
+            "{\"id\":\"a\"}\n\nnot json\n".as_bytes(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("line 3 is not a valid item: it is not JSON"),
             "{err}"

@@ -188,7 +188,11 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
                 }
                 job.collection_owner = owner.to_string();
             }
-            None => return bad("RUN_COLLECTION needs a collection owner (--collection OWNER)".to_owned()),
+            None => {
+                return bad(
+                    "RUN_COLLECTION needs a collection owner (--collection OWNER)".to_owned(),
+                )
+            }
         },
         RunMode::RunAction => match req.action_id.as_deref().map(str::trim) {
             Some(action) if !action.is_empty() => job.action_id = action.to_owned(),
