@@ -14,8 +14,8 @@ use plus_jobs::{
 use serde_json::{Map, Value};
 
 use super::{
-    request::{action_not_found, collection_not_found},
-    Launcher,
+    request::{action_not_found, users_owner_path},
+    InvalidRequest, Launcher,
 };
 
 /// Items written per `put_objects` call (DynamoDB's adapter splits it into
@@ -117,12 +117,10 @@ pub struct RefusedItem {
 /// [`DataError::Invalid`] for a malformed path, [`DataError::NotFound`] for
 /// another user's.
 pub fn own_owner(owner: &str, username: &str) -> Result<OwnerPath, DataError> {
-    let path = OwnerPath::parse(owner)
-        .map_err(|e| DataError::Invalid(format!("the collection owner {e}")))?;
-    if !path.belongs_to(username) {
-        return Err(DataError::NotFound(collection_not_found(owner, username)));
-    }
-    Ok(path)
+    users_owner_path(owner, username).map_err(|e| match e {
+        InvalidRequest::NotFound(why) => DataError::NotFound(why),
+        other => DataError::Invalid(other.to_string()),
+    })
 }
 
 /// Imports JSON lines from `input` as items of `username`'s collection

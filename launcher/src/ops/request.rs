@@ -78,6 +78,28 @@ pub fn collection_not_found(owner: &str, username: &str) -> String {
     )
 }
 
+/// `owner` as an owner path of `username`'s. Another user's path reads as
+/// a missing collection, well-formed or not.
+///
+/// # Errors
+/// [`InvalidRequest::NotFound`] for another user's path,
+/// [`InvalidRequest::Field`] for a malformed one of the user's.
+pub fn users_owner_path(owner: &str, username: &str) -> Result<OwnerPath, InvalidRequest> {
+    let not_found = || InvalidRequest::NotFound(collection_not_found(owner, username));
+    match OwnerPath::parse(owner) {
+        Ok(path) if path.belongs_to(username) => Ok(path),
+        Ok(_) => Err(not_found()),
+        Err(_)
+            if owner
+                .split_once('/')
+                .is_some_and(|(user, _)| user != username) =>
+        {
+            Err(not_found())
+        }
+        Err(e) => Err(InvalidRequest::Field(format!("the collection owner {e}"))),
+    }
+}
+
 /// The one answer for an action `id` that is not among `username`'s
 /// (missing, another user's, or not an action).
 pub fn action_not_found(id: &str, username: &str) -> String {
@@ -178,15 +200,7 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     match req.run_mode {
         RunMode::RunCollection => match req.collection_owner.as_deref().map(str::trim) {
             Some(owner) => {
-                let owner = OwnerPath::parse(owner)
-                    .map_err(|e| InvalidRequest::Field(format!("the collection owner {e}")))?;
-                if !owner.belongs_to(&req.username) {
-                    return Err(InvalidRequest::NotFound(collection_not_found(
-                        owner.as_str(),
-                        &req.username,
-                    )));
-                }
-                job.collection_owner = owner.to_string();
+                job.collection_owner = users_owner_path(owner, &req.username)?.to_string();
             }
             None => {
                 return bad(
