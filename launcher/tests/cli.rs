@@ -338,9 +338,9 @@ fn a_worker_that_cannot_start_fails_the_job_with_the_reason() {
     assert_eq!(list["jobs"][0]["status"], "FAILED");
 }
 
-#[test]
-fn the_monitor_settles_a_job_whose_worker_was_killed() {
-    let home = Home::new();
+/// A RUNNING job (one attempt) whose worker was killed outright, so nobody
+/// writes for it: its id and its record.
+fn a_job_whose_worker_was_killed(home: &Home) -> (String, Value) {
     let script = home.script("long.sh", "echo started\nsleep 30\n");
     let id = home.json(&[
         "launch",
@@ -362,16 +362,20 @@ fn the_monitor_settles_a_job_whose_worker_was_killed() {
         .unwrap()
         .parse()
         .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+    while nix::sys::signal::kill(pid, None).is_ok() {
         assert!(Instant::now() < deadline, "the worker did not die");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (id, job)
+}
+
+#[test]
+fn the_monitor_settles_a_job_whose_worker_was_killed() {
+    let home = Home::new();
+    let (id, _) = a_job_whose_worker_was_killed(&home);
     assert_eq!(
         home.json(&["status", &id, "--json"])["status"],
         "RUNNING",
@@ -635,33 +639,7 @@ fn params_are_json_only_when_they_read_back_unchanged() {
 #[test]
 fn the_monitor_skips_a_record_it_cannot_read_and_settles_the_rest() {
     let home = Home::new();
-    let script = home.script("long.sh", "echo started\nsleep 30\n");
-    let id = home.json(&[
-        "launch",
-        script.to_str().unwrap(),
-        "--json",
-        "--max-attempts",
-        "1",
-    ])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let job = home.wait_status(&id, "RUNNING");
-    let pid: i32 = job["lease"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while nix::sys::signal::kill(pid, None).is_ok() {
-        assert!(Instant::now() < deadline, "the worker did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (id, job) = a_job_whose_worker_was_killed(&home);
     // A record nobody can read, next to it (ids sort before and after it).
     let mut bad = job.as_object().unwrap().clone();
     bad.insert("params".into(), Value::String("not a map".into()));

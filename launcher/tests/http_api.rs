@@ -151,11 +151,7 @@ fn another_users_job_is_404_and_never_listed() {
         ))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let server = Server::start(home.path(), "alice", &[]);
     for (method, path) in [
         ("GET", "/jobs/bobs-job"),
@@ -237,6 +233,15 @@ fn serve_listens_on_loopback_only_and_stops_on_sigterm() {
     assert!(exit.success(), "{exit:?}");
 }
 
+/// Asserts a `plus` command succeeded, with its stderr when not.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn write_script(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -260,15 +265,12 @@ fn another_users_action_is_404_like_a_missing_one_and_nothing_runs() {
         } else {
             write_script(home.path(), "items.jsonl", "{\"id\":\"bobitem1\"}\n")
         };
-        let out = plus(home.path(), "bob")
-            .args(args)
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            &plus(home.path(), "bob")
+                .args(args)
+                .arg(file)
+                .output()
+                .unwrap(),
         );
     }
     let server = Server::start(home.path(), "alice", &[]);

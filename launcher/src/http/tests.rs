@@ -618,21 +618,7 @@ async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
     };
     let carols = app.launcher.launch(&req).await.unwrap().job.object_id;
     let lambda = router(app.launcher.clone(), Auth::JwtAuthorizer);
-    let run = |event: String| {
-        let lambda = lambda.clone();
-        async move {
-            let req = lambda_http::request::from_str(&event).unwrap();
-            let res = lambda.oneshot(req).await.unwrap();
-            let status = res.status();
-            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
-            )
-        }
-    };
+    let run = |event: String| invoke(lambda.clone(), event);
     let claims =
         json!({ "sub": "8f2c-uuid", "cognito:username": "carol", "email": "c@example.com" });
     let (status, body) = run(gateway_event("/jobs", Some(claims.clone()))).await;
@@ -658,6 +644,24 @@ async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
     ))
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Sends a Lambda event through `service`: the status and the JSON body.
+async fn invoke<S>(service: S, event: String) -> (StatusCode, Value)
+where
+    S: tower::Service<lambda_http::Request, Response = axum::response::Response>,
+    S::Error: std::fmt::Debug,
+{
+    let req = lambda_http::request::from_str(&event).unwrap();
+    let res = service.oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// An API Gateway REST API event (payload 1.0) at `stage` for `path`, from
@@ -702,21 +706,7 @@ async fn behind_a_rest_api_stage_the_routes_are_the_same() {
     };
     let carols = app.launcher.launch(&req).await.unwrap().job.object_id;
     let lambda = super::lambda::app(app.launcher.clone());
-    let run = |event: String| {
-        let lambda = lambda.clone();
-        async move {
-            let req = lambda_http::request::from_str(&event).unwrap();
-            let res = lambda.oneshot(req).await.unwrap();
-            let status = res.status();
-            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
-            )
-        }
-    };
+    let run = |event: String| invoke(lambda.clone(), event);
     let (status, body) = run(rest_event("prod", "/jobs", None, "carol")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["jobs"][0]["object_id"], carols.as_str());
