@@ -610,13 +610,7 @@ fn gateway_event(path: &str, claims: Option<Value>) -> String {
 #[tokio::test]
 async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
     let app = app().await;
-    let req = crate::LaunchRequest {
-        username: "carol".into(),
-        run_mode: plus_jobs::RunMode::RunScript,
-        script: Some(b"echo hi\n".to_vec()),
-        ..Default::default()
-    };
-    let carols = app.launcher.launch(&req).await.unwrap().job.object_id;
+    let carols = carols_job(&app).await;
     let lambda = router(app.launcher.clone(), Auth::JwtAuthorizer);
     let run = |event: String| invoke(lambda.clone(), event);
     let claims =
@@ -644,6 +638,17 @@ async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
     ))
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Launches a job for carol (the caller the Lambda events name): its id.
+async fn carols_job(app: &App) -> String {
+    let req = crate::LaunchRequest {
+        username: "carol".into(),
+        run_mode: plus_jobs::RunMode::RunScript,
+        script: Some(b"echo hi\n".to_vec()),
+        ..Default::default()
+    };
+    app.launcher.launch(&req).await.unwrap().job.object_id
 }
 
 /// Sends a Lambda event through `service`: the status and the JSON body.
@@ -698,13 +703,7 @@ fn rest_event(stage: &str, path: &str, query: Option<Value>, user: &str) -> Stri
 #[tokio::test]
 async fn behind_a_rest_api_stage_the_routes_are_the_same() {
     let app = app().await;
-    let req = crate::LaunchRequest {
-        username: "carol".into(),
-        run_mode: plus_jobs::RunMode::RunScript,
-        script: Some(b"echo hi\n".to_vec()),
-        ..Default::default()
-    };
-    let carols = app.launcher.launch(&req).await.unwrap().job.object_id;
+    let carols = carols_job(&app).await;
     let lambda = super::lambda::app(app.launcher.clone());
     let run = |event: String| invoke(lambda.clone(), event);
     let (status, body) = run(rest_event("prod", "/jobs", None, "carol")).await;
