@@ -275,11 +275,7 @@ fn another_users_action_is_404_like_a_missing_one_and_nothing_runs() {
     }
     let server = Server::start(home.path(), "alice", &[]);
     let launch = |id: &str| {
-        let a = server.call(
-            "POST",
-            "/jobs",
-            Some(&json!({ "run_mode": "RUN_ACTION", "action_id": id })),
-        );
+        let a = server.call("POST", "/jobs", Some(&json!({ "action_id": id })));
         assert_eq!(a.status, 404, "{id}: {:?}", a.body);
         a.body["message"].as_str().unwrap().replace(id, "X")
     };

@@ -287,8 +287,8 @@ pub struct LaunchScript {
 /// # Errors
 /// [`ApiError::BadRequest`] naming the field: a script by bucket key (it
 /// could name another user's file), fields that do not belong to the run
-/// mode. [`ApiError::NotFound`] for a collection that is not the caller's
-/// (as for jobs, another user's collection is not confirmed to exist).
+/// mode. Whose collection or action it is, [`crate::ops::Launcher::launch`]
+/// checks for every face (another user's answers 404, like a missing one).
 pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
     let present = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
