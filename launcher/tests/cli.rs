@@ -555,6 +555,22 @@ fn an_import_never_replaces_another_object_and_names_each_refused_line() {
         .unwrap();
     assert_eq!(text(&y.stdout).lines().count(), 1, "only the fresh item");
 
+    // A bad line after a refused one names both.
+    let out = import(
+        &home,
+        "bob",
+        "bob/collections/y",
+        "{\"id\":\"bobact\"}\nnot json\n",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 2 is not a valid item")
+            && stderr
+                .contains("1 refused because their ids belong to other objects: line 1 (bobact)"),
+        "{stderr}"
+    );
     // Another user's collection path, and system object types.
     let out = import(
         &home,

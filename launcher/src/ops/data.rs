@@ -33,12 +33,14 @@ pub enum DataError {
     #[error("{0}")]
     Invalid(String),
     /// A bad input line; the lines before it were written.
-    #[error("line {number} is not a valid item: {why}. The {imported} items before it were imported; fix the line and import again (importing is idempotent by item id)")]
+    #[error("line {number} is not a valid item: {why}. The {imported} items before it were imported{}; fix the line and import again (importing is idempotent by item id)", refused_note(.refused))]
     BadLine {
         /// The line's number, from 1.
         number: usize,
         /// Items imported before it.
         imported: u64,
+        /// Items before it that were refused (see [`ImportReport::refused`]).
+        refused: Vec<RefusedItem>,
         /// What is wrong with it.
         #[source]
         why: BadItem,
@@ -58,6 +60,22 @@ pub enum DataError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The refused items before a bad line, for its message.
+fn refused_note(refused: &[RefusedItem]) -> String {
+    if refused.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = refused
+        .iter()
+        .map(|r| format!("line {} ({})", r.line, r.id))
+        .collect();
+    format!(
+        " and {} refused because their ids belong to other objects: {}",
+        refused.len(),
+        each.join(", ")
+    )
 }
 
 /// Why one input line is not an item.
@@ -167,6 +185,7 @@ pub async fn import(
                 return Err(DataError::BadLine {
                     number,
                     imported: report.imported,
+                    refused: report.refused,
                     why,
                 });
             }
