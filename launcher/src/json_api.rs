@@ -291,4 +291,57 @@ mod tests {
         let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo", "cpu": 256, "memory": 9999})).await.unwrap_err().to_string();
         assert!(err.contains("choose one of 512, 1024, 2048 MiB"), "{err}");
     }
+
+    #[tokio::test]
+    async fn only_the_users_own_action_and_collection_are_launched() {
+        let (launcher, _dir) = local().await;
+        let script = plus_jobs::Script {
+            source: "echo bob".into(),
+            ..plus_jobs::Script::default()
+        };
+        launcher
+            .put_action("bob", "bobact", script, serde_json::Map::new())
+            .await
+            .unwrap();
+        launcher
+            .import_items(
+                "bob",
+                "bob/collections/x",
+                "{\"id\":\"bobitem1\"}".as_bytes(),
+            )
+            .await
+            .unwrap();
+        let refusal = |id: &'static str| {
+            let launcher = &launcher;
+            async move {
+                handle(
+                    launcher,
+                    json!({"op": "launch", "username": "alice", "run_mode": "RUN_ACTION", "action_id": id}),
+                )
+                .await
+                .unwrap_err()
+                .to_string()
+                .replace(id, "X")
+            }
+        };
+        let missing = refusal("no-such-action").await;
+        assert!(missing.contains("was not found"), "{missing}");
+        assert_eq!(refusal("bobact").await, missing);
+        assert_eq!(refusal("bobitem1").await, missing);
+        let err = handle(
+            &launcher,
+            json!({"op": "launch", "username": "alice", "run_mode": "RUN_COLLECTION", "collection_owner": "bob/collections/x", "script": "echo"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("collection bob/collections/x was not found among yours"),
+            "{err}"
+        );
+        let list = handle(&launcher, json!({"op": "list", "username": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(list["jobs"], json!([]), "nothing was written");
+    }
 }

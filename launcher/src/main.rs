@@ -9,6 +9,16 @@ fn main() -> std::process::ExitCode {
         // The worker builds its own runtime (a small blocking pool).
         return std::process::ExitCode::from(plus_worker::main());
     }
+    // Warnings (a record the store skipped, a job the monitor could not
+    // settle) reach the person at the terminal; RUST_LOG widens it.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

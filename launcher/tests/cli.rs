@@ -338,9 +338,9 @@ fn a_worker_that_cannot_start_fails_the_job_with_the_reason() {
     assert_eq!(list["jobs"][0]["status"], "FAILED");
 }
 
-#[test]
-fn the_monitor_settles_a_job_whose_worker_was_killed() {
-    let home = Home::new();
+/// A RUNNING job (one attempt) whose worker was killed outright, so nobody
+/// writes for it: its id and its record.
+fn a_job_whose_worker_was_killed(home: &Home) -> (String, Value) {
     let script = home.script("long.sh", "echo started\nsleep 30\n");
     let id = home.json(&[
         "launch",
@@ -362,16 +362,20 @@ fn the_monitor_settles_a_job_whose_worker_was_killed() {
         .unwrap()
         .parse()
         .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+    while nix::sys::signal::kill(pid, None).is_ok() {
         assert!(Instant::now() < deadline, "the worker did not die");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (id, job)
+}
+
+#[test]
+fn the_monitor_settles_a_job_whose_worker_was_killed() {
+    let home = Home::new();
+    let (id, _) = a_job_whose_worker_was_killed(&home);
     assert_eq!(
         home.json(&["status", &id, "--json"])["status"],
         "RUNNING",
@@ -388,4 +392,301 @@ fn the_monitor_settles_a_job_whose_worker_was_killed() {
             .contains("died while the job was RUNNING"),
         "{job}"
     );
+}
+
+/// `plus --user bob action put ID` with a script and a default param.
+fn bob_stores_an_action(home: &Home, id: &str) {
+    let script = home.script(
+        "bobact.sh",
+        "#!/bin/sh\necho \"bob's action with $PLUS_PARAMS\"\n",
+    );
+    let out = home
+        .cmd(
+            "bob",
+            &[
+                "action",
+                "put",
+                id,
+                script.to_str().unwrap(),
+                "-p",
+                "who=bob",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `plus --user USER collection import OWNER` of `lines`.
+fn import(home: &Home, user: &str, owner: &str, lines: &str, json: bool) -> Output {
+    let file = home.script("items.jsonl", lines);
+    let mut args = vec!["collection", "import", owner, file.to_str().unwrap()];
+    if json {
+        args.push("--json");
+    }
+    home.cmd(user, &args).output().unwrap()
+}
+
+#[test]
+fn another_users_action_reads_as_missing_and_nothing_is_written() {
+    let home = Home::new();
+    bob_stores_an_action(&home, "bobact");
+    let out = import(
+        &home,
+        "bob",
+        "bob/collections/x",
+        "{\"id\":\"bobitem1\"}\n",
+        false,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let refusal = |id: &str| {
+        let out = home.plus(&["launch", "--action", id, "--wait"]);
+        assert_eq!(out.status.code(), Some(2), "{id}: {}", text(&out.stderr));
+        text(&out.stderr).replace(id, "X")
+    };
+    let missing = refusal("no-such-action");
+    assert!(missing.contains("was not found"), "{missing}");
+    assert_eq!(refusal("bobact"), missing, "another user's action");
+    assert_eq!(refusal("bobitem1"), missing, "not an action");
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"],
+        serde_json::json!([]),
+        "nothing was written"
+    );
+    let out = home.plus(&["action", "get", "bobact"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!text(&out.stdout).contains("bob's action"));
+    // Bob's own action still runs with its default params.
+    let out = home
+        .cmd("bob", &["launch", "--action", "bobact", "--wait", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn another_users_collection_is_refused_before_anything_is_written() {
+    let home = Home::new();
+    let out = home.plus(&[
+        "launch",
+        "--collection",
+        "bob/collections/x",
+        hello().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "collection bob/collections/x was not found among yours: your collections are named alice/collections/NAME"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn an_import_never_replaces_another_object_and_names_each_refused_line() {
+    let home = Home::new();
+    let alices = home.json(&["launch", hello().to_str().unwrap(), "--json"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    home.wait_status(&alices, "SUCCEEDED");
+    bob_stores_an_action(&home, "bobact");
+    let out = import(
+        &home,
+        "bob",
+        "bob/collections/x",
+        "{\"id\":\"bobitem1\",\"n\":1}\n",
+        false,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let lines = format!(
+        "{{\"id\":\"{alices}\"}}\n{{\"id\":\"bobact\"}}\n{{\"id\":\"bobitem1\",\"n\":2}}\n{{\"id\":\"fresh\"}}\n"
+    );
+    let out = import(&home, "bob", "bob/collections/y", &lines, false);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (line, id) in [(1, alices.as_str()), (2, "bobact"), (3, "bobitem1")] {
+        assert!(
+            stderr.contains(&format!("line {line}: item {id} was not imported")),
+            "{stderr}"
+        );
+    }
+    let out = import(&home, "bob", "bob/collections/y", &lines, true);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["imported"], 1, "{report}");
+    assert_eq!(
+        report["refused"],
+        serde_json::json!([
+            {"line": 1, "id": alices},
+            {"line": 2, "id": "bobact"},
+            {"line": 3, "id": "bobitem1"}
+        ])
+    );
+    // Nothing else changed.
+    let job = home.json(&["status", &alices, "--json"]);
+    assert_eq!(
+        (job["status"].as_str(), job["owner"].as_str()),
+        (Some("SUCCEEDED"), Some("alice/jobs"))
+    );
+    let action = home
+        .cmd("bob", &["action", "get", "bobact", "--json"])
+        .output()
+        .unwrap();
+    assert!(action.status.success(), "{}", text(&action.stderr));
+    let x = home
+        .cmd("bob", &["collection", "list", "bob/collections/x"])
+        .output()
+        .unwrap();
+    let item: Value = serde_json::from_slice(&x.stdout).unwrap();
+    assert_eq!(
+        (item["object_id"].as_str(), item["n"].as_i64()),
+        (Some("bobitem1"), Some(1))
+    );
+    let y = home
+        .cmd("bob", &["collection", "list", "bob/collections/y"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&y.stdout).lines().count(), 1, "only the fresh item");
+
+    // A bad line after a refused one names both.
+    let out = import(
+        &home,
+        "bob",
+        "bob/collections/y",
+        "{\"id\":\"bobact\"}\nnot json\n",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 2 is not a valid item")
+            && stderr
+                .contains("1 refused because their ids belong to other objects: line 1 (bobact)"),
+        "{stderr}"
+    );
+    // Another user's collection path, and system object types.
+    let out = import(
+        &home,
+        "bob",
+        "alice/collections/x",
+        "{\"id\":\"z\"}\n",
+        false,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("collection alice/collections/x was not found among yours"),
+        "{}",
+        text(&out.stderr)
+    );
+    for kind in ["PlusScriptJob", "Action", "Schedule"] {
+        let line = format!("{{\"id\":\"s-{kind}\",\"object_type\":\"{kind}\"}}\n");
+        let out = import(&home, "bob", "bob/collections/z", &line, false);
+        assert_eq!(out.status.code(), Some(2), "{kind}");
+        assert!(
+            text(&out.stderr).contains("reserved"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let z = home
+        .cmd("bob", &["collection", "list", "bob/collections/z"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&z.stdout), "");
+}
+
+#[test]
+fn params_are_json_only_when_they_read_back_unchanged() {
+    let home = Home::new();
+    let script = home.script("params.sh", "#!/bin/sh\necho \"$PLUS_PARAMS\"\n");
+    let out = home.plus(&[
+        "run",
+        script.to_str().unwrap(),
+        "-p",
+        "i=9007199254740993",
+        "-p",
+        "id=12345678901234567890",
+        "-p",
+        "v=1.10",
+        "-p",
+        "c=1e5",
+        "-p",
+        "n=3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let params: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        params,
+        serde_json::json!({
+            "i": "9007199254740993",
+            "id": "12345678901234567890",
+            "v": "1.10",
+            "c": "1e5",
+            "n": 3
+        })
+    );
+    for (args, says) in [
+        (&["-p", "=v"][..], "has no name before '='"),
+        (&["-p", "a=1", "-p", "a=2"][..], "is given twice"),
+    ] {
+        let mut all = vec!["run", script.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = home.plus(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the refused runs wrote nothing"
+    );
+}
+
+#[test]
+fn the_monitor_skips_a_record_it_cannot_read_and_settles_the_rest() {
+    let home = Home::new();
+    let (id, job) = a_job_whose_worker_was_killed(&home);
+    // A record nobody can read, next to it (ids sort before and after it).
+    let mut bad = job.as_object().unwrap().clone();
+    bad.insert("params".into(), Value::String("not a map".into()));
+    let db = home
+        .dir
+        .path()
+        .join("home")
+        .join(plus_jobs::backend::LOCAL_DB_FILE);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use plus_jobs::JobStore;
+        let store = plus_jobs::store::sqlite::SqliteStore::open(&db).unwrap();
+        for bad_id in ["0-unreadable", "zzzz-unreadable"] {
+            let mut object = bad.clone();
+            object.insert("object_id".into(), Value::String(bad_id.into()));
+            store.put_objects(&[object]).await.unwrap();
+        }
+    });
+    let out = home.plus(&["monitor", "--once", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settled = report["settled"].as_array().unwrap();
+    assert_eq!(settled.len(), 1, "{report}");
+    assert_eq!(settled[0]["job_id"], id.as_str());
+    assert!(
+        text(&out.stderr).contains("0-unreadable"),
+        "the skipped record is reported: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(home.json(&["status", &id, "--json"])["status"], "FAILED");
 }

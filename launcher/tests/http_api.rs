@@ -151,11 +151,7 @@ fn another_users_job_is_404_and_never_listed() {
         ))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let server = Server::start(home.path(), "alice", &[]);
     for (method, path) in [
         ("GET", "/jobs/bobs-job"),
@@ -237,8 +233,78 @@ fn serve_listens_on_loopback_only_and_stops_on_sigterm() {
     assert!(exit.success(), "{exit:?}");
 }
 
+/// Asserts a `plus` command succeeded, with its stderr when not.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn write_script(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+#[test]
+fn another_users_action_is_404_like_a_missing_one_and_nothing_runs() {
+    let home = home();
+    let script = write_script(
+        home.path(),
+        "bobact.sh",
+        "#!/bin/sh\necho \"bob's action\"\n",
+    );
+    for args in [
+        vec!["action", "put", "bobact"],
+        vec!["collection", "import", "bob/collections/x"],
+    ] {
+        let file = if args[0] == "action" {
+            script.clone()
+        } else {
+            write_script(home.path(), "items.jsonl", "{\"id\":\"bobitem1\"}\n")
+        };
+        succeeded(
+            &plus(home.path(), "bob")
+                .args(args)
+                .arg(file)
+                .output()
+                .unwrap(),
+        );
+    }
+    let server = Server::start(home.path(), "alice", &[]);
+    let launch = |id: &str| {
+        let a = server.call("POST", "/jobs", Some(&json!({ "action_id": id })));
+        assert_eq!(a.status, 404, "{id}: {:?}", a.body);
+        a.body["message"].as_str().unwrap().replace(id, "X")
+    };
+    let missing = launch("no-such-action");
+    assert_eq!(launch("bobact"), missing, "another user's action");
+    assert_eq!(launch("bobitem1"), missing, "not an action");
+    assert_eq!(server.call("GET", "/jobs", None).body["jobs"], json!([]));
+}
+
+#[test]
+fn a_connection_that_sends_half_a_request_is_closed_within_seconds() {
+    use std::io::{Read, Write};
+    let home = home();
+    let server = Server::start(home.path(), "alice", &[]);
+    let mut half = std::net::TcpStream::connect(&server.addr).unwrap();
+    half.write_all(b"GET /jobs HTTP/1.1\r\nHost: localhost\r\nX-Partial: ")
+        .unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // EOF (or a reset) ends the read; a timeout would be an error too, so
+    // the elapsed time tells them apart.
+    let _ = half.read_to_end(&mut rest);
+    let held = started.elapsed();
+    assert!(
+        held < Duration::from_secs(15),
+        "the half-open connection was held for {held:?}"
+    );
+    // The server still answers everyone else.
+    assert_eq!(server.call("GET", "/jobs", None).status, 200);
 }

@@ -12,13 +12,15 @@ use super::{
 };
 use crate::ops::{request::parse_params, Launcher};
 
-/// Runs `plus collection ...`; returns the exit code.
+/// Runs `plus collection ...`; returns the exit code: 1 when an import
+/// refused any item (each is named with its line).
 ///
 /// # Errors
 /// As [`Launcher::import_items`] and [`Launcher::list_items`], or an
 /// unreadable file.
 pub async fn run_collection(
     launcher: &Launcher,
+    username: &str,
     command: &CollectionCommand,
     json: bool,
 ) -> Result<u8, CliError> {
@@ -27,7 +29,7 @@ pub async fn run_collection(
             let started = std::time::Instant::now();
             let report = if file.as_os_str() == "-" {
                 launcher
-                    .import_items(owner, std::io::stdin().lock())
+                    .import_items(username, owner, std::io::stdin().lock())
                     .await?
             } else {
                 let f = std::fs::File::open(file).map_err(|source| CliError::ReadItems {
@@ -35,17 +37,31 @@ pub async fn run_collection(
                     source,
                 })?;
                 launcher
-                    .import_items(owner, std::io::BufReader::new(f))
+                    .import_items(username, owner, std::io::BufReader::new(f))
                     .await?
             };
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
+                for r in &report.refused {
+                    eprintln!(
+                        "line {}: item {} was not imported: its id is taken by another object (nothing was written for it): give the item another id",
+                        r.line, r.id
+                    );
+                }
                 eprintln!(
-                    "imported {} items into {owner} in {:.1} s",
+                    "imported {} items into {owner} in {:.1} s{}",
                     report.imported,
-                    started.elapsed().as_secs_f64()
+                    started.elapsed().as_secs_f64(),
+                    if report.refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} refused", report.refused.len())
+                    }
                 );
+            }
+            if !report.refused.is_empty() {
+                return Ok(1);
             }
         }
         CollectionCommand::List { owner, limit } => {
@@ -58,7 +74,9 @@ pub async fn run_collection(
                 } else {
                     (*limit - printed).min(1000)
                 };
-                let page = launcher.list_items(owner, start.as_deref(), want).await?;
+                let page = launcher
+                    .list_items(username, owner, start.as_deref(), want)
+                    .await?;
                 for item in &page.items {
                     writeln!(out, "{}", Value::Object(item.clone()))?;
                 }
@@ -113,7 +131,7 @@ pub async fn run_action(
             }
         }
         ActionCommand::Get { id } => {
-            let action = launcher.get_action(id).await?;
+            let action = launcher.get_action(username, id).await?;
             let mut v = serde_json::to_value(&action)?;
             plus_jobs::job::normalize_numbers(&mut v);
             println!(

@@ -103,7 +103,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             launch::launch_and_report(json, &launcher, &user, req, true).await
         }
         Command::Collection { command } => {
-            data::run_collection(&launcher, command, json).await
+            data::run_collection(&launcher, &user, command, json).await
         }
         Command::Action { command } => {
             data::run_action(&launcher, &user, command, json).await

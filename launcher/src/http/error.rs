@@ -7,7 +7,7 @@ use axum::{
 };
 use plus_jobs::StoreError;
 
-use crate::ops::LauncherError;
+use crate::ops::{InvalidRequest, LauncherError};
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_UNAVAILABLE: u64 = 5;
@@ -81,7 +81,9 @@ impl ApiError {
 impl From<LauncherError> for ApiError {
     fn from(e: LauncherError) -> Self {
         match e {
-            LauncherError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            LauncherError::NotFound(_) | LauncherError::Invalid(InvalidRequest::NotFound(_)) => {
+                ApiError::NotFound(e.to_string())
+            }
             LauncherError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             LauncherError::Conflict(_) => ApiError::Conflict(e.to_string()),
             LauncherError::Store(StoreError::Unavailable(_)) => {

@@ -287,8 +287,8 @@ pub struct LaunchScript {
 /// # Errors
 /// [`ApiError::BadRequest`] naming the field: a script by bucket key (it
 /// could name another user's file), fields that do not belong to the run
-/// mode. [`ApiError::NotFound`] for a collection that is not the caller's
-/// (as for jobs, another user's collection is not confirmed to exist).
+/// mode. Whose collection or action it is, [`crate::ops::Launcher::launch`]
+/// checks for every face (another user's answers 404, like a missing one).
 pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
     let present = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
@@ -336,15 +336,8 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
     if script.s3_key.as_deref().is_some_and(|k| !k.is_empty()) {
         return bad("script.s3_key is not accepted over HTTP (it could name any file in the bucket): send the script's text as script.source, or launch a stored action with action_id".into());
     }
+    // Whose collection it is, like every launch check, is `prepare`'s.
     let collection_owner = body.collection_owner.filter(|o| !o.is_empty());
-    if let Some(owner) = &collection_owner {
-        let owner = owner.trim();
-        if owner.contains('/') && !owner.starts_with(&format!("{user}/")) {
-            return Err(ApiError::NotFound(format!(
-                "collection {owner} was not found among yours: your collections are named {user}/collections/NAME"
-            )));
-        }
-    }
     Ok(LaunchRequest {
         username: user.to_owned(),
         run_mode,

@@ -46,7 +46,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -57,19 +57,72 @@ pub use error::ApiError;
 pub use routes::router;
 pub use state::{ApiState, MAX_BODY_BYTES};
 
+/// How long a connection may take to send a request's headers before it
+/// is closed: a client that opens connections and sends half a request
+/// cannot hold them (and the server's sockets) for long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long requests in flight may take to finish once shutdown starts.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets
-/// requests in flight finish.
+/// requests in flight finish (within [`DRAIN_TIMEOUT`]). A connection that
+/// has not sent a request's headers within [`HEADER_READ_TIMEOUT`] is
+/// closed.
 ///
 /// # Errors
-/// When accepting connections fails.
+/// None today: a failed accept is logged and retried.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let outcome = tokio::select! {
+                outcome = conn.as_mut() => outcome,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(error = %e, "a connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {} s were dropped",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// Why `plus serve` could not start.

@@ -610,29 +610,9 @@ fn gateway_event(path: &str, claims: Option<Value>) -> String {
 #[tokio::test]
 async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
     let app = app().await;
-    let req = crate::LaunchRequest {
-        username: "carol".into(),
-        run_mode: plus_jobs::RunMode::RunScript,
-        script: Some(b"echo hi\n".to_vec()),
-        ..Default::default()
-    };
-    let carols = app.launcher.launch(&req).await.unwrap().job.object_id;
+    let carols = carols_job(&app).await;
     let lambda = router(app.launcher.clone(), Auth::JwtAuthorizer);
-    let run = |event: String| {
-        let lambda = lambda.clone();
-        async move {
-            let req = lambda_http::request::from_str(&event).unwrap();
-            let res = lambda.oneshot(req).await.unwrap();
-            let status = res.status();
-            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
-            )
-        }
-    };
+    let run = |event: String| invoke(lambda.clone(), event);
     let claims =
         json!({ "sub": "8f2c-uuid", "cognito:username": "carol", "email": "c@example.com" });
     let (status, body) = run(gateway_event("/jobs", Some(claims.clone()))).await;
@@ -658,4 +638,99 @@ async fn in_lambda_the_caller_comes_from_the_jwt_authorizer_claims() {
     ))
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Launches a job for carol (the caller the Lambda events name): its id.
+async fn carols_job(app: &App) -> String {
+    let req = crate::LaunchRequest {
+        username: "carol".into(),
+        run_mode: plus_jobs::RunMode::RunScript,
+        script: Some(b"echo hi\n".to_vec()),
+        ..Default::default()
+    };
+    app.launcher.launch(&req).await.unwrap().job.object_id
+}
+
+/// Sends a Lambda event through `service`: the status and the JSON body.
+async fn invoke<S>(service: S, event: String) -> (StatusCode, Value)
+where
+    S: tower::Service<lambda_http::Request, Response = axum::response::Response>,
+    S::Error: std::fmt::Debug,
+{
+    let req = lambda_http::request::from_str(&event).unwrap();
+    let res = service.oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// An API Gateway REST API event (payload 1.0) at `stage` for `path`, from
+/// a Cognito authorizer naming `user`.
+fn rest_event(stage: &str, path: &str, query: Option<Value>, user: &str) -> String {
+    json!({
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": "GET",
+        "headers": { "accept": "application/json" },
+        "multiValueHeaders": { "accept": ["application/json"] },
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": null,
+        "pathParameters": { "proxy": path.trim_start_matches('/') },
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": "123456789012",
+            "resourceId": "abc123",
+            "stage": stage,
+            "requestId": "req-1",
+            "identity": { "sourceIp": "192.0.2.1", "userAgent": "test" },
+            "resourcePath": "/{proxy+}",
+            "httpMethod": "GET",
+            "apiId": "api",
+            "path": format!("/{stage}{path}"),
+            "authorizer": { "claims": { "cognito:username": user } }
+        },
+        "body": null,
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn behind_a_rest_api_stage_the_routes_are_the_same() {
+    let app = app().await;
+    let carols = carols_job(&app).await;
+    let lambda = super::lambda::app(app.launcher.clone());
+    let run = |event: String| invoke(lambda.clone(), event);
+    let (status, body) = run(rest_event("prod", "/jobs", None, "carol")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["jobs"][0]["object_id"], carols.as_str());
+    let (status, body) = run(rest_event(
+        "prod",
+        &format!("/jobs/{carols}/events"),
+        Some(json!({ "after": "0" })),
+        "carol",
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = run(rest_event(
+        "prod",
+        &format!("/jobs/{carols}"),
+        None,
+        "carol",
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["username"], "carol");
+    // A path that is not a route is still 404, and names the path asked for.
+    let (status, body) = run(rest_event("prod", "/nope", None, "carol")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["message"].as_str().unwrap().contains("GET /nope"),
+        "{body}"
+    );
 }

@@ -6,13 +6,17 @@
 use std::io::BufRead;
 
 use plus_jobs::{
-    job::{ACTION_OBJECT_TYPE, JOB_OBJECT_TYPE},
+    contract::OwnerPath,
+    job::{ACTION_OBJECT_TYPE, SYSTEM_OBJECT_TYPES},
     store::Object,
     Action, JobStore, Script, StoreError, Timestamp,
 };
 use serde_json::{Map, Value};
 
-use super::Launcher;
+use super::{
+    request::{action_not_found, users_owner_path},
+    InvalidRequest, Launcher,
+};
 
 /// Items written per `put_objects` call (DynamoDB's adapter splits it into
 /// BatchWriteItem calls of 25).
@@ -29,12 +33,14 @@ pub enum DataError {
     #[error("{0}")]
     Invalid(String),
     /// A bad input line; the lines before it were written.
-    #[error("line {number} is not a valid item: {why}. The {imported} items before it were imported; fix the line and import again (importing is idempotent by item id)")]
+    #[error("line {number} is not a valid item: {why}. The {imported} items before it were imported{}; fix the line and import again (importing is idempotent by item id)", refused_note(.refused))]
     BadLine {
         /// The line's number, from 1.
         number: usize,
         /// Items imported before it.
         imported: u64,
+        /// Items before it that were refused (see [`ImportReport::refused`]).
+        refused: Vec<RefusedItem>,
         /// What is wrong with it.
         #[source]
         why: BadItem,
@@ -54,6 +60,22 @@ pub enum DataError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The refused items before a bad line, for its message.
+fn refused_note(refused: &[RefusedItem]) -> String {
+    if refused.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = refused
+        .iter()
+        .map(|r| format!("line {} ({})", r.line, r.id))
+        .collect();
+    format!(
+        " and {} refused because their ids belong to other objects: {}",
+        refused.len(),
+        each.join(", ")
+    )
 }
 
 /// Why one input line is not an item.
@@ -78,52 +100,72 @@ pub enum BadItem {
     /// No id.
     #[error("it has no object_id (or id): every item needs a unique id")]
     NoId,
-    /// An `object_type` reserved for jobs and actions.
-    #[error("its object_type is {0:?}, which is reserved for jobs and actions: rename or drop the attribute")]
+    /// An `object_type` reserved for the system's own objects.
+    #[error("its object_type is {0:?}, which is reserved for jobs, actions and schedules: rename or drop the attribute")]
     Reserved(String),
 }
 
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
-    /// Items written (an item already there with the same id is replaced).
+    /// Items written (an item of the same collection with the same id is
+    /// replaced).
     pub imported: u64,
     /// Blank lines skipped.
     pub skipped: u64,
+    /// Items not written because their id belongs to another object (a
+    /// job, an action, a schedule, another collection's item): nothing
+    /// was written for them.
+    pub refused: Vec<RefusedItem>,
 }
 
-/// Checks an owner path: `{user}/collections/{name}` style, at least two
-/// segments, no empty segment.
-///
-/// # Errors
-/// [`DataError::Invalid`] naming the rule.
-pub fn check_owner(owner: &str) -> Result<(), DataError> {
-    if owner.split('/').count() < 2 || owner.split('/').any(str::is_empty) {
-        return Err(DataError::Invalid(format!(
-            "the collection owner {owner:?} is not an owner path: expected something like alice/collections/photos"
-        )));
-    }
-    Ok(())
+/// One item an import refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedItem {
+    /// The input line, from 1.
+    pub line: usize,
+    /// The item's id.
+    pub id: String,
 }
 
-/// Imports JSON lines from `input` as items of `owner`, in batches. Each
-/// line is one JSON object with its id in `object_id` (or `id`); `owner`
-/// is set to `owner`. Importing the same file again replaces the same
-/// items: nothing is duplicated. Stops at the first bad line (its number
-/// says where); the lines before it are imported, so fixing the file and
-/// importing again is safe.
+/// Checks that `owner` is an owner path of `username`'s: another user's
+/// path reads as a missing collection.
 ///
 /// # Errors
-/// [`DataError::Invalid`] for a bad line, store errors.
+/// [`DataError::Invalid`] for a malformed path, [`DataError::NotFound`] for
+/// another user's.
+pub fn own_owner(owner: &str, username: &str) -> Result<OwnerPath, DataError> {
+    users_owner_path(owner, username).map_err(|e| match e {
+        InvalidRequest::NotFound(why) => DataError::NotFound(why),
+        other => DataError::Invalid(other.to_string()),
+    })
+}
+
+/// Imports JSON lines from `input` as items of `username`'s collection
+/// `owner`, in batches. Each line is one JSON object with its id in
+/// `object_id` (or `id`); `owner` is set to `owner`. Importing the same file
+/// again replaces the same items: nothing is duplicated. An item whose id
+/// belongs to another object (a job, an action, another collection's item)
+/// is refused by a conditional write and listed in the report with its
+/// line; nothing else is written for it. Stops at the first bad line (its
+/// number says where); the lines before it are imported, so fixing the file
+/// and importing again is safe.
+///
+/// # Errors
+/// [`DataError::NotFound`] for another user's collection,
+/// [`DataError::BadLine`] for a bad line, store errors.
 pub async fn import(
     jobs: &dyn JobStore,
+    username: &str,
     owner: &str,
     input: impl BufRead,
 ) -> Result<ImportReport, DataError> {
-    check_owner(owner)?;
+    let owner = own_owner(owner, username)?;
+    let owner = owner.as_str();
     let mut report = ImportReport::default();
     let mut batch: Vec<Object> = Vec::with_capacity(IMPORT_BATCH);
-    let mut seen_in_batch = std::collections::HashSet::new();
+    // Each id in the batch and the line it came from.
+    let mut seen_in_batch = std::collections::HashMap::new();
     for (n, line) in input.lines().enumerate() {
         let number = n + 1;
         let line = line.map_err(|source| DataError::Read { number, source })?;
@@ -139,18 +181,17 @@ pub async fn import(
         let item = match parsed {
             Ok(item) => item,
             Err(why) => {
-                if !batch.is_empty() {
-                    jobs.put_objects(&batch).await?;
-                }
+                write_batch(jobs, owner, &batch, &seen_in_batch, &mut report).await?;
                 return Err(DataError::BadLine {
                     number,
                     imported: report.imported,
+                    refused: report.refused,
                     why,
                 });
             }
         };
         let id = item["object_id"].as_str().unwrap_or_default().to_owned();
-        if !seen_in_batch.insert(id.clone()) {
+        if seen_in_batch.insert(id.clone(), number).is_some() {
             // The same id twice in one batch: the later line wins, as it
             // would across batches.
             batch.retain(|o| o["object_id"] != id.as_str());
@@ -159,15 +200,40 @@ pub async fn import(
         batch.push(item);
         report.imported += 1;
         if batch.len() >= IMPORT_BATCH {
-            jobs.put_objects(&batch).await?;
+            write_batch(jobs, owner, &batch, &seen_in_batch, &mut report).await?;
             batch.clear();
             seen_in_batch.clear();
         }
     }
-    if !batch.is_empty() {
-        jobs.put_objects(&batch).await?;
-    }
+    write_batch(jobs, owner, &batch, &seen_in_batch, &mut report).await?;
     Ok(report)
+}
+
+/// Writes `batch` by conditional writes and moves the ids the store refused
+/// from `imported` to `refused`, with their lines (`lines`: id -> line).
+async fn write_batch(
+    jobs: &dyn JobStore,
+    owner: &str,
+    batch: &[Object],
+    lines: &std::collections::HashMap<String, usize>,
+    report: &mut ImportReport,
+) -> Result<(), DataError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut refused: Vec<RefusedItem> = jobs
+        .import_items(owner, batch)
+        .await?
+        .into_iter()
+        .map(|id| RefusedItem {
+            line: lines.get(&id).copied().unwrap_or_default(),
+            id,
+        })
+        .collect();
+    refused.sort_by_key(|r| r.line);
+    report.imported -= refused.len() as u64;
+    report.refused.extend(refused);
+    Ok(())
 }
 
 /// One input line as a stored item of `owner`.
@@ -186,7 +252,7 @@ pub fn item_from_line(line: &str, owner: &str) -> Result<Object, BadItem> {
         None => return Err(BadItem::NoId),
     };
     if let Some(t) = item.get("object_type").and_then(Value::as_str) {
-        if t == JOB_OBJECT_TYPE || t == ACTION_OBJECT_TYPE {
+        if SYSTEM_OBJECT_TYPES.contains(&t) {
             return Err(BadItem::Reserved(t.to_owned()));
         }
     }
@@ -195,18 +261,19 @@ pub fn item_from_line(line: &str, owner: &str) -> Result<Object, BadItem> {
     Ok(item)
 }
 
-/// The items of `owner` after `start` (ascending id), at most `limit`, and
-/// where the next page starts.
+/// The items of `username`'s collection `owner` after `start` (ascending
+/// id), at most `limit`, and where the next page starts.
 ///
 /// # Errors
-/// Store errors.
+/// [`DataError::NotFound`] for another user's collection, store errors.
 pub async fn list(
     jobs: &dyn JobStore,
+    username: &str,
     owner: &str,
     start: Option<&str>,
     limit: usize,
 ) -> Result<plus_jobs::Page<Object>, DataError> {
-    check_owner(owner)?;
+    own_owner(owner, username)?;
     Ok(jobs.query_owner(owner, start, limit.clamp(1, 1000)).await?)
 }
 
@@ -241,6 +308,14 @@ pub async fn put_action(
             .get("object_type")
             .and_then(Value::as_str)
             .unwrap_or("");
+        let owner = existing.get("owner").and_then(Value::as_str).unwrap_or("");
+        let users = OwnerPath::parse(owner).is_ok_and(|o| o.belongs_to(username));
+        if !users {
+            // Another user's object is never replaced, nor described.
+            return Err(DataError::Invalid(format!(
+                "the action id {id} is taken: choose another action id"
+            )));
+        }
         if t != ACTION_OBJECT_TYPE {
             return Err(DataError::Invalid(format!(
                 "object {id} already exists and is {}, not an Action: choose another action id",
@@ -271,18 +346,24 @@ pub async fn put_action(
     Ok(action)
 }
 
-/// Reads action `id`.
+/// Reads `username`'s action `id`: an action is usable only if its owner is
+/// `{username}/actions`.
 ///
 /// # Errors
-/// [`DataError::NotFound`] when there is none; [`DataError::Invalid`] when
-/// the id names something else.
-pub async fn get_action(jobs: &dyn JobStore, id: &str) -> Result<Action, DataError> {
-    let Some(object) = jobs.get_object(id).await? else {
-        return Err(DataError::NotFound(format!(
-            "action {id} does not exist: store it with `plus action put {id} SCRIPT`"
-        )));
-    };
-    plus_jobs::job::action_from_object(id, object).map_err(|e| DataError::Invalid(e.to_string()))
+/// [`DataError::NotFound`], the same sentence, when there is none, it is
+/// another user's, or the id names something that is not an action.
+pub async fn get_action(
+    jobs: &dyn JobStore,
+    username: &str,
+    id: &str,
+) -> Result<Action, DataError> {
+    let not_found = || DataError::NotFound(action_not_found(id, username));
+    let object = jobs.get_object(id).await?.ok_or_else(not_found)?;
+    let mine = object.get("owner").and_then(Value::as_str) == Some(&actions_owner(username));
+    if !mine {
+        return Err(not_found());
+    }
+    plus_jobs::job::action_from_object(id, object).map_err(|_| not_found())
 }
 
 impl Launcher {
@@ -292,10 +373,11 @@ impl Launcher {
     /// As [`import`].
     pub async fn import_items(
         &self,
+        username: &str,
         owner: &str,
         input: impl BufRead,
     ) -> Result<ImportReport, DataError> {
-        import(self.jobs().as_ref(), owner, input).await
+        import(self.jobs().as_ref(), username, owner, input).await
     }
 
     /// [`list`] from this launcher's store.
@@ -304,11 +386,12 @@ impl Launcher {
     /// As [`list`].
     pub async fn list_items(
         &self,
+        username: &str,
         owner: &str,
         start: Option<&str>,
         limit: usize,
     ) -> Result<plus_jobs::Page<Object>, DataError> {
-        list(self.jobs().as_ref(), owner, start, limit).await
+        list(self.jobs().as_ref(), username, owner, start, limit).await
     }
 
     /// [`put_action`] into this launcher's store.
@@ -329,8 +412,8 @@ impl Launcher {
     ///
     /// # Errors
     /// As [`get_action`].
-    pub async fn get_action(&self, id: &str) -> Result<Action, DataError> {
-        get_action(self.jobs().as_ref(), id).await
+    pub async fn get_action(&self, username: &str, id: &str) -> Result<Action, DataError> {
+        get_action(self.jobs().as_ref(), username, id).await
     }
 }
 
@@ -353,8 +436,12 @@ mod tests {
         assert!(why("{}").contains("has no object_id"));
         assert!(why("{x").contains("not JSON"));
         assert!(why(r#"{"id":"j","object_type":"PlusScriptJob"}"#).contains("reserved"));
-        assert!(check_owner("photos").is_err());
-        assert!(check_owner("alice//p").is_err());
+        assert!(own_owner("photos", "alice").is_err());
+        assert!(own_owner("alice//p", "alice").is_err());
+        assert!(matches!(
+            own_owner("bob/collections/p", "alice"),
+            Err(DataError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -365,14 +452,20 @@ mod tests {
         let body: String = (0..1203)
             .map(|i| format!("{{\"id\":\"i{i:05}\",\"n\":{i}}}\n"))
             .collect();
-        let r = import(&store, owner, body.as_bytes()).await.unwrap();
+        let r = import(&store, "alice", owner, body.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(r.imported, 1203);
-        let r = import(&store, owner, body.as_bytes()).await.unwrap();
+        let r = import(&store, "alice", owner, body.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(r.imported, 1203);
         let mut n = 0;
         let mut start = None;
         loop {
-            let page = list(&store, owner, start.as_deref(), 1000).await.unwrap();
+            let page = list(&store, "alice", owner, start.as_deref(), 1000)
+                .await
+                .unwrap();
             n += page.items.len();
             match page.next {
                 Some(next) => start = Some(next),
@@ -380,10 +473,15 @@ mod tests {
             }
         }
         assert_eq!(n, 1203, "no duplicates after importing twice");
-        let err = import(&store, owner, "{\"id\":\"a\"}\n\nnot json\n".as_bytes())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = import(
+            &store,
+            "alice",
+            owner,
+            "{\"id\":\"a\"}\n\nnot json\n".as_bytes(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("line 3 is not a valid item: it is not JSON"),
             "{err}"
@@ -403,15 +501,16 @@ mod tests {
         put_action(&store, "alice", "resize", script.clone(), params)
             .await
             .unwrap();
-        let a = get_action(&store, "resize").await.unwrap();
+        let a = get_action(&store, "alice", "resize").await.unwrap();
         assert_eq!(a.owner, "alice/actions");
         assert_eq!(a.script.unwrap().source, "echo hi");
         assert!(matches!(
-            get_action(&store, "nope").await,
+            get_action(&store, "alice", "nope").await,
             Err(DataError::NotFound(_))
         ));
         import(
             &store,
+            "alice",
             "alice/collections/p",
             "{\"id\":\"item1\"}".as_bytes(),
         )
@@ -425,10 +524,18 @@ mod tests {
                 .contains("is a collection item, not an Action"),
             "{err}"
         );
-        assert!(get_action(&store, "item1")
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("not an Action"));
+        let missing = |id: &'static str, user: &'static str| {
+            let store = &store;
+            async move {
+                get_action(store, user, id)
+                    .await
+                    .unwrap_err()
+                    .to_string()
+                    .replace(id, "X")
+            }
+        };
+        let nope = missing("nope", "bob").await;
+        assert_eq!(missing("item1", "bob").await, nope, "not an action");
+        assert_eq!(missing("resize", "bob").await, nope, "another user's");
     }
 }

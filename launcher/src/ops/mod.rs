@@ -22,6 +22,7 @@ pub mod shards;
 use std::sync::Arc;
 
 use plus_jobs::{
+    contract::OwnerPath,
     job::{is_terminal, jobs_owner, status_name, DEFAULT_EVENT_TTL_DAYS},
     Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
 };
@@ -167,6 +168,17 @@ impl Launcher {
         shape: impl FnOnce(&mut Job),
     ) -> Result<Created, LauncherError> {
         let prepared = request::prepare(req)?;
+        if req.run_mode == plus_jobs::RunMode::RunAction {
+            // Only the user's own action runs; anything else reads as missing.
+            let id = prepared.job.action_id.as_str();
+            data::get_action(self.jobs().as_ref(), &req.username, id)
+                .await
+                .map_err(|e| match e {
+                    data::DataError::Store(e) => LauncherError::Store(e),
+                    _ => InvalidRequest::NotFound(request::action_not_found(id, &req.username))
+                        .into(),
+                })?;
+        }
         if let Some((key, bytes)) = &prepared.upload {
             self.backend
                 .blobs
@@ -339,13 +351,18 @@ impl Launcher {
     }
 
     /// The job record `id` as stored (a parent's shards are not read), if
-    /// `username` owns it: one read.
+    /// `username` owns it (its `owner` path is the user's and so is its
+    /// `username`): one read.
     ///
     /// # Errors
     /// As [`Launcher::status`].
     pub async fn owned(&self, username: &str, id: &str) -> Result<Job, LauncherError> {
+        let mine = |job: &Job| {
+            job.username == username
+                && OwnerPath::parse(&job.owner).is_ok_and(|o| o.belongs_to(username))
+        };
         match self.jobs().get_job(id).await {
-            Ok(Some(job)) if job.username == username => Ok(job),
+            Ok(Some(job)) if mine(&job) => Ok(job),
             Ok(_) | Err(StoreError::Malformed { .. }) => {
                 Err(LauncherError::NotFound(id.to_owned()))
             }

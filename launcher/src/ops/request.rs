@@ -4,6 +4,7 @@
 
 use plus_jobs::{
     blob,
+    contract::OwnerPath,
     job::{new_job, JobId},
     Job, RunMode, Script, Timestamp,
 };
@@ -63,6 +64,48 @@ pub enum InvalidRequest {
     /// The task size breaks Fargate's rules.
     #[error(transparent)]
     Resources(#[from] super::resources::ResourceError),
+    /// The request names an object the user does not have: missing,
+    /// another user's, or of another kind all read the same, so an answer
+    /// never tells another user's object apart from a missing one.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// The one answer for a collection `owner` that is not among `username`'s.
+pub fn collection_not_found(owner: &str, username: &str) -> String {
+    format!(
+        "collection {owner} was not found among yours: your collections are named {username}/collections/NAME"
+    )
+}
+
+/// `owner` as an owner path of `username`'s. Another user's path reads as
+/// a missing collection, well-formed or not.
+///
+/// # Errors
+/// [`InvalidRequest::NotFound`] for another user's path,
+/// [`InvalidRequest::Field`] for a malformed one of the user's.
+pub fn users_owner_path(owner: &str, username: &str) -> Result<OwnerPath, InvalidRequest> {
+    let not_found = || InvalidRequest::NotFound(collection_not_found(owner, username));
+    match OwnerPath::parse(owner) {
+        Ok(path) if path.belongs_to(username) => Ok(path),
+        Ok(_) => Err(not_found()),
+        Err(_)
+            if owner
+                .split_once('/')
+                .is_some_and(|(user, _)| user != username) =>
+        {
+            Err(not_found())
+        }
+        Err(e) => Err(InvalidRequest::Field(format!("the collection owner {e}"))),
+    }
+}
+
+/// The one answer for an action `id` that is not among `username`'s
+/// (missing, another user's, or not an action).
+pub fn action_not_found(id: &str, username: &str) -> String {
+    format!(
+        "action {id} was not found among {username}'s actions: store it with `plus action put {id} SCRIPT`"
+    )
 }
 
 /// A validated request: the job record and, for large scripts, the script
@@ -156,9 +199,14 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     }
     match req.run_mode {
         RunMode::RunCollection => match req.collection_owner.as_deref().map(str::trim) {
-            Some(owner) if owner.contains('/') => job.collection_owner = owner.to_owned(),
-            Some(owner) => return bad(format!("the collection owner {owner:?} is not an owner path: expected something like alice/collections/photos")),
-            None => return bad("RUN_COLLECTION needs a collection owner (--collection OWNER)".to_owned()),
+            Some(owner) => {
+                job.collection_owner = users_owner_path(owner, &req.username)?.to_string();
+            }
+            None => {
+                return bad(
+                    "RUN_COLLECTION needs a collection owner (--collection OWNER)".to_owned(),
+                )
+            }
         },
         RunMode::RunAction => match req.action_id.as_deref().map(str::trim) {
             Some(action) if !action.is_empty() => job.action_id = action.to_owned(),
@@ -197,23 +245,14 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     Ok(Prepared { job, upload })
 }
 
-/// Parses `key=value` parameters; values that are JSON (numbers, booleans,
-/// objects, quoted strings) keep their type, anything else is a string.
+/// Parses `key=value` parameters by DESIGN.md's rule
+/// ([`plus_jobs::params::parse_pairs`]): a value is JSON only when it reads
+/// back unchanged, otherwise the exact string.
 ///
 /// # Errors
-/// When an entry has no `=`.
+/// When an entry has no `=`, an empty key, or a key given twice.
 pub fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, Value>, InvalidRequest> {
-    let mut map = serde_json::Map::new();
-    for pair in pairs {
-        let Some((k, v)) = pair.split_once('=') else {
-            return Err(InvalidRequest::Field(format!(
-                "--param {pair:?} has no '=': write it as key=value"
-            )));
-        };
-        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
-        map.insert(k.trim().to_owned(), value);
-    }
-    Ok(map)
+    plus_jobs::params::parse_pairs(pairs).map_err(InvalidRequest::Field)
 }
 
 #[cfg(test)]
@@ -265,6 +304,15 @@ mod tests {
             .to_string()
             .contains("not an owner path"));
         let req = LaunchRequest {
+            run_mode: RunMode::RunCollection,
+            collection_owner: Some("bob/collections/x".into()),
+            ..script_request()
+        };
+        assert_eq!(
+            prepare(&req).unwrap_err(),
+            InvalidRequest::NotFound(collection_not_found("bob/collections/x", "alice"))
+        );
+        let req = LaunchRequest {
             run_mode: RunMode::RunAction,
             ..script_request()
         };
@@ -292,9 +340,8 @@ mod tests {
         let job = prepare(&req).unwrap().job;
         let stored = serde_json::to_value(job.params.unwrap()).unwrap();
         assert_eq!(
-            stored["n"].as_f64(),
-            Some(u64::MAX as f64),
-            "stored as the nearest double"
+            stored["n"], "18446744073709551615",
+            "a double cannot hold it: the exact string"
         );
     }
 
@@ -312,5 +359,12 @@ mod tests {
             serde_json::json!({"n": 3, "name": "bob", "flag": true, "s": "3"})
         );
         assert!(parse_params(&["oops".into()]).is_err());
+        assert!(parse_params(&["=v".into()]).is_err());
+        assert!(parse_params(&["a=1".into(), "a=2".into()]).is_err());
+        let p = parse_params(&["v=1.10".into(), "id=0012".into(), "c=1e5".into()]).unwrap();
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"v": "1.10", "id": "0012", "c": "1e5"})
+        );
     }
 }
