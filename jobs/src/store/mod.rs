@@ -447,6 +447,17 @@ pub(crate) fn readable_job(id: &str, object: Object) -> Option<Job> {
     }
 }
 
+/// The conflict [`JobStore::fail_unreadable`] answers when its condition
+/// does not hold (the one sentence both adapters use).
+pub(crate) fn unreadable_conflict(id: &str, username: &str, lease: &str) -> StoreError {
+    StoreError::Conflict {
+        id: id.to_owned(),
+        reason: format!(
+            "expected an INITIALIZING job of user {username}, or a RUNNING one held by {lease}"
+        ),
+    }
+}
+
 /// The object a new job is stored as: [`job_to_object`] plus `active`
 /// while it is not terminal.
 pub(crate) fn new_job_object(job: &Job) -> Result<Object, StoreError> {

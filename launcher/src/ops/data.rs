@@ -277,10 +277,7 @@ pub async fn list(
     Ok(jobs.query_owner(owner, start, limit.clamp(1, 1000)).await?)
 }
 
-/// `{username}/actions`: a user's actions list through `owner-index`.
-pub fn actions_owner(username: &str) -> String {
-    format!("{username}/actions")
-}
+pub use plus_jobs::job::actions_owner;
 
 /// Stores (or replaces) action `id` with `script` and default `params`.
 ///

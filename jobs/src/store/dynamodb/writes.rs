@@ -210,12 +210,7 @@ impl DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Err(StoreError::Conflict {
-                    id: id.to_owned(),
-                    reason: format!(
-                        "expected an INITIALIZING job of user {username}, or a RUNNING one held by {lease}"
-                    ),
-                })
+                Err(crate::store::unreadable_conflict(id, username, lease))
             }
             Err(e) => Err(classify(e, "UpdateItem", &self.table)),
         }

@@ -221,12 +221,7 @@ impl JobStore for SqliteStore {
                             && text(o, "lease").as_deref() == Some(lease.as_str())))
             });
             let Some(mut object) = object.filter(|_| held) else {
-                return Err(StoreError::Conflict {
-                    reason: format!(
-                        "expected an INITIALIZING job of user {username}, or a RUNNING one held by {lease}"
-                    ),
-                    id,
-                });
+                return Err(super::unreadable_conflict(&id, &username, &lease));
             };
             let now = crate::Timestamp::now().to_string();
             for (k, v) in [
