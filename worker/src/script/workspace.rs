@@ -1,5 +1,10 @@
-//! A job's fresh directory on local disk.
+//! A job's fresh directory on local disk. When scripts run as another user
+//! ([`isolation::script_user`]), everything in it is that user's: the
+//! folder itself (the script may replace its result file), the script
+//! file, the working, output and temporary directories. The worker keeps
+//! none of its own files in it.
 
+use super::isolation;
 use std::{
     io,
     os::unix::fs::PermissionsExt,
@@ -30,6 +35,7 @@ impl Workspace {
     /// When the directory or file cannot be made.
     pub fn create(root: &Path, job_id: &str, script: &[u8]) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
+        isolation::make_reachable(root)?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("plus-{job_id}-"))
             .tempdir_in(root)?;
@@ -47,6 +53,9 @@ impl Workspace {
         }
         std::fs::write(&ws.script, script)?;
         std::fs::set_permissions(&ws.script, std::fs::Permissions::from_mode(0o700))?;
+        for path in [&base, &ws.script, &ws.work, &ws.output, &ws.tmp] {
+            isolation::hand_over(path)?;
+        }
         Ok(ws)
     }
 }
