@@ -305,3 +305,38 @@ async fn sigterm_during_the_upload_ends_within_the_grace_and_keeps_the_scripts_o
     assert_eq!(done.status(), JobStatus::Failed, "{}: {run:?}", done.error);
     assert!(done.error.contains("output"), "{}", done.error);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_worker_runs_scripts_as_an_unprivileged_user_who_owns_the_job_folders() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the worker does not run as root here");
+        return;
+    }
+    let w = World::local().await;
+    let job = w
+        .job(
+            r#"#!/bin/sh
+set -e
+echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
+echo home > "$HOME/h"; echo tmp > "$TMPDIR/t"; echo out > "$PLUS_OUTPUT_DIR/o.txt"
+echo '{"ok": true}' > "$PLUS_RESULT_FILE"
+if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK wrote the work root"; fi
+"#,
+        )
+        .await;
+    let (run, done) = run_with(&w, &job, &[]).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    let log = w.log(&done).await;
+    assert!(log.contains("uid=65534 gid=65534 groups=65534\n"), "{log}");
+    assert!(!log.contains("LEAK"), "{log}");
+    assert_eq!(done.result, serde_json::from_str(r#"{"ok": true}"#).ok());
+    // Opting out runs scripts as the worker's own user.
+    let job = w.job("#!/bin/sh\nid -u\n").await;
+    let (run, done) = run_with(&w, &job, &[("PLUS_SCRIPT_USER", "root")]).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
+    assert_eq!(w.log(&done).await, "0\n");
+    // A bad setting is named.
+    let run = finish(w.spawn(&job, &[("PLUS_SCRIPT_USER", "nobody")])).await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("PLUS_SCRIPT_USER"), "{}", run.stderr);
+}

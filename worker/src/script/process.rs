@@ -115,7 +115,7 @@ fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, ScriptError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    isolation::spawn(&mut command).map_err(|e| start_error(p, e))
+    isolation::spawn(&mut command).map_err(|e| start_error(launch, e))
 }
 
 impl Running {
@@ -193,8 +193,18 @@ fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, ScriptError> {
     Ok(Stdio::from(reader))
 }
 
-fn start_error(p: &Program, e: io::Error) -> ScriptError {
+fn start_error(launch: &Launch, e: io::Error) -> ScriptError {
+    let p = &launch.program;
     let program = &p.program;
+    // A PATH search as the script's user meets folders it may not enter
+    // (such as /root/...): execvp then says "permission denied" even
+    // when the program is nowhere.
+    let kind = match e.kind() {
+        io::ErrorKind::PermissionDenied if !program.contains('/') && !on_path(launch, program) => {
+            io::ErrorKind::NotFound
+        }
+        kind => kind,
+    };
     let what = if !p.interpreter {
         if program == "/bin/sh" {
             "/bin/sh (scripts without a shebang run with it) could not be started".to_owned()
@@ -204,7 +214,7 @@ fn start_error(p: &Program, e: io::Error) -> ScriptError {
     } else {
         format!("the interpreter {program:?}")
     };
-    let sentence = match e.kind() {
+    let sentence = match kind {
         io::ErrorKind::NotFound if what.ends_with("that") => {
             format!("{what} does not exist: fix the #! line or set script.interpreter ({e})")
         }
@@ -216,6 +226,17 @@ fn start_error(p: &Program, e: io::Error) -> ScriptError {
         sentence,
         source: e,
     }
+}
+
+/// Whether a file `program` is in one of the folders of the script's PATH.
+fn on_path(launch: &Launch, program: &str) -> bool {
+    let path = launch
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    std::env::split_paths(path).any(|dir| dir.join(program).is_file())
 }
 
 /// Reads `reader` in chunks of at most [`PIECE_BYTES`] (whole lines when
