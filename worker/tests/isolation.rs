@@ -325,7 +325,12 @@ if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK w
         )
         .await;
     let (run, done) = run_with(&w, &job, &[]).await;
-    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
     let log = w.log(&done).await;
     assert!(log.contains("uid=65534 gid=65534 groups=65534\n"), "{log}");
     assert!(!log.contains("LEAK"), "{log}");

@@ -12,10 +12,16 @@ use std::{
 };
 
 /// A job's fresh directory: the script file, the working directory, the
-/// output directory and the result file, removed when dropped.
+/// output directory and the result file, removed when dropped; and beside
+/// it, out of the script's tree, a 0700 directory for the worker's own
+/// files.
 #[derive(Debug)]
 pub struct Workspace {
     _root: tempfile::TempDir,
+    _private: tempfile::TempDir,
+    /// The worker's own directory for this job (0700, the worker's, outside
+    /// the script's folder): files the worker writes and reads back.
+    pub private: PathBuf,
     /// The script file.
     pub script: PathBuf,
     /// The script's working directory (also its HOME).
@@ -39,8 +45,14 @@ impl Workspace {
         let dir = tempfile::Builder::new()
             .prefix(&format!("plus-{job_id}-"))
             .tempdir_in(root)?;
+        let private = tempfile::Builder::new()
+            .prefix(&format!(".plus-worker-{job_id}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(root)?;
         let base = dir.path().to_owned();
         let ws = Self {
+            private: private.path().to_owned(),
+            _private: private,
             script: base.join("script"),
             work: base.join("work"),
             output: base.join("output"),
