@@ -345,3 +345,72 @@ if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK w
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("PLUS_SCRIPT_USER"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_is_non_dumpable_even_to_its_own_user() {
+    // A worker that is not root runs scripts as its own user: only being
+    // non-dumpable keeps its /proc files closed to them. Run it as 65534.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to start the worker as another user");
+        return;
+    }
+    let w = World::local().await;
+    let job = w
+        .job(
+            r#"#!/bin/sh
+echo "uid=$(id -u)"
+# The control: a dumpable process of the same user (this shell) is open.
+if cat "/proc/$$/environ" >/dev/null 2>&1; then echo "own environ open"; fi
+if tr '\0' '\n' < "/proc/$PPID/environ" 2>/dev/null | grep -i canary; then echo "LEAK environ"; fi
+if dd if="/proc/$PPID/mem" bs=1 count=0 2>/dev/null; then echo "LEAK mem"; fi
+if ls "/proc/$PPID/fd" >/dev/null 2>&1; then echo "LEAK fd"; fi
+"#,
+        )
+        .await;
+    for entry in walkdir(w.dir.path()) {
+        std::os::unix::fs::lchown(&entry, Some(65534), Some(65534)).unwrap();
+    }
+    let mut vars = w.env_for(&job);
+    vars.extend(CANARIES.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let child = tokio::process::Command::new(support::WORKER)
+        .env_clear()
+        .envs(vars)
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let run = finish(child).await;
+    let done = w.get(&job.object_id).await;
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
+    let log = w.log(&done).await;
+    assert!(log.contains("uid=65534\n"), "{log}");
+    assert!(
+        log.contains("own environ open"),
+        "the control failed: {log}"
+    );
+    assert!(!log.contains("LEAK"), "{log}");
+}
+
+/// `dir` and everything under it.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut all = vec![dir.to_owned()];
+    let mut i = 0;
+    while i < all.len() {
+        if all[i].is_dir() && !all[i].is_symlink() {
+            for entry in std::fs::read_dir(&all[i]).unwrap().flatten() {
+                all.push(entry.path());
+            }
+        }
+        i += 1;
+    }
+    all
+}

