@@ -308,11 +308,9 @@ async fn sigterm_during_the_upload_ends_within_the_grace_and_keeps_the_scripts_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_worker_runs_scripts_as_an_unprivileged_user_who_owns_the_job_folders() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the worker does not run as root here");
+    let Some(w) = world_as_root().await else {
         return;
-    }
-    let w = World::local().await;
+    };
     let job = w
         .job(
             r#"#!/bin/sh
@@ -350,11 +348,9 @@ if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK w
 async fn the_worker_is_non_dumpable_even_to_its_own_user() {
     // A worker that is not root runs scripts as its own user: only being
     // non-dumpable keeps its /proc files closed to them. Run it as 65534.
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to start the worker as another user");
+    let Some(w) = world_as_root().await else {
         return;
-    }
-    let w = World::local().await;
+    };
     let job = w
         .job(
             r#"#!/bin/sh
@@ -398,6 +394,16 @@ if ls "/proc/$PPID/fd" >/dev/null 2>&1; then echo "LEAK fd"; fi
         "the control failed: {log}"
     );
     assert!(!log.contains("LEAK"), "{log}");
+}
+
+/// A local world, when this test runs as root (as CI does): the tests
+/// that switch users are skipped otherwise.
+async fn world_as_root() -> Option<World> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a process as another user");
+        return None;
+    }
+    Some(World::local().await)
 }
 
 /// `dir` and everything under it.
