@@ -6,10 +6,11 @@
 #
 # Stages: `build` compiles a static (musl) release binary with the lockfile;
 # the last stage, the image itself, is Alpine with /bin/sh (for job scripts),
-# CA certificates, tini and the worker, run as a non-root user. Expected size
-# (estimated; see docs/deploy.md): ~8.3 MB of Alpine + ~0.7 MB CA certificates
-# and tini + the stripped worker (18.7 MB measured on a glibc build) = ~28 MB
-# uncompressed, ~12 MB compressed.
+# CA certificates and the worker, which starts as root and runs every job
+# script as the unprivileged user `plus` (10001:10001, PLUS_SCRIPT_USER).
+# Expected size (estimated; see docs/deploy.md): ~8.3 MB of Alpine + ~0.6 MB
+# CA certificates + the stripped worker (18.7 MB measured on a glibc build)
+# = ~28 MB uncompressed, ~12 MB compressed.
 #
 # `--target lambda --output type=local,dest=DIR` instead writes the launcher
 # Lambda's `bootstrap` (provided.al2023) to DIR; see scripts/deploy.sh.
@@ -17,9 +18,10 @@
 # To give jobs the tools they need, build FROM this image (see docs/deploy.md):
 #
 #   FROM 123456789012.dkr.ecr.us-east-1.amazonaws.com/plus-worker:TAG
-#   USER root
 #   RUN apk add --no-cache python3 py3-pip ffmpeg
-#   USER 10001:10001
+#
+# (no USER line: a derived image that sets USER 10001 runs the worker as the
+# scripts' own user, where only its being non-dumpable guards it).
 
 ARG RUST_VERSION=1.95
 ARG ALPINE_VERSION=3.22
@@ -52,16 +54,26 @@ COPY --from=lambda-build /out/bootstrap /bootstrap
 
 FROM alpine:${ALPINE_VERSION} AS worker
 # hadolint ignore=DL3018
-RUN apk add --no-cache ca-certificates tini \
+RUN apk add --no-cache ca-certificates \
     && addgroup -S -g 10001 plus \
     && adduser -S -D -u 10001 -G plus -h /home/plus -s /bin/sh plus
 COPY --from=build /out/plus-worker /usr/local/bin/plus-worker
-USER 10001:10001
+# Who protects the task's credentials (README, "What a script cannot
+# reach"): the worker, and PID 1 (the worker itself, or ECS's init with
+# initProcessEnabled), run as root, with AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
+# in their environment; every script runs as 10001:10001 with no
+# supplementary groups, so /proc/1/environ, the worker's environ, mem and fd
+# stay closed to it (another uid, no CAP_SYS_PTRACE), and the worker is
+# non-dumpable besides. No USER line on purpose: the worker needs root to
+# switch to the scripts' user and to hand them their job folders.
+ENV PLUS_SCRIPT_USER=10001:10001
 WORKDIR /home/plus
 ENV HOME=/home/plus
 # ECS sends SIGTERM, then SIGKILL after the task definition's stopTimeout
 # (120 s): the worker stops the script, records INTERRUPTED and exits 143.
 STOPSIGNAL SIGTERM
-# tini reaps the zombies job scripts leave behind; -s makes it a subreaper,
-# so it also works under ECS's own init (initProcessEnabled).
-ENTRYPOINT ["/sbin/tini", "-s", "--", "/usr/local/bin/plus-worker"]
+# No tini: the worker can be PID 1. It handles SIGTERM and SIGINT itself,
+# and as a child subreaper it reaps every process a script leaves behind
+# (at each SIGCHLD) and kills what still runs when the script ends; under
+# ECS's own init (initProcessEnabled) it does the same as that init's child.
+ENTRYPOINT ["/usr/local/bin/plus-worker"]

@@ -4,6 +4,12 @@ use clap::Parser;
 use plus_launcher::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    // Its environment holds the user's AWS variables, and a local worker
+    // (and its scripts) runs as its child: keep its /proc files closed to
+    // them (the worker hardens itself the same way).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("plus: warning: could not make this process non-dumpable: {e}");
+    }
     let cli = Cli::parse();
     if matches!(cli.command, Command::Worker) {
         // The worker builds its own runtime (a small blocking pool).

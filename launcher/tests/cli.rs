@@ -165,10 +165,17 @@ fn launch_json_prints_the_id_and_the_detached_job_finishes() {
 #[test]
 fn a_launch_retried_with_the_same_id_runs_once() {
     let home = Home::new();
-    let script = home.script(
-        "count.sh",
-        &format!("echo x >> {}\n", home.dir.path().join("count").display()),
-    );
+    // A folder the script may write whatever user it runs as (a root
+    // worker runs scripts as 65534).
+    let shared = home.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(
+        &shared,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let count = shared.join("count");
+    let script = home.script("count.sh", &format!("echo x >> {}\n", count.display()));
     let first = home.json(&[
         "launch",
         script.to_str().unwrap(),
@@ -186,10 +193,7 @@ fn a_launch_retried_with_the_same_id_runs_once() {
     assert_eq!(first["created"], true);
     assert_eq!(again["created"], false);
     home.wait_status("job-fixed-1", "SUCCEEDED");
-    assert_eq!(
-        std::fs::read_to_string(home.dir.path().join("count")).unwrap(),
-        "x\n"
-    );
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
 }
 
 #[test]

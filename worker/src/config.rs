@@ -7,6 +7,8 @@ use std::{path::PathBuf, time::Duration};
 use plus_jobs::{contract::WorkerEnv, BackendConfig, JobId, RunMode};
 use serde::Deserialize;
 
+use crate::script::isolation::ScriptUser;
+
 /// The worker's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -48,6 +50,10 @@ pub struct Config {
     /// `PLUS_STREAM_MAX_BYTES` (default 16 MiB): output one attempt shows in
     /// the live stream at most; the full log is never cut.
     pub stream_max_bytes: u64,
+    /// `PLUS_SCRIPT_USER` (`uid` or `uid:gid`): who scripts run as; `None`
+    /// is the worker's own user. A root worker defaults to 65534:65534
+    /// (see [`crate::script::isolation`]).
+    pub script_user: Option<ScriptUser>,
 }
 
 /// The raw environment, as envy reads it: every variable optional, so that
@@ -62,6 +68,7 @@ struct Raw {
     plus_work_dir: Option<String>,
     plus_event_ttl_days: Option<String>,
     plus_stream_max_bytes: Option<String>,
+    plus_script_user: Option<String>,
     ecs_container_metadata_uri_v4: Option<String>,
     path: Option<String>,
 }
@@ -151,6 +158,14 @@ impl Config {
                 0
             }),
         };
+        let script_user = ScriptUser::from_setting(
+            raw.plus_script_user.as_deref(),
+            nix::unistd::geteuid().as_raw(),
+        )
+        .unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        });
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -192,6 +207,7 @@ impl Config {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()
             }),
             stream_max_bytes,
+            script_user,
         })
     }
 }

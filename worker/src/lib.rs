@@ -38,7 +38,8 @@
 //!   prepare.rs        load the script, write the workspace, resolve the Program: once
 //!   process.rs        start / start_piped / run_until; Running (stop, finish)
 //!   program.rs        how a script file is executed (interpreter, shebang, /bin/sh)
-//!   workspace.rs      the job's fresh directory
+//!   workspace.rs      the job's fresh directory (the script's user's)
+//!   isolation.rs      non-dumpable, subreaper, the script's user; reaping strays
 //!   artifacts.rs      the result file (large ones offloaded), output file upload
 //!   error.rs          ScriptError
 //! output/
@@ -69,13 +70,28 @@ use plus_jobs::Backend;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the job `config` names until it ends or `shutdown` fires (SIGTERM).
+/// Scripts run as `config.script_user`; when the job ends, no process a
+/// script started is left (see [`script::isolation`]).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Outcome {
-    let backend = match Backend::open(&config.backend).await {
-        Ok(backend) => backend,
-        Err(e) => return Outcome::StoreUnreachable(format!("the job store cannot be opened: {e}")),
-    };
-    let lease = task_arn(&config).await;
-    lifecycle::execute(config, backend, lease, shutdown).await
+    script::isolation::set_script_user(config.script_user);
+    if config.script_user.is_none() && nix::unistd::geteuid().is_root() {
+        tracing::warn!("PLUS_SCRIPT_USER opts out: scripts run as root, and can read the worker's credentials through /proc");
+    }
+    let zombies = tokio::spawn(script::isolation::reap_zombies());
+    let outcome = async {
+        let backend = match Backend::open(&config.backend).await {
+            Ok(backend) => backend,
+            Err(e) => {
+                return Outcome::StoreUnreachable(format!("the job store cannot be opened: {e}"))
+            }
+        };
+        let lease = task_arn(&config).await;
+        lifecycle::execute(config, backend, lease, shutdown).await
+    }
+    .await;
+    zombies.abort();
+    script::isolation::reap_strays().await;
+    outcome
 }
 
 /// This worker's identity and lease: the ECS task ARN from the metadata
@@ -125,6 +141,8 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// exit code. Both `plus-worker` and `plus worker` call this (outside any
 /// other runtime).
 pub fn main() -> u8 {
+    // Before the runtime's threads and any child exist.
+    script::isolation::harden();
     match runtime() {
         Ok(rt) => rt.block_on(main_entry()),
         Err(e) => {
@@ -134,10 +152,15 @@ pub fn main() -> u8 {
     }
 }
 
-/// The process entry point shared by `plus-worker` and `plus worker`: JSON
+/// The process entry point shared by `plus-worker` and `plus worker`:
+/// hardening ([`script::isolation::harden`]: non-dumpable, subreaper), JSON
 /// telemetry, configuration, SIGTERM/SIGINT, [`run`]; returns the exit code.
 pub async fn main_entry() -> u8 {
+    script::isolation::harden();
     telemetry::init();
+    for problem in script::isolation::hardening_problems() {
+        tracing::warn!("{problem}");
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {

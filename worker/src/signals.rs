@@ -1,6 +1,8 @@
 //! The process's signals: SIGTERM (ECS stopping the task: a Spot
 //! interruption, StopTask, a deploy) and SIGINT become the shutdown token
-//! that [`crate::run`] takes as a parameter.
+//! that [`crate::run`] takes as a parameter. In the image the worker is
+//! PID 1 (no tini): the kernel drops signals PID 1 has no handler for, so
+//! these handlers are what make SIGTERM and SIGINT stop it.
 
 use tokio_util::sync::CancellationToken;
 

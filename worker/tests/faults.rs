@@ -94,7 +94,7 @@ async fn a_timeout_fails_the_job_with_the_limit(w: World) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_worker_leaves_a_stale_heartbeat_for_the_monitor() {
     let w = World::local().await;
-    let pidfile = w.dir.path().join("script.pid");
+    let pidfile = w.shared("script.pid");
     let job = w
         .job(&format!(
             "echo $$ > {}\necho started\nsleep 30\n",
@@ -138,8 +138,8 @@ async fn sigkill_of_the_worker_leaves_a_stale_heartbeat_for_the_monitor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_on_one_job_run_it_once() {
     for w in [World::local().await, World::aws().await] {
-        let marker = w.dir.path().join("ran");
-        let gate = w.dir.path().join("gate");
+        let marker = w.shared("ran");
+        let gate = w.shared("gate");
         // The winner's script holds until the loser has exited, so the loser
         // always meets a RUNNING job (no timing window).
         let job = w
@@ -180,7 +180,7 @@ async fn two_workers_on_one_job_run_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_that_ignore_sigterm_are_killed_after_the_grace() {
     let w = World::local().await;
-    let pidfile = w.dir.path().join("script.pid");
+    let pidfile = w.shared("script.pid");
     let job = w
         .job(&format!(
             "trap '' TERM\n(trap '' TERM; sleep 300) &\n(sh -c 'trap \"\" TERM; sleep 300') &\necho $$ > {}\necho started\nwait\n",
@@ -258,7 +258,7 @@ async fn transient_store_faults_are_ridden_out_with_the_log_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_at_the_end_exits_4_after_the_grace() {
     let (w, proxy) = World::aws_via_proxy().await;
-    let gate = w.dir.path().join("gate");
+    let gate = w.shared("gate");
     // The script ends only once the faults are in place.
     let job = w
         .job(&format!(

@@ -42,10 +42,11 @@ async fn no_credential_reaches_the_script_through_proc() {
     let job = w
         .job(
             r#"#!/bin/sh
+# (c[a]nary: the walk must not find this grep's own command line)
 for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
   tr '\0' '\n' < "$f" 2>/dev/null
-done | grep -i canary | sed 's/^/LEAK /'
-env | grep -i canary | sed 's/^/LEAK env /'
+done | grep -i 'c[a]nary' | sed 's/^/LEAK /'
+env | grep -i 'c[a]nary' | sed 's/^/LEAK env /'
 # The worker holds the credentials in its memory: its mem must not open.
 if dd if="/proc/$PPID/mem" bs=1 count=0 2>/dev/null; then echo "LEAK mem of the worker"; fi
 echo walked
@@ -304,4 +305,129 @@ async fn sigterm_during_the_upload_ends_within_the_grace_and_keeps_the_scripts_o
     // SUCCEEDED (its outputs were not all stored): FAILED, saying so.
     assert_eq!(done.status(), JobStatus::Failed, "{}: {run:?}", done.error);
     assert!(done.error.contains("output"), "{}", done.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_worker_runs_scripts_as_an_unprivileged_user_who_owns_the_job_folders() {
+    let Some(w) = world_as_root().await else {
+        return;
+    };
+    let job = w
+        .job(
+            r#"#!/bin/sh
+set -e
+echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
+echo home > "$HOME/h"; echo tmp > "$TMPDIR/t"; echo out > "$PLUS_OUTPUT_DIR/o.txt"
+echo '{"ok": true}' > "$PLUS_RESULT_FILE"
+if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK wrote the work root"; fi
+"#,
+        )
+        .await;
+    let (run, done) = run_with(&w, &job, &[]).await;
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
+    let log = w.log(&done).await;
+    assert!(log.contains("uid=65534 gid=65534 groups=65534\n"), "{log}");
+    assert!(!log.contains("LEAK"), "{log}");
+    assert_eq!(done.result, serde_json::from_str(r#"{"ok": true}"#).ok());
+    // Opting out runs scripts as the worker's own user.
+    let job = w.job("#!/bin/sh\nid -u\n").await;
+    let (run, done) = run_with(&w, &job, &[("PLUS_SCRIPT_USER", "root")]).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
+    assert_eq!(w.log(&done).await, "0\n");
+    // A bad setting is named.
+    let run = finish(w.spawn(&job, &[("PLUS_SCRIPT_USER", "nobody")])).await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("PLUS_SCRIPT_USER"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_is_non_dumpable_even_to_its_own_user() {
+    // A worker that is not root runs scripts as its own user: only being
+    // non-dumpable keeps its /proc files closed to them. Run it as 65534.
+    let Some(w) = world_as_root().await else {
+        return;
+    };
+    let job = w
+        .job(
+            r#"#!/bin/sh
+echo "uid=$(id -u)"
+# The control: a dumpable process of the same user (this shell) is open.
+if cat "/proc/$$/environ" >/dev/null 2>&1; then echo "own environ open"; fi
+if tr '\0' '\n' < "/proc/$PPID/environ" 2>/dev/null | grep 'N[O]NDUMPABLE'; then echo "LEAK environ"; fi
+if dd if="/proc/$PPID/mem" bs=1 count=0 2>/dev/null; then echo "LEAK mem"; fi
+if ls "/proc/$PPID/fd" >/dev/null 2>&1; then echo "LEAK fd"; fi
+"#,
+        )
+        .await;
+    for entry in walkdir(w.dir.path()) {
+        std::os::unix::fs::lchown(&entry, Some(65534), Some(65534)).unwrap();
+    }
+    let mut vars = w.env_for(&job);
+    // Values of their own: the walk of every /proc/*/environ in
+    // no_credential_reaches_the_script_through_proc may run meanwhile (a
+    // worker is dumpable for the moment before it hardens itself).
+    vars.extend(
+        [
+            ("ACCESS_KEY", "AKIANONDUMPABLEKEY01"),
+            ("SECRET_KEY", "NONDUMPABLE-secret"),
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/NONDUMPABLE"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let child = tokio::process::Command::new(support::WORKER)
+        .env_clear()
+        .envs(vars)
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let run = finish(child).await;
+    let done = w.get(&job.object_id).await;
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
+    let log = w.log(&done).await;
+    assert!(log.contains("uid=65534\n"), "{log}");
+    assert!(
+        log.contains("own environ open"),
+        "the control failed: {log}"
+    );
+    assert!(!log.contains("LEAK"), "{log}");
+}
+
+/// A local world, when this test runs as root (as CI does): the tests
+/// that switch users are skipped otherwise.
+async fn world_as_root() -> Option<World> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a process as another user");
+        return None;
+    }
+    Some(World::local().await)
+}
+
+/// `dir` and everything under it.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut all = vec![dir.to_owned()];
+    let mut i = 0;
+    while i < all.len() {
+        if all[i].is_dir() && !all[i].is_symlink() {
+            for entry in std::fs::read_dir(&all[i]).unwrap().flatten() {
+                all.push(entry.path());
+            }
+        }
+        i += 1;
+    }
+    all
 }

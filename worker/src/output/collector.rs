@@ -1,8 +1,18 @@
 //! The log collector: every output [`Piece`] goes whole to the job's log
 //! file, and, split into lines, to the bounded live view ([`EventSink`]) and
 //! the JSON log.
+//!
+//! The log file is the worker's own, out of the script's reach: an unnamed
+//! file (no path to replace with a FIFO or a link) in a fresh 0700
+//! directory of the worker's, opened once; it is read back through this
+//! process's own handle ([`LogFile`]: `/proc/self/fd/N`, which other
+//! processes cannot open since the worker is non-dumpable).
 
-use std::path::{Path, PathBuf};
+use std::{
+    ops::Deref,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
 
 use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -18,29 +28,88 @@ const QUEUE: usize = 256;
 pub struct Collector {
     close: CancellationToken,
     task: JoinHandle<bool>,
+    log: LogFile,
+}
+
+/// The job's log file, held open: derefs to a path that opens this very
+/// file (`/proc/self/fd/N`) for as long as it lives, whatever the script
+/// does to the folders around it. Dropping it removes it.
+#[derive(Debug)]
+pub struct LogFile {
     path: PathBuf,
+    _file: Option<std::fs::File>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Deref for LogFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for LogFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl LogFile {
+    /// Makes the log file: a fresh 0700 directory next to `near`, named
+    /// after it, holding one unnamed file.
+    fn create(near: &Path) -> std::io::Result<LogFile> {
+        let parent = near.parent().unwrap_or(Path::new("."));
+        let prefix = near.file_name().unwrap_or("plus-log".as_ref());
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(parent)?;
+        let file = tempfile::tempfile_in(dir.path())?;
+        Ok(LogFile {
+            path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            _file: Some(file),
+            _dir: Some(dir),
+        })
+    }
 }
 
 impl Collector {
-    /// Starts collecting into the log file at `path`; returns the collector
-    /// and the sender every script's output goes to.
+    /// Starts collecting into a log file of the worker's own made next to
+    /// `path` (see the module docs); returns the collector and the sender
+    /// every script's output goes to.
     pub fn spawn(path: PathBuf, events: EventSink) -> (Collector, mpsc::Sender<Piece>) {
         let (tx, rx) = mpsc::channel::<Piece>(QUEUE);
         let close = CancellationToken::new();
-        let task = tokio::spawn(collect(rx, close.clone(), path.clone(), events).in_current_span());
-        (Collector { close, task, path }, tx)
+        let (log, writer) = match LogFile::create(&path).and_then(|log| {
+            let writer = log._file.as_ref().expect("made with a file").try_clone()?;
+            Ok((log, writer))
+        }) {
+            Ok((log, writer)) => (log, Some(tokio::fs::File::from_std(writer))),
+            Err(e) => {
+                error!(error = %e, path = %path.display(), "the log file cannot be written; output goes to the stream only");
+                let log = LogFile {
+                    path,
+                    _file: None,
+                    _dir: None,
+                };
+                (log, None)
+            }
+        };
+        let task = tokio::spawn(collect(rx, close.clone(), writer, events).in_current_span());
+        (Collector { close, task, log }, tx)
     }
 
     /// The log file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.log
     }
 
     /// Call once every script's readers are done: takes what is queued,
-    /// closes the log file and says whether it is complete.
-    pub async fn close(self) -> (bool, PathBuf) {
+    /// closes the log file for writing and says whether it is complete;
+    /// the [`LogFile`] reads it back.
+    pub async fn close(self) -> (bool, LogFile) {
         self.close.cancel();
-        (self.task.await.unwrap_or(false), self.path)
+        (self.task.await.unwrap_or(false), self.log)
     }
 }
 
@@ -102,16 +171,9 @@ fn show(stream: Stream, line: &[u8], events: &EventSink) {
 async fn collect(
     mut rx: mpsc::Receiver<Piece>,
     close: CancellationToken,
-    path: PathBuf,
+    file: Option<tokio::fs::File>,
     events: EventSink,
 ) -> bool {
-    let file = match tokio::fs::File::create(&path).await {
-        Ok(f) => Some(f),
-        Err(e) => {
-            error!(error = %e, path = %path.display(), "the log file cannot be written; output goes to the stream only");
-            None
-        }
-    };
     let mut ok = file.is_some();
     let mut log = file.map(|f| tokio::io::BufWriter::with_capacity(256 * 1024, f));
     let (mut out, mut err) = (Lines::default(), Lines::default());

@@ -7,12 +7,15 @@
 //! - [`artifacts`]: what it leaves: the result file (large ones offloaded)
 //!   and the output files (uploaded).
 //! - [`workspace`], [`program`]: its directory and how it is executed.
+//! - [`isolation`]: what keeps the script away from the worker (its user,
+//!   non-dumpable, the subreaper) and reaps whatever it leaves running.
 //!
 //! This layer takes plain arguments (a blob store, paths, an output sender,
 //! a stop future): it knows nothing of job records or modes.
 
 pub mod artifacts;
 mod error;
+pub mod isolation;
 pub mod prepare;
 pub mod process;
 pub mod program;

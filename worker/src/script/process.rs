@@ -23,7 +23,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{Program, ScriptError};
+use super::{isolation, Program, ScriptError};
 use crate::output::{Piece, Stream, PIECE_BYTES};
 
 /// How to start the script.
@@ -100,10 +100,12 @@ impl Exit {
 }
 
 /// Spawns `launch` per the script contract (its own process group, only
-/// its environment, stdout and stderr piped) with `stdin`.
+/// its environment, stdout and stderr piped, as the script's user) with
+/// `stdin`.
 fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, ScriptError> {
     let p = &launch.program;
-    Command::new(&p.program)
+    let mut command = Command::new(&p.program);
+    command
         .args(&p.argv)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -112,9 +114,8 @@ fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, ScriptError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| start_error(p, e))
+        .kill_on_drop(true);
+    isolation::spawn(&mut command).map_err(|e| start_error(launch, e))
 }
 
 impl Running {
@@ -192,8 +193,18 @@ fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, ScriptError> {
     Ok(Stdio::from(reader))
 }
 
-fn start_error(p: &Program, e: io::Error) -> ScriptError {
+fn start_error(launch: &Launch, e: io::Error) -> ScriptError {
+    let p = &launch.program;
     let program = &p.program;
+    // A PATH search as the script's user meets folders it may not enter
+    // (such as /root/...): execvp then says "permission denied" even
+    // when the program is nowhere.
+    let kind = match e.kind() {
+        io::ErrorKind::PermissionDenied if !program.contains('/') && !on_path(launch, program) => {
+            io::ErrorKind::NotFound
+        }
+        kind => kind,
+    };
     let what = if !p.interpreter {
         if program == "/bin/sh" {
             "/bin/sh (scripts without a shebang run with it) could not be started".to_owned()
@@ -203,7 +214,7 @@ fn start_error(p: &Program, e: io::Error) -> ScriptError {
     } else {
         format!("the interpreter {program:?}")
     };
-    let sentence = match e.kind() {
+    let sentence = match kind {
         io::ErrorKind::NotFound if what.ends_with("that") => {
             format!("{what} does not exist: fix the #! line or set script.interpreter ({e})")
         }
@@ -215,6 +226,17 @@ fn start_error(p: &Program, e: io::Error) -> ScriptError {
         sentence,
         source: e,
     }
+}
+
+/// Whether a file `program` is in one of the folders of the script's PATH.
+fn on_path(launch: &Launch, program: &str) -> bool {
+    let path = launch
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    std::env::split_paths(path).any(|dir| dir.join(program).is_file())
 }
 
 /// Reads `reader` in chunks of at most [`PIECE_BYTES`] (whole lines when
@@ -274,16 +296,18 @@ impl Running {
     }
 
     /// After the script exited: kills whatever is left of its process
-    /// group (children it left behind), so no orphan outlives the job and
-    /// the output pipes close, then waits until its output has been read to
-    /// the end. A process that escaped the group (`setsid`) and still holds
-    /// the pipes is not waited for longer than a few seconds. Calling it
-    /// again does nothing.
+    /// group (children it left behind) and every process that escaped it
+    /// (`setsid`, double forks: the worker, their subreaper, inherited
+    /// them; see [`isolation::reap_strays`]), so nothing outlives the job
+    /// and the output pipes close, then waits until its output has been
+    /// read to the end. A process that still holds the pipes is not waited
+    /// for longer than a few seconds. Calling it again does nothing.
     pub async fn finish(&mut self) {
         if self.readers.is_empty() {
             return;
         }
         self.signal(Signal::SIGKILL);
+        isolation::reap_strays().await;
         for mut reader in std::mem::take(&mut self.readers) {
             if tokio::time::timeout(Duration::from_secs(5), &mut reader)
                 .await
@@ -292,6 +316,14 @@ impl Running {
                 reader.abort();
             }
         }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // From now on, the process (if it still runs: it is killed on
+        // drop) is a stray the next sweep reaps.
+        isolation::forget(self.pgid.as_raw());
     }
 }
 

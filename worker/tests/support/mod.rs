@@ -104,6 +104,17 @@ impl World {
         job
     }
 
+    /// A path for `name` in a folder scripts can write whatever user they
+    /// run as (a root worker runs them as another user): for files a test
+    /// and its script share.
+    pub fn shared(&self, name: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir.path().join("shared");
+        let _ = std::fs::create_dir(&dir);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        dir.join(name)
+    }
+
     /// The worker's environment for `job`.
     pub fn env_for(&self, job: &Job) -> Vec<(String, String)> {
         let mut vars = self.vars.clone();

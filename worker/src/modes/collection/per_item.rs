@@ -165,7 +165,11 @@ fn refresh(dir: PathBuf, seq: u64) -> Result<PathBuf, CollectionError> {
 /// Makes `dir` (mode 0700) for an item.
 fn make_dir(dir: PathBuf) -> Result<PathBuf, CollectionError> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| script::isolation::hand_over(&dir))
+    {
         Ok(()) => Ok(dir),
         Err(source) => Err(CollectionError::ItemDir { dir, source }),
     }

@@ -133,7 +133,7 @@ impl Results {
             failed: clamp(before.1),
             checkpoint: resume_after.clone().unwrap_or_default(),
         });
-        let path = ws.script.with_file_name("results.jsonl");
+        let path = ws.private.join("results.jsonl");
         let file = match std::fs::File::create(&path) {
             Ok(file) => file,
             Err(source) => return Err(CollectionError::ResultsFileAt { path, source }),
