@@ -103,6 +103,47 @@ pub fn dynamodb_number_problem(value: &Value, root: &str) -> Option<String> {
     }
 }
 
+/// `params` as stored on a job or action: a protobuf `Struct` (`None` when
+/// empty). Its numbers are doubles, so integers too large for a double to
+/// hold exactly become the nearest double rather than being refused.
+///
+/// # Errors
+/// A sentence when the params cannot be stored.
+pub fn params_struct(
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<plus_proto::pbjson_types::Struct>, String> {
+    use serde_json::Value;
+    fn as_doubles(value: &mut Value) {
+        const EXACT: u64 = 1 << 53;
+        match value {
+            Value::Number(n)
+                if n.as_u64().is_some_and(|u| u > EXACT)
+                    || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT) =>
+            {
+                if let Some(d) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                    *n = d;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(as_doubles),
+            Value::Object(map) => map.values_mut().for_each(as_doubles),
+            _ => {}
+        }
+    }
+    if params.is_empty() {
+        return Ok(None);
+    }
+    let mut value = Value::Object(params.clone());
+    if let Some(bad) = dynamodb_number_problem(&value, "params") {
+        return Err(format!(
+            "{bad} cannot be stored: DynamoDB keeps numbers from 1E-130 to 9.99E+125 (and 0); pass it as a string (quote it: '\"...\"') or scale it"
+        ));
+    }
+    as_doubles(&mut value);
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| format!("the params cannot be stored: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -332,7 +332,7 @@ pub async fn put_action(
         object_type: ACTION_OBJECT_TYPE.to_owned(),
         owner: actions_owner(username),
         script: Some(script),
-        params: plus_jobs::job::params_struct(&params).map_err(DataError::Invalid)?,
+        params: plus_jobs::params::params_struct(&params).map_err(DataError::Invalid)?,
         created_at,
         updated_at: now,
     };

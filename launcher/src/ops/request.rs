@@ -241,7 +241,7 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     if req.resources != plus_jobs::TaskResources::default() {
         job.resources = Some(req.resources.clone());
     }
-    job.params = plus_jobs::job::params_struct(&req.params).map_err(InvalidRequest::Field)?;
+    job.params = plus_jobs::params::params_struct(&req.params).map_err(InvalidRequest::Field)?;
     Ok(Prepared { job, upload })
 }
 
