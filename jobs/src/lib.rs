@@ -9,22 +9,29 @@
 //!   the transitions the state machine allows, plus [`JobId`] and timestamps.
 //! - [`store`]: the [`JobStore`] port (jobs, actions, collection items and
 //!   each job's event stream) with two adapters: [`store::dynamodb`] (the AWS
-//!   backend) and [`store::sqlite`] (the embedded local backend).
+//!   backend: items and errors in `convert.rs`, the conditional writes in
+//!   `writes.rs`, unfinished jobs through the sparse `active-index` in
+//!   `active.rs`) and [`store::sqlite`] (the embedded local backend).
 //! - [`blob`]: the [`BlobStore`] port for scripts, logs and outputs, with an
 //!   S3 adapter and a local-folder adapter.
 //! - [`backend`]: builds a matching pair of stores from configuration, so the
 //!   worker and the launcher open the same backend the same way.
-//! - [`params`]: how `--param key=value` is read, and the numbers
-//!   DynamoDB can store.
+//! - [`params`]: how `--param key=value` is read, how params are stored
+//!   (`params_struct`), and the numbers DynamoDB can store.
 //! - [`error`]: [`Cause`], the sentence plus the library error behind it
 //!   that store and blob errors carry, and [`error_chain`].
 //! - [`event`]: the kinds of stream event ([`EventKind`]) and the one
 //!   constructor every writer uses.
 //! - [`contract`]: the container contract: the worker's environment
 //!   ([`contract::WorkerEnv`], written by launchers and read by the worker),
-//!   the AWS settings every part reads alike, and owner paths.
+//!   the AWS settings every part reads alike, and owner paths
+//!   ([`contract::OwnerPath`]).
 //!
-//! Every status change is one conditional write ([`JobStore::update`] with an
+//! Dependencies inside the crate point one way: `store`, `blob`, `backend`
+//! and `contract` use `job`, `params` and `event`; nothing points back. The
+//! test helpers live in the separate, unpublished `plus-testkit` crate.
+//!
+//! Every status change is one conditional write ([`JobStore::update_job`] with an
 //! [`store::Expect`]); a write that loses a race changes nothing and comes
 //! back as [`StoreError::Conflict`].
 
