@@ -406,10 +406,18 @@ impl FaultProxy {
                             let fault = {
                                 let mut s = state.lock().unwrap();
                                 s.seen.push(target.clone());
+                                // An S3 request also matches on its path:
+                                // "S3:PUT /bucket/jobs/x/output/".
+                                let path = req.uri().path();
+                                let matched = if target.starts_with("S3:") {
+                                    format!("{target} {path}")
+                                } else {
+                                    target.clone()
+                                };
                                 let pos = s
                                     .faults
                                     .iter()
-                                    .position(|(k, _)| target.contains(k.as_str()));
+                                    .position(|(k, _)| matched.contains(k.as_str()));
                                 pos.map(|i| s.faults.remove(i).1)
                             };
                             let (mut parts, body) = req.into_parts();
@@ -504,7 +512,8 @@ impl FaultProxy {
     }
 
     /// Injects `fault` into the next request whose target contains `target`
-    /// (`"UpdateItem"`, `"BatchWriteItem"`, `"S3"`, or `""` for any).
+    /// (`"UpdateItem"`, `"BatchWriteItem"`, `"S3"`, or `""` for any); an S3
+    /// request's target is followed by its path (`"S3:PUT /bucket/jobs/"`).
     pub fn inject(&self, target: &str, fault: Fault) {
         self.state
             .lock()
