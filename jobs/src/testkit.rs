@@ -529,6 +529,11 @@ impl FaultProxy {
         }
     }
 
+    /// Forgets the faults not yet used (an outage ends).
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
+
     /// Faults not yet used.
     pub fn pending_faults(&self) -> usize {
         self.state.lock().unwrap().faults.len()

@@ -123,3 +123,62 @@ async fn a_result_with_numbers_dynamodb_cannot_keep_is_stored_beside_the_record(
     assert_eq!(stored["p_value"].as_f64(), Some(1e-300));
     assert_eq!(stored["n"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_longer_than_the_grace_loses_nothing_while_the_task_lives() {
+    let (w, proxy) = World::aws_via_proxy().await;
+    let job = w
+        .job("#!/bin/sh\ni=1\nwhile [ $i -le 20 ]; do echo line $i; i=$((i+1)); sleep 0.1; done\n")
+        .await;
+    let child = w.spawn(
+        &job,
+        &[("PLUS_GRACE_SECONDS", "2"), ("PLUS_STORE_PATIENCE_SECONDS", "60")],
+    );
+    w.wait_for_output(&job.object_id, "line 4").await;
+    // Every request of the worker dropped for 10 s: longer than the grace
+    // (5 s at least), shorter than the patience.
+    proxy.inject_n("", Fault::Drop, 1_000_000);
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    proxy.clear_faults();
+    let run = finish(child).await;
+    let took = t.elapsed();
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let log = w.log(&done).await;
+    let output = w.output(&job.object_id).await;
+    for i in 1..=20 {
+        let line = format!("line {i}\n");
+        assert!(log.contains(&line), "the log lost {line}: {log}");
+        assert!(output.contains(&line), "the stream lost {line}: {output}");
+    }
+    eprintln!("REPORT 10 s store outage: SUCCEEDED, log and stream complete, ended {took:?} after it began");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_bounds_the_wait_for_a_store_that_cannot_be_reached() {
+    let (w, proxy) = World::aws_via_proxy().await;
+    let job = w.job("#!/bin/sh\necho started\nsleep 0.5\n").await;
+    let mut child = w.spawn(
+        &job,
+        &[("PLUS_GRACE_SECONDS", "2"), ("PLUS_STORE_PATIENCE_SECONDS", "600")],
+    );
+    w.wait_for_output(&job.object_id, "started").await;
+    proxy.inject_n("", Fault::Drop, 1_000_000);
+    // The worker waits for the store well past the grace...
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker gave up on the store before it was told to stop"
+    );
+    // ...until it is told to stop: then within the grace (5 s at least).
+    let t = Instant::now();
+    support::signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let run = finish(child).await;
+    let took = t.elapsed();
+    proxy.clear_faults();
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(took < Duration::from_secs(7), "took {took:?}");
+    eprintln!("REPORT SIGTERM during a store outage: exit 4 {took:?} after SIGTERM");
+}

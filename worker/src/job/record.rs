@@ -45,12 +45,38 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             .control
             .requested(|r| *r == StopReason::Interrupted)
             .is_some();
+    // Otherwise a store that cannot be reached is waited for (the task is
+    // alive and nobody asked it to stop) up to PLUS_STORE_PATIENCE_SECONDS,
+    // unless a SIGTERM comes: then for the grace after it.
+    let patience = if terminating {
+        deadline
+    } else {
+        ctx.config.store_patience.max(deadline)
+    };
     let retry = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(3))
         .with_max_times(usize::MAX)
-        .with_total_delay(Some(deadline));
+        .with_total_delay(Some(patience));
+    // Completes at `until`, or `deadline` after a SIGTERM that comes while
+    // the end is recorded.
+    let out_of_time = |until: tokio::time::Instant| async move {
+        let sigterm = async {
+            if terminating {
+                return std::future::pending().await;
+            }
+            let at = ctx
+                .control
+                .until_requested(|r| *r == StopReason::Interrupted)
+                .await;
+            tokio::time::sleep_until(at + deadline).await;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = sigterm => {}
+        }
+    };
 
     // A cancel often arrives as the flag and then StopTask's SIGTERM: the
     // job was cancelled, not interrupted.
@@ -106,10 +132,19 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             .await
             .unwrap_or((false, Err(StoreError::Unavailable("out of time".into()))))
     } else {
-        side_by_side.await
+        let far = tokio::time::Instant::now() + patience + deadline;
+        tokio::select! {
+            done = side_by_side => done,
+            () = out_of_time(far) => (false, Err(StoreError::Unavailable("out of time".into()))),
+        }
     };
     if (!log_stored || flushed.is_err()) && !terminating {
-        if let Err(e) = flush.retry(retry).when(|e| e.is_transient()).await {
+        let far = tokio::time::Instant::now() + patience + deadline;
+        let last = tokio::select! {
+            done = flush.retry(retry).when(|e| e.is_transient()) => done,
+            () = out_of_time(far) => Err(StoreError::Unavailable("out of time".into())),
+        };
+        if let Err(e) = last {
             warn!(error = %e, "the last events could not be written");
         }
     }
@@ -138,14 +173,28 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
     };
     fit_in_one_item(ctx, &mut patch).await;
     let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
-    // Bounded as a whole (the SDK retries inside each attempt too), so the
-    // worker answers within the grace period, well inside stopTimeout.
+    // Bounded as a whole (the SDK retries inside each attempt too), so
+    // after a SIGTERM the worker answers within the grace period, well
+    // inside stopTimeout.
     let until = if terminating {
         started + deadline
     } else {
-        tokio::time::Instant::now() + deadline
+        tokio::time::Instant::now() + patience
     };
-    let mut written = write_until(ctx, &id, &expect, &patch, until, retry).await;
+    let (id_ref, expect_ref) = (&id, &expect);
+    let write = |patch| {
+        let give_up = out_of_time(until);
+        async move {
+            tokio::select! {
+                written = write_retried(ctx, id_ref, expect_ref, patch, retry) => written,
+                () = give_up => Err(StoreError::Unavailable(format!(
+                    "no answer within {} s",
+                    until.saturating_duration_since(started).as_secs()
+                ))),
+            }
+        }
+    };
+    let mut written = write(&patch).await;
     // Fitting the item may have failed a result that could not be stored.
     let mut status = patch.status();
     let mut error = patch.error.clone();
@@ -173,7 +222,7 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             output_prefix: patch.output_prefix.clone(),
             ..Job::default()
         };
-        written = write_until(ctx, &id, &expect, &fallback, until, retry).await;
+        written = write(&fallback).await;
     }
     match written {
         Ok(_) => {
@@ -193,34 +242,23 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             status_name(finish.status),
         )),
         Err(e) => Outcome::StoreUnreachable(format!(
-            "job {id} ended {} but that could not be recorded within {} s: {e}",
+            "job {id} ended {} but that could not be recorded: {e}",
             status_name(status),
-            deadline.as_secs()
         )),
     }
 }
 
-/// One conditional write of `patch`, transient errors retried until
-/// `until`.
-async fn write_until(
+/// One conditional write of `patch`, transient errors retried as `retry`
+/// says.
+async fn write_retried(
     ctx: &JobContext,
     id: &str,
     expect: &Expect,
     patch: &Job,
-    until: tokio::time::Instant,
     retry: ExponentialBuilder,
 ) -> Result<Job, StoreError> {
     let write = || async { ctx.jobs.update_job(id, expect, patch).await };
-    tokio::time::timeout_at(until, write.retry(retry).when(StoreError::is_transient))
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "no answer within {} s",
-                until
-                    .saturating_duration_since(tokio::time::Instant::now())
-                    .as_secs()
-            )))
-        })
+    write.retry(retry).when(StoreError::is_transient).await
 }
 
 /// DynamoDB's item limit: 400 KB.
