@@ -52,7 +52,12 @@ async fn a_final_write_too_large_for_one_item_keeps_the_result_beside_the_record
     let job = w.job(&script).await;
     let run = finish(w.spawn(&job, &[])).await;
     let done = w.get(&job.object_id).await;
-    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     let result = serde_json::to_value(&done.result).unwrap();
     let key = format!("jobs/{}/result.json", job.object_id);
@@ -73,7 +78,10 @@ async fn a_final_write_the_store_refuses_is_not_retried_and_never_left_running()
     // No heartbeat before the end: the one refusal goes to the final write.
     let child = w.spawn(
         &job,
-        &[("PLUS_HEARTBEAT_SECONDS", "60"), ("PLUS_GRACE_SECONDS", "20")],
+        &[
+            ("PLUS_HEARTBEAT_SECONDS", "60"),
+            ("PLUS_GRACE_SECONDS", "20"),
+        ],
     );
     w.wait_for_output(&job.object_id, "started").await;
     proxy.inject(
@@ -107,7 +115,12 @@ async fn a_result_with_numbers_dynamodb_cannot_keep_is_stored_beside_the_record(
         .await;
     let run = finish(w.spawn(&job, &[])).await;
     let done = w.get(&job.object_id).await;
-    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
     let result = serde_json::to_value(&done.result).unwrap();
     let key = format!("jobs/{}/result.json", job.object_id);
     assert_eq!(result["s3_key"], key, "{result}");
@@ -130,21 +143,33 @@ async fn a_store_outage_longer_than_the_grace_loses_nothing_while_the_task_lives
     let job = w
         .job("#!/bin/sh\ni=1\nwhile [ $i -le 20 ]; do echo line $i; i=$((i+1)); sleep 0.1; done\n")
         .await;
-    let child = w.spawn(
+    let mut child = w.spawn(
         &job,
-        &[("PLUS_GRACE_SECONDS", "2"), ("PLUS_STORE_PATIENCE_SECONDS", "60")],
+        &[
+            ("PLUS_GRACE_SECONDS", "2"),
+            ("PLUS_STORE_PATIENCE_SECONDS", "120"),
+        ],
     );
     w.wait_for_output(&job.object_id, "line 4").await;
-    // Every request of the worker dropped for 10 s: longer than the grace
-    // (5 s at least), shorter than the patience.
+    // Every request of the worker dropped for 40 s: far longer than the
+    // grace (5 s at least) and than the SDK's and the worker's retries
+    // without patience, shorter than the patience. It ends early only if
+    // the worker gives up.
     proxy.inject_n("", Fault::Drop, 1_000_000);
     let t = Instant::now();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    while t.elapsed() < Duration::from_secs(40) && child.try_wait().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     proxy.clear_faults();
     let run = finish(child).await;
     let took = t.elapsed();
     let done = w.get(&job.object_id).await;
-    assert_eq!(done.status(), JobStatus::Succeeded, "{}: {run:?}", done.error);
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     let log = w.log(&done).await;
     let output = w.output(&job.object_id).await;
@@ -153,7 +178,7 @@ async fn a_store_outage_longer_than_the_grace_loses_nothing_while_the_task_lives
         assert!(log.contains(&line), "the log lost {line}: {log}");
         assert!(output.contains(&line), "the stream lost {line}: {output}");
     }
-    eprintln!("REPORT 10 s store outage: SUCCEEDED, log and stream complete, ended {took:?} after it began");
+    eprintln!("REPORT 40 s store outage: SUCCEEDED, log and stream complete, ended {took:?} after it began");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +187,10 @@ async fn sigterm_bounds_the_wait_for_a_store_that_cannot_be_reached() {
     let job = w.job("#!/bin/sh\necho started\nsleep 0.5\n").await;
     let mut child = w.spawn(
         &job,
-        &[("PLUS_GRACE_SECONDS", "2"), ("PLUS_STORE_PATIENCE_SECONDS", "600")],
+        &[
+            ("PLUS_GRACE_SECONDS", "2"),
+            ("PLUS_STORE_PATIENCE_SECONDS", "600"),
+        ],
     );
     w.wait_for_output(&job.object_id, "started").await;
     proxy.inject_n("", Fault::Drop, 1_000_000);
