@@ -70,6 +70,15 @@ impl Control {
             .map(|(_, at)| *at)
     }
 
+    /// Every stop request so far, in the order they came.
+    pub fn requests(&self) -> Vec<StopReason> {
+        self.requests
+            .borrow()
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
     /// Completes when a stop request that `matches` has come (at once if
     /// one already did), with when it came.
     pub async fn until_requested(&self, matches: impl Fn(&StopReason) -> bool) -> Instant {

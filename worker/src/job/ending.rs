@@ -120,8 +120,12 @@ pub fn from_exit(
     outputs: &Outputs,
 ) -> Ending {
     let control = &ctx.control;
-    if let Some(StopReason::LostLease(reason)) = control.reason() {
-        return Ending::LeaseLost(reason);
+    // Another writer owns the job, whenever that was noticed: nothing more
+    // is written.
+    for request in control.requests() {
+        if let StopReason::LostLease(reason) = request {
+            return Ending::LeaseLost(reason);
+        }
     }
     if let Some(reason) = stopped_for {
         return stopped(ctx, reason, Some(exit));

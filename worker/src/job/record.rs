@@ -295,7 +295,11 @@ async fn fit_in_one_item(ctx: &JobContext, patch: &mut Job) {
                 Err(e) => {
                     warn!(error = %e, "a result too large for the record could not be stored beside it");
                     patch.result = None;
-                    patch.error = format!("{}; {e}", patch.error);
+                    patch.error = if patch.error.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("{}; {e}", patch.error)
+                    };
                     if patch.status == JobStatus::Succeeded as i32 {
                         patch.status = JobStatus::Failed as i32;
                     }

@@ -61,5 +61,13 @@ pub async fn run_once(ctx: &JobContext, script: &Script, params: &Value) -> Endi
         ending::artifacts_deadline(ctx),
     )
     .await;
+    if !outputs.complete() {
+        // The record names the first; the stream says it where the
+        // output is read.
+        if let Some(problem) = outputs.problem("the job was stopped") {
+            ctx.events
+                .event(plus_jobs::EventKind::Stderr, format!("[plus] {problem}"));
+        }
+    }
     ending::from_exit(ctx, exit, stopped, result, &outputs)
 }

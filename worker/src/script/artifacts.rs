@@ -48,6 +48,9 @@ pub const RESULT_FILE_MAX_BYTES: u64 = 16 * 1024 * 1024;
 pub const OUTPUT_FILE_MAX_BYTES: u64 = 10_000 * blob::s3::PART_SIZE;
 /// Output files uploaded at once.
 pub const UPLOADS_IN_FLIGHT: usize = 32;
+/// After a stop, how long the rest of PLUS_OUTPUT_DIR may be walked to say
+/// how many outputs there were.
+const COUNT_FOR: std::time::Duration = std::time::Duration::from_millis(500);
 /// Folders nested deeper than this in PLUS_OUTPUT_DIR are not walked (each
 /// level holds a file descriptor while it is read).
 const MAX_DEPTH: usize = 64;
@@ -321,6 +324,7 @@ pub async fn upload_outputs(
                     });
                 }
                 Found::Problem(why) => {
+                    warn!(problem = %why, "an output file is not stored");
                     outputs.failed += 1;
                     outputs.first_problem.get_or_insert(why);
                 }
@@ -333,10 +337,22 @@ pub async fn upload_outputs(
         tokio::select! {
             biased;
             () = &mut stop => {
-                outputs.stopped = true;
-                outputs.walked = walker.is_none() && queue.is_empty();
-                outputs.found += queue.len() as u64;
                 uploads.abort_all();
+                outputs.stopped = true;
+                outputs.found += queue.len() as u64;
+                outputs.walked = true;
+                // How many there were, if the rest of the walk is quick.
+                if let Some(mut w) = walker.take() {
+                    let until = std::time::Instant::now() + COUNT_FOR;
+                    let counted = tokio::task::spawn_blocking(move || w.count_rest(until)).await;
+                    match counted {
+                        Ok((n, walked)) => {
+                            outputs.found += n;
+                            outputs.walked = walked;
+                        }
+                        Err(_) => outputs.walked = false,
+                    }
+                }
                 return outputs;
             }
             Some(done) = uploads.join_next() => match done {
@@ -413,8 +429,10 @@ impl Walker {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 let what = match e.raw_os_error() {
-                    Some(libc::ELOOP) => "a symbolic link",
-                    Some(libc::ENOTDIR) => "not a folder",
+                    Some(libc::ELOOP | libc::ENOTDIR) => match std::fs::symlink_metadata(root) {
+                        Ok(m) if m.file_type().is_symlink() => "a symbolic link",
+                        _ => "not a folder",
+                    },
                     _ => return Err(format!("PLUS_OUTPUT_DIR could not be read: {e}")),
                 };
                 return Err(format!(
@@ -430,6 +448,19 @@ impl Walker {
 
     fn done(&self) -> bool {
         self.stack.is_empty()
+    }
+
+    /// Counts what is left to find, until `until`; whether it got to the
+    /// end.
+    fn count_rest(&mut self, until: std::time::Instant) -> (u64, bool) {
+        let mut n = 0;
+        while std::time::Instant::now() < until {
+            if self.next().is_none() {
+                return (n, true);
+            }
+            n += 1;
+        }
+        (n, false)
     }
 
     fn next_batch(&mut self, n: usize) -> Vec<Found> {
