@@ -50,24 +50,8 @@ async fn a_final_write_too_large_for_one_item_keeps_the_result_beside_the_record
         "p".repeat(352_000)
     );
     let job = w.job(&script).await;
-    let run = finish(w.spawn(&job, &[])).await;
-    let done = w.get(&job.object_id).await;
-    assert_eq!(
-        done.status(),
-        JobStatus::Succeeded,
-        "{}: {run:?}",
-        done.error
-    );
-    assert_eq!(run.code, Some(0), "{run:?}");
-    let result = serde_json::to_value(&done.result).unwrap();
-    let key = format!("jobs/{}/result.json", job.object_id);
-    assert_eq!(result["s3_key"], key, "{result}");
-    assert!(
-        result["reason"].as_str().unwrap_or("").contains("400 KB"),
-        "the record says why: {result}"
-    );
-    let stored = w.backend.blobs.get_bytes(&key).await.unwrap().unwrap();
-    let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    let done = succeeds(&w, &job, w.spawn(&job, &[])).await;
+    let stored = stored_beside_the_record(&w, &done, "400 KB").await;
     assert_eq!(stored["pad"].as_str().unwrap().len(), 60_000);
 }
 
@@ -113,26 +97,8 @@ async fn a_result_with_numbers_dynamodb_cannot_keep_is_stored_beside_the_record(
     let job = w
         .job("#!/bin/sh\necho '{\"p_value\": 1e-300, \"n\": 3}' > \"$PLUS_RESULT_FILE\"\n")
         .await;
-    let run = finish(w.spawn(&job, &[])).await;
-    let done = w.get(&job.object_id).await;
-    assert_eq!(
-        done.status(),
-        JobStatus::Succeeded,
-        "{}: {run:?}",
-        done.error
-    );
-    let result = serde_json::to_value(&done.result).unwrap();
-    let key = format!("jobs/{}/result.json", job.object_id);
-    assert_eq!(result["s3_key"], key, "{result}");
-    assert!(
-        result["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("result.p_value"),
-        "{result}"
-    );
-    let stored = w.backend.blobs.get_bytes(&key).await.unwrap().unwrap();
-    let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    let done = succeeds(&w, &job, w.spawn(&job, &[])).await;
+    let stored = stored_beside_the_record(&w, &done, "result.p_value").await;
     assert_eq!(stored["p_value"].as_f64(), Some(1e-300));
     assert_eq!(stored["n"], 3);
 }
@@ -143,34 +109,18 @@ async fn a_store_outage_longer_than_the_grace_loses_nothing_while_the_task_lives
     let job = w
         .job("#!/bin/sh\ni=1\nwhile [ $i -le 20 ]; do echo line $i; i=$((i+1)); sleep 0.1; done\n")
         .await;
-    let mut child = w.spawn(
-        &job,
-        &[
-            ("PLUS_GRACE_SECONDS", "2"),
-            ("PLUS_STORE_PATIENCE_SECONDS", "120"),
-        ],
-    );
-    w.wait_for_output(&job.object_id, "line 4").await;
+    let mut child = start_then_cut_the_store(&w, &proxy, &job, "120", "line 4").await;
     // Every request of the worker dropped for 40 s: far longer than the
     // grace (5 s at least) and than the SDK's and the worker's retries
     // without patience, shorter than the patience. It ends early only if
     // the worker gives up.
-    proxy.inject_n("", Fault::Drop, 1_000_000);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(40) && child.try_wait().unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     proxy.clear_faults();
-    let run = finish(child).await;
+    let done = succeeds(&w, &job, child).await;
     let took = t.elapsed();
-    let done = w.get(&job.object_id).await;
-    assert_eq!(
-        done.status(),
-        JobStatus::Succeeded,
-        "{}: {run:?}",
-        done.error
-    );
-    assert_eq!(run.code, Some(0), "{run:?}");
     let log = w.log(&done).await;
     let output = w.output(&job.object_id).await;
     for i in 1..=20 {
@@ -185,15 +135,7 @@ async fn a_store_outage_longer_than_the_grace_loses_nothing_while_the_task_lives
 async fn sigterm_bounds_the_wait_for_a_store_that_cannot_be_reached() {
     let (w, proxy) = World::aws_via_proxy().await;
     let job = w.job("#!/bin/sh\necho started\nsleep 0.5\n").await;
-    let mut child = w.spawn(
-        &job,
-        &[
-            ("PLUS_GRACE_SECONDS", "2"),
-            ("PLUS_STORE_PATIENCE_SECONDS", "600"),
-        ],
-    );
-    w.wait_for_output(&job.object_id, "started").await;
-    proxy.inject_n("", Fault::Drop, 1_000_000);
+    let mut child = start_then_cut_the_store(&w, &proxy, &job, "600", "started").await;
     // The worker waits for the store well past the grace...
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(
@@ -209,4 +151,59 @@ async fn sigterm_bounds_the_wait_for_a_store_that_cannot_be_reached() {
     assert_eq!(run.code, Some(4), "{run:?}");
     assert!(took < Duration::from_secs(7), "took {took:?}");
     eprintln!("REPORT SIGTERM during a store outage: exit 4 {took:?} after SIGTERM");
+}
+
+/// Starts the worker for `job` (grace 2 s, `patience` seconds for the
+/// store), waits for `line` in its stream, then drops every request it
+/// makes until the faults are cleared.
+async fn start_then_cut_the_store(
+    w: &World,
+    proxy: &plus_jobs::testkit::FaultProxy,
+    job: &plus_jobs::Job,
+    patience: &str,
+    line: &str,
+) -> tokio::process::Child {
+    let child = w.spawn(
+        job,
+        &[
+            ("PLUS_GRACE_SECONDS", "2"),
+            ("PLUS_STORE_PATIENCE_SECONDS", patience),
+        ],
+    );
+    w.wait_for_output(&job.object_id, line).await;
+    proxy.inject_n("", Fault::Drop, 1_000_000);
+    child
+}
+
+/// Waits for the worker `child` of `job`: it must exit 0 with the job
+/// SUCCEEDED; returns the record.
+async fn succeeds(w: &World, job: &plus_jobs::Job, child: tokio::process::Child) -> plus_jobs::Job {
+    let run = finish(child).await;
+    let done = w.get(&job.object_id).await;
+    assert_eq!(
+        done.status(),
+        JobStatus::Succeeded,
+        "{}: {run:?}",
+        done.error
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    done
+}
+
+/// The result `done` keeps as `jobs/{id}/result.json`: the record points
+/// to it with a reason that contains `why`.
+async fn stored_beside_the_record(
+    w: &World,
+    done: &plus_jobs::Job,
+    why: &str,
+) -> serde_json::Value {
+    let result = serde_json::to_value(&done.result).unwrap();
+    let key = format!("jobs/{}/result.json", done.object_id);
+    assert_eq!(result["s3_key"], key, "{result}");
+    assert!(
+        result["reason"].as_str().unwrap_or("").contains(why),
+        "the record says why: {result}"
+    );
+    let stored = w.backend.blobs.get_bytes(&key).await.unwrap().unwrap();
+    serde_json::from_slice(&stored).unwrap()
 }
