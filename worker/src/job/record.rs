@@ -1,6 +1,8 @@
 //! The final write: flush the stream, store the full log, then one
-//! conditional write of the job's end (kept trying until the grace period
-//! runs out). Returns the worker's [`Outcome`].
+//! conditional write of the job's end that fits one DynamoDB item (kept
+//! trying for `PLUS_STORE_PATIENCE_SECONDS`, or the grace period once a
+//! SIGTERM came; a write refused for good becomes FAILED, never retried).
+//! Returns the worker's [`Outcome`].
 
 use std::{path::Path, time::Duration};
 
