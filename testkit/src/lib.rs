@@ -496,10 +496,18 @@ impl FaultProxy {
                                 if options.record {
                                     s.seen.push(target.clone());
                                 }
+                                // An S3 request also matches on its path:
+                                // "S3:PUT /bucket/jobs/x/output/".
+                                let path = req.uri().path();
+                                let matched = if target.starts_with("S3:") {
+                                    format!("{target} {path}")
+                                } else {
+                                    target.clone()
+                                };
                                 let pos = s
                                     .faults
                                     .iter()
-                                    .position(|(k, _)| target.contains(k.as_str()));
+                                    .position(|(k, _)| matched.contains(k.as_str()));
                                 pos.map(|i| s.faults.remove(i).1)
                             };
                             let (mut parts, body) = req.into_parts();
@@ -602,7 +610,8 @@ impl FaultProxy {
     }
 
     /// Injects `fault` into the next request whose target contains `target`
-    /// (`"UpdateItem"`, `"BatchWriteItem"`, `"S3"`, or `""` for any).
+    /// (`"UpdateItem"`, `"BatchWriteItem"`, `"S3"`, or `""` for any); an S3
+    /// request's target is followed by its path (`"S3:PUT /bucket/jobs/"`).
     pub fn inject(&self, target: &str, fault: Fault) {
         self.state
             .lock()
@@ -616,6 +625,11 @@ impl FaultProxy {
         for _ in 0..n {
             self.inject(target, fault.clone());
         }
+    }
+
+    /// Forgets the faults not yet used (an outage ends).
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
     }
 
     /// Faults not yet used.

@@ -32,6 +32,11 @@ pub struct Config {
     /// timeout, how long the script may take to exit before SIGKILL. Keep it
     /// well inside the task's `stopTimeout` (30 s by default, 120 s at most).
     pub grace: Duration,
+    /// `PLUS_STORE_PATIENCE_SECONDS` (default 600): how long the end of a
+    /// job (its log, last events and final write) keeps trying a store that
+    /// cannot be reached, while no SIGTERM came (a SIGTERM bounds it by the
+    /// grace period).
+    pub store_patience: Duration,
     /// `PLUS_FLUSH_MILLIS` (default 500): how often output is written to the
     /// streams table.
     pub flush: Duration,
@@ -64,6 +69,7 @@ struct Raw {
     plus_heartbeat_seconds: Option<String>,
     plus_grace_seconds: Option<String>,
     plus_flush_millis: Option<String>,
+    plus_store_patience_seconds: Option<String>,
     plus_concurrency: Option<String>,
     plus_work_dir: Option<String>,
     plus_event_ttl_days: Option<String>,
@@ -121,6 +127,14 @@ impl Config {
             20.0,
             0.0,
             115.0,
+        );
+        let store_patience = seconds(
+            &mut problems,
+            "PLUS_STORE_PATIENCE_SECONDS",
+            raw.plus_store_patience_seconds,
+            600.0,
+            0.0,
+            86_400.0,
         );
         let flush = seconds(
             &mut problems,
@@ -196,6 +210,7 @@ impl Config {
             action_id,
             heartbeat,
             grace,
+            store_patience,
             flush,
             concurrency,
             work_root: non_empty(raw.plus_work_dir)

@@ -266,7 +266,15 @@ async fn an_unreachable_store_at_the_end_exits_4_after_the_grace() {
             gate.display()
         ))
         .await;
-    let worker = w.spawn(&job, &[("PLUS_GRACE_SECONDS", "1")]);
+    // Without a SIGTERM the worker waits out a store outage for
+    // PLUS_STORE_PATIENCE_SECONDS (600 by default): 5 s here.
+    let worker = w.spawn(
+        &job,
+        &[
+            ("PLUS_GRACE_SECONDS", "1"),
+            ("PLUS_STORE_PATIENCE_SECONDS", "5"),
+        ],
+    );
     w.wait_for(&job.object_id, "the claim", |j| {
         j.status() == JobStatus::Running
     })
@@ -277,7 +285,7 @@ async fn an_unreachable_store_at_the_end_exits_4_after_the_grace() {
     let run = support::finish(worker).await;
     let took = t.elapsed();
     assert_eq!(run.code, Some(4), "{run:?}");
-    // It kept trying for the grace period (5 s at least), then gave up.
+    // It kept trying for its patience (5 s), then gave up.
     assert!(
         took >= Duration::from_secs(5) && took < Duration::from_secs(30),
         "took {took:?}"

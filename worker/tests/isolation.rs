@@ -257,11 +257,19 @@ async fn job_ids_that_name_folders_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_after_the_script_exited_does_not_rewrite_its_outcome() {
-    // Many outputs to a real emulator: the upload outlasts the timeout.
-    let w = World::aws().await;
+    // The upload outlasts the timeout: every output's PUT is held 3 s by
+    // the proxy, so the 2 s limit comes while the outputs are stored, after
+    // the script exited (making many files to slow the upload down took
+    // 1.5-2.6 s on a busy machine: the script itself ran into the limit).
+    let (w, proxy) = World::aws_via_proxy().await;
+    proxy.inject_n(
+        "/output/f",
+        plus_testkit::Fault::Delay(Duration::from_secs(3)),
+        40,
+    );
     let job = w
         .job_with(
-            "#!/bin/sh\ni=0\nwhile [ $i -lt 1500 ]; do echo $i > \"$PLUS_OUTPUT_DIR/f$i.txt\"; i=$((i+1)); done\necho written\n",
+            "#!/bin/sh\ni=0\nwhile [ $i -lt 40 ]; do echo $i > \"$PLUS_OUTPUT_DIR/f$i.txt\"; i=$((i+1)); done\necho written\n",
             |j| j.timeout_seconds = Some(2),
         )
         .await;
@@ -274,7 +282,8 @@ async fn a_limit_after_the_script_exited_does_not_rewrite_its_outcome() {
         done.error
     );
     let files = w.backend.blobs.list(&done.output_prefix).await.unwrap();
-    assert_eq!(files.len(), 1500);
+    assert_eq!(files.len(), 40);
+    assert_eq!(proxy.pending_faults(), 0, "every output was held");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,7 +152,12 @@ impl BlobStore for LocalBlobs {
                     if path.is_dir() {
                         stack.push(path);
                     } else if let Ok(rel) = path.strip_prefix(&root) {
-                        let key = rel.to_string_lossy().replace('\\', "/");
+                        // `/` between folders; a `\` in a name stays a `\`.
+                        let key = rel
+                            .components()
+                            .map(|c| c.as_os_str().to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join("/");
                         if key.starts_with(&prefix)
                             && !key.rsplit('/').next().unwrap_or("").starts_with('.')
                         {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{JobContext, StopReason};
-use crate::script::{Exit, ScriptError};
+use crate::script::{Exit, Outputs, ScriptError};
 use plus_jobs::JobStatus;
 
 /// How the work of a job ended.
@@ -96,26 +96,82 @@ pub fn stopped(ctx: &JobContext, reason: StopReason, exit: Option<Exit>) -> Endi
     Ending::Record(finish)
 }
 
-/// The [`Ending`] of a script that exited (or was stopped), with what
-/// reading its result gave.
+/// Completes when what a finished script left (its result and outputs)
+/// may no longer be stored: half the grace period after a SIGTERM or a
+/// cancel (the other half is for the final write), at once when the lease
+/// is lost. A timeout does not end it: the script exited within its limit.
+pub async fn artifacts_deadline(ctx: &JobContext) {
+    let control = &ctx.control;
+    let stop =
+        control.until_requested(|r| matches!(r, StopReason::Interrupted | StopReason::Cancelled));
+    tokio::select! {
+        at = stop => tokio::time::sleep_until(at + ctx.config.grace / 2).await,
+        _ = control.until_requested(|r| matches!(r, StopReason::LostLease(_))) => {}
+    }
+}
+
+/// The [`Ending`] of a script that exited, or was stopped for `stopped_for`,
+/// with what storing its result and its outputs gave.
 pub fn from_exit(
     ctx: &JobContext,
     exit: Exit,
+    stopped_for: Option<StopReason>,
     result: Result<Option<Value>, ScriptError>,
+    outputs: &Outputs,
 ) -> Ending {
-    if let Some(reason) = ctx.control.reason() {
+    let control = &ctx.control;
+    // Another writer owns the job, whenever that was noticed: nothing more
+    // is written.
+    for request in control.requests() {
+        if let StopReason::LostLease(reason) = request {
+            return Ending::LeaseLost(reason);
+        }
+    }
+    if let Some(reason) = stopped_for {
         return stopped(ctx, reason, Some(exit));
     }
-    Ending::Record(match (exit.success(), result) {
-        (true, Ok(result)) => Finish::succeeded(Some(0), result),
-        (true, Err(problem)) => Finish {
-            exit_code: Some(0),
-            ..Finish::failed(problem.to_string())
-        },
-        (false, result) => Finish {
+    // It exited on its own: a stop or a limit that came later may have cut
+    // the storing of what it left short, never its outcome.
+    let terminated = control
+        .requested(|r| *r == StopReason::Interrupted)
+        .is_some();
+    let cancelled = !terminated && control.requested(|r| *r == StopReason::Cancelled).is_some();
+    let stop = if terminated {
+        "the task was stopped (SIGTERM: a Spot interruption, StopTask or a deploy); `plus retry` runs the job again"
+    } else {
+        "the job was cancelled"
+    };
+    let outputs_problem = outputs.problem(stop);
+    if !exit.success() {
+        let error = match outputs_problem {
+            Some(p) => format!("{}; {p}", exit.describe()),
+            None => exit.describe(),
+        };
+        return Finish {
             exit_code: Some(exit.code()),
             result: result.ok().flatten(),
-            ..Finish::failed(exit.describe())
-        },
-    })
+            ..Finish::failed(error)
+        }
+        .into();
+    }
+    let (result, result_problem) = match result {
+        Ok(result) => (result, None),
+        Err(problem) => (None, Some(problem.to_string())),
+    };
+    let problems: Vec<String> = result_problem.into_iter().chain(outputs_problem).collect();
+    if problems.is_empty() {
+        return Finish::succeeded(Some(0), result).into();
+    }
+    let status = if cancelled && outputs.stopped {
+        JobStatus::Cancelled
+    } else {
+        JobStatus::Failed
+    };
+    Finish {
+        status,
+        exit_code: Some(0),
+        error: format!("the script exited 0, but {}", problems.join("; ")),
+        result,
+    }
+    .into()
 }

@@ -22,7 +22,9 @@ impl Watchers {
     pub fn spawn(ctx: &JobContext, shutdown: CancellationToken) -> Watchers {
         let done = CancellationToken::new();
         let control = ctx.control.clone();
-        watch(&done, async move {
+        // SIGTERM is watched past the work's end too: it bounds the final
+        // write, which otherwise waits out a store outage.
+        tokio::spawn(async move {
             shutdown.cancelled().await;
             control.stop(StopReason::Interrupted);
         });
@@ -50,7 +52,7 @@ impl Watchers {
         Watchers { done }
     }
 
-    /// Ends every watcher (the work is over).
+    /// Ends every watcher but SIGTERM's (the work is over).
     pub fn stop(self) {
         self.done.cancel();
     }

@@ -1,12 +1,14 @@
 //! RUN_SCRIPT (and RUN_ACTION once its script is resolved): run the script
 //! once, upload its output files and read its result.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use plus_jobs::Script;
 use serde_json::Value;
 
 use crate::{
     job::{ending, Ending, Finish, JobContext},
-    script::{self, Launch},
+    script::{self, Launch, ScriptError},
 };
 
 /// RUN_SCRIPT: the job's own script with the job's params.
@@ -30,18 +32,42 @@ pub async fn run_once(ctx: &JobContext, script: &Script, params: &Value) -> Endi
         cwd: ws.work.clone(),
         stdin: None,
     };
-    let exit = match script::run_until(
-        &launch,
-        ctx.output.clone(),
-        ctx.control.stopped(),
-        ctx.config.grace,
-    )
-    .await
-    {
+    // Whether the script was stopped (SIGTERM, cancel, timeout) or exited
+    // on its own: a stop that comes after it exited never rewrites that.
+    let stopped_it = AtomicBool::new(false);
+    let stop = async {
+        ctx.control.stopped().await;
+        stopped_it.store(true, Ordering::Relaxed);
+    };
+    let exit = match script::run_until(&launch, ctx.output.clone(), stop, ctx.config.grace).await {
         Ok(exit) => exit,
         Err(e) => return Finish::failed(e.to_string()).into(),
     };
-    script::upload_outputs(ctx.blobs.as_ref(), job_id, ws, &ctx.events).await;
-    let result = script::read_result(ctx.blobs.as_ref(), job_id, ws).await;
-    ending::from_exit(ctx, exit, result)
+    let stopped = if stopped_it.load(Ordering::Relaxed) {
+        ctx.control.reason()
+    } else {
+        None
+    };
+    // What it left is stored within the bounds of a stop (SIGTERM,
+    // cancel), never of the timeout: it exited within its limit.
+    let result = tokio::select! {
+        result = script::read_result(ctx.blobs.as_ref(), job_id, ws) => result,
+        () = ending::artifacts_deadline(ctx) => Err(ScriptError::ResultCutShort),
+    };
+    let outputs = script::upload_outputs(
+        ctx.blobs.clone(),
+        job_id,
+        ws,
+        ending::artifacts_deadline(ctx),
+    )
+    .await;
+    if !outputs.complete() {
+        // The record names the first; the stream says it where the
+        // output is read.
+        if let Some(problem) = outputs.problem("the job was stopped") {
+            ctx.events
+                .event(plus_jobs::EventKind::Stderr, format!("[plus] {problem}"));
+        }
+    }
+    ending::from_exit(ctx, exit, stopped, result, &outputs)
 }

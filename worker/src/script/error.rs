@@ -6,7 +6,7 @@ use std::{io, path::PathBuf};
 
 use plus_jobs::blob::BlobError;
 
-use super::artifacts::INLINE_RESULT_BYTES;
+use super::artifacts::{INLINE_RESULT_BYTES, RESULT_FILE_MAX_BYTES};
 
 /// Why a script could not be prepared, started or its result read.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,22 @@ pub enum ScriptError {
         #[source]
         source: io::Error,
     },
+    /// PLUS_RESULT_FILE is not a regular file (a symbolic link, a FIFO, a
+    /// device, a folder): it is never followed or read.
+    #[error("PLUS_RESULT_FILE is {what}, not a regular file: write the JSON result into the file itself")]
+    ResultNotRegular {
+        /// What it is ("a symbolic link", "a FIFO", ...).
+        what: &'static str,
+    },
+    /// PLUS_RESULT_FILE is larger than [`RESULT_FILE_MAX_BYTES`].
+    #[error("PLUS_RESULT_FILE is {} bytes, more than the {} MiB a result may be: write a small JSON summary there and put large data in PLUS_OUTPUT_DIR", .size, RESULT_FILE_MAX_BYTES / (1024 * 1024))]
+    ResultTooLarge {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The task was stopped (SIGTERM) before the result was stored.
+    #[error("the result in PLUS_RESULT_FILE was not stored before the task was stopped")]
+    ResultCutShort,
     /// PLUS_RESULT_FILE is not one JSON document.
     #[error("the script left invalid JSON in PLUS_RESULT_FILE ({source}): write one JSON document, or nothing")]
     ResultInvalid {
@@ -79,10 +95,9 @@ pub enum ScriptError {
         #[source]
         source: serde_json::Error,
     },
-    /// A result too large for the record could not be stored beside it.
-    #[error(
-        "the result is larger than {INLINE_RESULT_BYTES} bytes and could not be stored: {source}"
-    )]
+    /// A result kept beside the record (too large for it, or holding
+    /// numbers DynamoDB cannot keep) could not be stored there.
+    #[error("the result in PLUS_RESULT_FILE is kept beside the job's record (over {INLINE_RESULT_BYTES} bytes, or numbers DynamoDB cannot keep) and could not be stored there: {source}")]
     ResultNotStored {
         /// The store's error.
         #[source]

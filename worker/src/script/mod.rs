@@ -21,7 +21,10 @@ pub mod process;
 pub mod program;
 pub mod workspace;
 
-pub use artifacts::{read_result, upload_outputs, INLINE_RESULT_BYTES};
+pub use artifacts::{
+    offload_result, read_result, upload_outputs, Outputs, INLINE_RESULT_BYTES,
+    RESULT_FILE_MAX_BYTES,
+};
 pub use error::ScriptError;
 pub use prepare::{prepare, Prepared};
 pub use process::{run_until, start, start_piped, Exit, Launch, Running, SMALL_STDIN};

@@ -243,7 +243,13 @@ async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
     } else {
         run.results.compose().await
     };
-    script::upload_outputs(ctx.blobs.as_ref(), &ctx.job.object_id, &run.ws, &ctx.events).await;
+    let outputs = script::upload_outputs(
+        ctx.blobs.clone(),
+        &ctx.job.object_id,
+        &run.ws,
+        ending::artifacts_deadline(ctx),
+    )
+    .await;
     let key = blob::results_key(&ctx.job.object_id);
     let total = run.total.unwrap_or(succeeded + failed);
     let summary = json!({
@@ -273,6 +279,13 @@ async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
         Ended::Complete => {
             if let Err(e) = composed {
                 return Finish::failed(e.to_string()).into();
+            }
+            if let Some(problem) = outputs.problem("the job was stopped") {
+                return Finish {
+                    result: Some(summary),
+                    ..Finish::failed(format!("every item ran, but {problem}"))
+                }
+                .into();
             }
             let mut f = Finish::succeeded(None, Some(summary));
             if let Some(reason) = tolerance_exceeded(&ctx.job, failed, total, &key) {
