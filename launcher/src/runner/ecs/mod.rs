@@ -223,7 +223,7 @@ impl EcsRunner {
                     })?,
             )
             .build();
-        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(tag_value(v)).build();
         let attempt_once = || async {
             let mut request = self.client.run_task();
             request = if spot {
@@ -394,9 +394,38 @@ pub fn task_state(task: &Task, container: &str) -> TaskState {
     })
 }
 
+/// `value` as an ECS tag value: ECS allows letters, digits, spaces and
+/// `_.:/=+-@` (at most 256 characters) and refuses the whole RunTask
+/// otherwise, so any other character (the `'` of `d'arcy@example.com`)
+/// becomes `_`.
+pub fn tag_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            let allowed = c.is_alphanumeric()
+                || (c.is_whitespace() && !c.is_control())
+                || "_.:/=+-@".contains(c);
+            if allowed {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(256)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_values_keep_to_the_characters_ecs_allows() {
+        assert_eq!(tag_value("d'arcy@example.com"), "d_arcy@example.com");
+        assert_eq!(tag_value("José Müller+1"), "José Müller+1");
+        assert_eq!(tag_value("a\nb;c"), "a_b_c");
+        assert_eq!(tag_value(&"x".repeat(300)).len(), 256);
+    }
 
     #[test]
     fn overrides_over_the_ecs_limit_are_refused_before_runtask() {
