@@ -13,6 +13,7 @@
 //! - [`data`]: collections and actions as data.
 
 pub mod data;
+mod error;
 pub mod lifecycle;
 pub mod monitor;
 pub mod request;
@@ -24,50 +25,13 @@ use std::sync::Arc;
 use plus_jobs::{
     contract::OwnerPath,
     job::{is_terminal, jobs_owner, status_name, DEFAULT_EVENT_TTL_DAYS},
-    Backend, BlobError, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
+    Backend, Expect, Job, JobStatus, JobStore, Page, StoreError, StreamEvent, Timestamp,
 };
 
+pub use error::LauncherError;
 pub use request::{InvalidRequest, LaunchRequest};
 
-use crate::runner::{LocalWorker, Runner, RunnerError, WorkerRef};
-
-/// Errors from launcher operations, each a sentence that says what to do.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LauncherError {
-    /// No job with that id is visible to this user.
-    #[error("job {0} was not found (or belongs to another user)")]
-    NotFound(String),
-    /// The request was refused before anything was written.
-    #[error(transparent)]
-    Invalid(#[from] InvalidRequest),
-    /// The job is not in a state that allows the operation.
-    #[error("{0}")]
-    Conflict(String),
-    /// The job store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The blob store failed.
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    /// The runner could not start, stop or describe a worker; a job whose
-    /// worker could not be started is FAILED with the same reason.
-    #[error(transparent)]
-    Runner(#[from] RunnerError),
-}
-
-impl LauncherError {
-    /// Whether the same call may pass if tried again later (an unreachable
-    /// store, ECS throttling or capacity); everything else is fatal for
-    /// this request.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Store(StoreError::Unavailable(_)) => true,
-            Self::Runner(e) => e.is_retryable(),
-            _ => false,
-        }
-    }
-}
+use crate::runner::{LocalWorker, Runner, WorkerRef};
 
 /// A launched job, and its worker process when it runs locally.
 #[derive(Debug)]
