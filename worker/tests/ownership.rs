@@ -74,23 +74,28 @@ async fn a_script_key_outside_the_job_is_not_read(w: World) {
     untouched(&w, &job.object_id).await;
 }
 
-async fn another_users_action_is_not_run(w: World) {
+/// Stores action `id` owned by `owner`, and an INITIALIZING RUN_ACTION job
+/// of alice's naming `names`.
+async fn action_and_job(w: &World, id: &str, owner: &str, names: &str) -> plus_jobs::Job {
     let action: Value = json!({
-        "object_id": "bobact", "object_type": "Action", "owner": "bob/actions",
-        "script": {"source": "#!/bin/sh\necho bob-ran\n"},
+        "object_id": id, "object_type": "Action", "owner": owner,
+        "script": {"source": "#!/bin/sh\necho action-ran\n"},
     });
     w.backend
         .jobs
         .put_objects(&[action.as_object().unwrap().clone()])
         .await
         .unwrap();
-    let job = w
-        .job_with("", |j| {
-            j.run_mode = RunMode::RunAction as i32;
-            j.action_id = "bobact".into();
-            j.script = None;
-        })
-        .await;
+    w.job_with("", |j| {
+        j.run_mode = RunMode::RunAction as i32;
+        j.action_id = names.into();
+        j.script = None;
+    })
+    .await
+}
+
+async fn another_users_action_is_not_run(w: World) {
+    let job = action_and_job(&w, "bobact", "bob/actions", "bobact").await;
     let run = w.run(&job).await;
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("alice/actions"), "{}", run.stderr);
@@ -98,22 +103,7 @@ async fn another_users_action_is_not_run(w: World) {
 }
 
 async fn record_and_environment_must_agree_on_the_action(w: World) {
-    let mine: Value = json!({
-        "object_id": "alice-a2", "object_type": "Action", "owner": "alice/actions",
-        "script": {"source": "#!/bin/sh\necho a2\n"},
-    });
-    w.backend
-        .jobs
-        .put_objects(&[mine.as_object().unwrap().clone()])
-        .await
-        .unwrap();
-    let job = w
-        .job_with("", |j| {
-            j.run_mode = RunMode::RunAction as i32;
-            j.action_id = "alice-a1".into();
-            j.script = None;
-        })
-        .await;
+    let job = action_and_job(&w, "alice-a2", "alice/actions", "alice-a1").await;
     let run = support::finish(w.spawn(&job, &[("ACTION_ID", "alice-a2")])).await;
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("action_id"), "{}", run.stderr);
