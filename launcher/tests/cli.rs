@@ -443,6 +443,11 @@ fn another_users_action_reads_as_missing_and_nothing_is_written() {
         false,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("imported 1 item into bob/collections/x"),
+        "{}",
+        text(&out.stderr)
+    );
     let refusal = |id: &str| {
         let out = home.plus(&["launch", "--action", id, "--wait"]);
         assert_eq!(out.status.code(), Some(2), "{id}: {}", text(&out.stderr));

@@ -50,8 +50,8 @@ pub async fn run_collection(
                     );
                 }
                 eprintln!(
-                    "imported {} items into {owner} in {:.1} s{}",
-                    report.imported,
+                    "imported {} into {owner} in {:.1} s{}",
+                    super::print::count(report.imported, "item"),
                     started.elapsed().as_secs_f64(),
                     if report.refused.is_empty() {
                         String::new()

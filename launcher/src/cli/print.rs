@@ -143,3 +143,12 @@ pub fn print_list(page: &Page<Job>, user: &str, json: bool) {
         }
     }
 }
+
+/// `n` and `noun`, plural when `n` is not 1 ("1 item", "3 items").
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
