@@ -65,6 +65,13 @@ where
     }
 }
 
+/// Whether `err` is DynamoDB's answer to a condition that did not hold
+/// (the one test every conditional write uses).
+pub(super) fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    err.as_service_error()
+        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
+}
+
 /// Refuses, as DynamoDB itself would (the emulator does not), a number
 /// outside DynamoDB's range, naming where it is.
 pub(super) fn check_numbers(id: &str, name: &str, value: &Value) -> Result<(), StoreError> {

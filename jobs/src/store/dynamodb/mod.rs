@@ -21,7 +21,9 @@ mod active;
 mod convert;
 mod writes;
 
-use convert::{classify, event_from_item, event_to_item, from_item, page_key, s, to_item};
+use convert::{
+    classify, condition_failed, event_from_item, event_to_item, from_item, page_key, s, to_item,
+};
 
 /// The name of the jobs table's owner index.
 pub const OWNER_INDEX: &str = "owner-index";
@@ -151,15 +153,10 @@ impl JobStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict {
-                    id: job.object_id.clone(),
-                    reason: "an object with this id already exists".to_owned(),
-                })
-            }
+            Err(e) if condition_failed(&e) => Err(StoreError::Conflict {
+                id: job.object_id.clone(),
+                reason: "an object with this id already exists".to_owned(),
+            }),
             Err(e) => Err(classify(e, "PutItem", &self.table)),
         }
     }

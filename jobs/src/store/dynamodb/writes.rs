@@ -9,7 +9,7 @@ use plus_proto::Job;
 use serde_json::Value;
 
 use super::{
-    convert::{check_numbers, classify, from_item, s, to_item},
+    convert::{check_numbers, classify, condition_failed, from_item, s, to_item},
     DynamoStore, IMPORT_IN_FLIGHT,
 };
 use crate::{
@@ -206,10 +206,7 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if condition_failed(&e) => {
                 Err(crate::store::unreadable_conflict(id, username, lease))
             }
             Err(e) => Err(classify(e, "UpdateItem", &self.table)),
@@ -253,12 +250,7 @@ impl DynamoStore {
                 })?;
                 match result {
                     Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                    {
-                        refused.push(id)
-                    }
+                    Err(e) if condition_failed(&e) => refused.push(id),
                     Err(e) => return Err(classify(e, "PutItem", &self.table)),
                 }
             }
