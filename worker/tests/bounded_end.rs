@@ -179,8 +179,7 @@ async fn start_then_cut_the_store(
 /// Waits for the worker `child` of `job`: it must exit 0 with the job
 /// SUCCEEDED; returns the record.
 async fn succeeds(w: &World, job: &plus_jobs::Job, child: tokio::process::Child) -> plus_jobs::Job {
-    let run = finish(child).await;
-    let done = w.get(&job.object_id).await;
+    let (run, done) = w.ended(job, child).await;
     assert_eq!(
         done.status(),
         JobStatus::Succeeded,

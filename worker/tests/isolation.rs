@@ -24,17 +24,6 @@ const CANARIES: [(&str, &str); 5] = [
     ),
 ];
 
-/// Runs `job` with extra variables and returns the run and the record.
-async fn run_with(
-    w: &World,
-    job: &plus_jobs::Job,
-    extra: &[(&str, &str)],
-) -> (support::Run, plus_jobs::Job) {
-    let run = finish(w.spawn(job, extra)).await;
-    let done = w.get(&job.object_id).await;
-    (run, done)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_reaches_the_script_through_proc() {
     let w = World::local().await;
@@ -53,7 +42,7 @@ echo walked
 "#,
         )
         .await;
-    let (run, done) = run_with(&w, &job, &CANARIES).await;
+    let (run, done) = w.run_with(&job, &CANARIES).await;
     assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
     let output = w.output(&job.object_id).await;
     assert!(output.contains("walked"), "{output}");
@@ -74,7 +63,7 @@ async fn nothing_the_script_starts_outlives_the_job() {
         )
         .await;
     let started = Instant::now();
-    let (run, done) = run_with(&w, &job, &[]).await;
+    let (run, done) = w.run_with(&job, &[]).await;
     let took = started.elapsed();
     assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
     let survivors = sleepers(&["301.25", "302.25", "303.25"]);
@@ -124,7 +113,7 @@ async fn a_fifo_as_the_result_file_fails_the_job_without_hanging() {
         .job("#!/bin/sh\nrm -f \"$PLUS_RESULT_FILE\"\nmkfifo \"$PLUS_RESULT_FILE\"\n")
         .await;
     let started = Instant::now();
-    let (run, done) = run_with(&w, &job, &[]).await;
+    let (run, done) = w.run_with(&job, &[]).await;
     assert!(started.elapsed() < Duration::from_secs(15), "{run:?}");
     assert_eq!(done.status(), JobStatus::Failed, "{run:?}");
     assert!(
@@ -143,7 +132,7 @@ async fn a_result_file_linked_to_dev_zero_or_too_large_is_refused_by_size() {
     ] {
         let job = w.job(script).await;
         let started = Instant::now();
-        let (run, done) = run_with(&w, &job, &[]).await;
+        let (run, done) = w.run_with(&job, &[]).await;
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "{script}: {run:?}"
@@ -163,7 +152,7 @@ async fn outputs_never_come_from_outside_the_job() {
         "#!/bin/sh\nln -s /etc/passwd \"$PLUS_OUTPUT_DIR/passwd\"\necho fine > \"$PLUS_OUTPUT_DIR/ok.txt\"\n",
     ] {
         let job = w.job(script).await;
-        let (run, done) = run_with(&w, &job, &[]).await;
+        let (run, done) = w.run_with(&job, &[]).await;
         let keys = w
             .backend
             .blobs
@@ -198,7 +187,7 @@ async fn output_names_are_kept_byte_exact_inside_the_output_prefix() {
     let job = w
         .job("#!/bin/sh\necho x > \"$PLUS_OUTPUT_DIR/a\\\\..\\\\..\\\\escaped.txt\"\nls \"$PLUS_OUTPUT_DIR\"\n")
         .await;
-    let (run, done) = run_with(&w, &job, &[]).await;
+    let (run, done) = w.run_with(&job, &[]).await;
     assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
     let keys = w
         .backend
@@ -237,7 +226,7 @@ echo done
         )
         .await;
     let started = Instant::now();
-    let (run, done) = run_with(&w, &job, &[]).await;
+    let (run, done) = w.run_with(&job, &[]).await;
     assert!(started.elapsed() < Duration::from_secs(15), "{run:?}");
     assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
     let log = w.log(&done).await;
@@ -273,7 +262,7 @@ async fn a_limit_after_the_script_exited_does_not_rewrite_its_outcome() {
             |j| j.timeout_seconds = Some(2),
         )
         .await;
-    let (run, done) = run_with(&w, &job, &[]).await;
+    let (run, done) = w.run_with(&job, &[]).await;
     assert_eq!(done.exit_code, Some(0), "{run:?}");
     assert_eq!(
         done.status(),
@@ -332,7 +321,7 @@ if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK w
 "#,
         )
         .await;
-    let (run, done) = run_with(&w, &job, &[]).await;
+    let (run, done) = w.run_with(&job, &[]).await;
     assert_eq!(
         done.status(),
         JobStatus::Succeeded,
@@ -345,7 +334,7 @@ if touch "$(dirname "$(dirname "$PWD")")/planted" 2>/dev/null; then echo "LEAK w
     assert_eq!(done.result, serde_json::from_str(r#"{"ok": true}"#).ok());
     // Opting out runs scripts as the worker's own user.
     let job = w.job("#!/bin/sh\nid -u\n").await;
-    let (run, done) = run_with(&w, &job, &[("PLUS_SCRIPT_USER", "root")]).await;
+    let (run, done) = w.run_with(&job, &[("PLUS_SCRIPT_USER", "root")]).await;
     assert_eq!(done.status(), JobStatus::Succeeded, "{run:?}");
     assert_eq!(w.log(&done).await, "0\n");
     // A bad setting is named.
@@ -399,8 +388,7 @@ if ls "/proc/$PPID/fd" >/dev/null 2>&1; then echo "LEAK fd"; fi
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let run = finish(child).await;
-    let done = w.get(&job.object_id).await;
+    let (run, done) = w.ended(&job, child).await;
     assert_eq!(
         done.status(),
         JobStatus::Succeeded,

@@ -144,6 +144,19 @@ impl World {
         finish(self.spawn(job, &[])).await
     }
 
+    /// Waits for the worker `child` of `job`; the run and the record.
+    pub async fn ended(&self, job: &Job, child: Child) -> (Run, Job) {
+        let run = finish(child).await;
+        let done = self.get(&job.object_id).await;
+        (run, done)
+    }
+
+    /// Runs the worker for `job` with extra variables to its end; the run
+    /// and the record.
+    pub async fn run_with(&self, job: &Job, extra: &[(&str, &str)]) -> (Run, Job) {
+        self.ended(job, self.spawn(job, extra)).await
+    }
+
     pub async fn get(&self, id: &str) -> Job {
         self.backend
             .jobs
