@@ -59,15 +59,34 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
-            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+        let setup = || {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // Switching to WAL takes an exclusive lock that SQLite does not
+            // wait for: switch only a file that is not in WAL mode yet.
+            let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+            }
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
             // 256 KiB of page cache (SQLite's default is 2 MiB): the OS
             // caches the file anyway, and a small cache keeps a worker
             // reading a long collection flat in memory.
-            .and_then(|()| conn.pragma_update(None, "cache_size", -256))
-            .and_then(|()| conn.execute_batch(SCHEMA))
-            .map_err(|e| open_error(path, e))?;
+            conn.pragma_update(None, "cache_size", -256)?;
+            conn.execute_batch(SCHEMA)
+        };
+        // A busy answer that SQLite's busy handler did not wait out (a
+        // worker's first open racing `plus list`) is tried again, for as
+        // long as the busy timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match setup() {
+                Ok(()) => break,
+                Err(e) if rows::is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(open_error(path, e)),
+            }
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -96,6 +115,9 @@ impl SqliteStore {
 }
 
 mod rows;
+
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 use rows::{id_bodies, open_error, owner_of, paginate, read_object, sql_error};
 
 #[async_trait]

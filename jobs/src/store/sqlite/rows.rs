@@ -15,19 +15,21 @@ pub(super) fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     ))
 }
 
+/// Whether another connection holds the lock SQLite needed.
+pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 pub(super) fn sql_error(e: rusqlite::Error) -> StoreError {
     match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            StoreError::Unavailable(crate::Cause::new(
-                format!("the local store is busy: {e}"),
-                e,
-            ))
-        }
+        e if is_busy(&e) => StoreError::Unavailable(crate::Cause::new(
+            format!("the local store is busy: {e}"),
+            e,
+        )),
         other => StoreError::Unavailable(crate::Cause::new(
             format!("local store error: {other}"),
             other,
