@@ -51,7 +51,69 @@ conformance!(
     an_import_never_replaces_another_owners_object,
     a_claim_checks_the_jobs_origin,
     active_is_set_exactly_while_a_job_is_unfinished,
+    a_new_attempt_clears_the_last_ones_ending,
 );
+
+/// A relaunch (INTERRUPTED -> INITIALIZING) and the next claim leave no
+/// error, exit code or person's stop of the attempt before on the record:
+/// the current state's fields describe the current state.
+async fn a_new_attempt_clears_the_last_ones_ending(store: Arc<dyn JobStore>) {
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    let id = &j.object_id;
+    let claim = claim_patch("task-a");
+    store
+        .update_job(id, &Expect::status([JobStatus::Initializing]), &claim)
+        .await
+        .unwrap();
+    let interrupted = Job {
+        status: JobStatus::Interrupted as i32,
+        error: "the worker got SIGTERM".to_owned(),
+        exit_code: Some(143),
+        stopped_by_user: true,
+        ..Job::default()
+    };
+    let written = store
+        .update_job(id, &Expect::status([JobStatus::Running]), &interrupted)
+        .await
+        .unwrap();
+    assert_eq!(written.error, "the worker got SIGTERM");
+    assert!(written.stopped_by_user);
+    let relaunch = Job {
+        status: JobStatus::Initializing as i32,
+        attempt: Some(2),
+        ..Job::default()
+    };
+    let written = store
+        .update_job(id, &Expect::status([JobStatus::Interrupted]), &relaunch)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            written.error.as_str(),
+            written.exit_code,
+            written.stopped_by_user
+        ),
+        ("", None, false)
+    );
+    let read = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((read.error.as_str(), read.exit_code), ("", None));
+    // A write that sets its own error keeps it.
+    let failed_start = Job {
+        status: JobStatus::Initializing as i32,
+        error: "retrying the start".to_owned(),
+        ..Job::default()
+    };
+    let written = store
+        .update_job(
+            id,
+            &Expect::status([JobStatus::Initializing]),
+            &failed_start,
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.error, "retrying the start");
+}
 
 /// `active` (the key of the sparse `active-index`) is on a job from its
 /// launch until the write that ends it, including a claim of a record an

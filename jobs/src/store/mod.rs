@@ -103,6 +103,19 @@ pub(crate) fn active_after(status: i32) -> Option<bool> {
     }
 }
 
+/// The attributes that describe how an attempt ended: a write that starts
+/// a new attempt (status INITIALIZING or RUNNING) removes those it does not
+/// set itself, so the record never shows an earlier attempt's error as the
+/// current one (earlier attempts live on in `attempts`).
+pub(crate) fn cleared_by(status: i32) -> &'static [&'static str] {
+    match JobStatus::try_from(status) {
+        Ok(JobStatus::Initializing | JobStatus::Running) => {
+            &["error", "exit_code", "stopped_by_user"]
+        }
+        _ => &[],
+    }
+}
+
 /// The job store: jobs, actions and collection items (the jobs table) and
 /// each job's event stream (the streams table).
 #[async_trait]

@@ -34,6 +34,7 @@ impl DynamoStore {
         // The patch wins where both name an attribute (DynamoDB refuses
         // overlapping paths; SQLite lets the patch win too).
         absent.retain(|k, _| !set.contains_key(k));
+        let patched: Vec<String> = set.keys().cloned().collect();
         let replace = set.into_iter().map(|kv| ("a", kv));
         let fill = absent.into_iter().map(|kv| ("b", kv));
         for (i, (kind, (name, value))) in replace.chain(fill).enumerate() {
@@ -108,6 +109,7 @@ impl DynamoStore {
         // claim of a record an engine wrote), removed by the write that ends
         // the job.
         let mut expression = format!("SET {}", sets.join(", "));
+        let mut removes = Vec::new();
         match crate::store::active_after(patch.status) {
             Some(true) => {
                 names.insert("#active".to_owned(), crate::store::ACTIVE.to_owned());
@@ -116,9 +118,18 @@ impl DynamoStore {
             }
             Some(false) => {
                 names.insert("#active".to_owned(), crate::store::ACTIVE.to_owned());
-                expression.push_str(" REMOVE #active");
+                removes.push("#active".to_owned());
             }
             None => {}
+        }
+        for (i, name) in crate::store::cleared_by(patch.status).iter().enumerate() {
+            if !patched.iter().any(|p| p == name) {
+                names.insert(format!("#c{i}"), (*name).to_owned());
+                removes.push(format!("#c{i}"));
+            }
+        }
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         let result = self
             .client

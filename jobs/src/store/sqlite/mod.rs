@@ -183,6 +183,11 @@ impl JobStore for SqliteStore {
                     id,
                 });
             }
+            for name in super::cleared_by(patch_status) {
+                if !attributes.contains_key(*name) {
+                    object.remove(*name);
+                }
+            }
             merge(&mut object, attributes);
             match super::active_after(patch_status) {
                 Some(true) => {
