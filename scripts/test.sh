@@ -56,6 +56,8 @@ if ! type -P kill >/dev/null; then missing+=(procps); fi
 # jq and zip: the deployment scripts and their tests.
 if ! type -P jq >/dev/null; then missing+=(jq); fi
 if ! type -P zip >/dev/null; then missing+=(zip); fi
+# GNU time: the memory tests measure the worker's own peak RSS with it.
+if [ ! -x /usr/bin/time ]; then missing+=(time); fi
 # The browser test's Chromium (or CHROMIUM=/path/to/chromium).
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then missing+=(chromium); fi
 

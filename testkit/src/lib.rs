@@ -4,6 +4,8 @@
 //! a product binary): the AWS emulator (`moto_server`) started on a free loopback
 //! port, and the tables and bucket of DESIGN.md created in it.
 
+pub mod peak_rss;
+
 use std::{
     io::ErrorKind,
     net::{TcpListener, TcpStream},

@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nix::sys::resource::{getrusage, UsageWho};
 use plus_jobs::{
     backend::AwsConfig, job::new_job, Backend, BackendConfig, JobId, JobStatus, RunMode, Script,
     Timestamp,
@@ -116,7 +115,23 @@ async fn main() {
                 .unwrap(),
         );
     }
-    let rss_mib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss() as f64 / 1024.0;
+    // The worker's own peak RSS, from GNU time (a child of this process
+    // would carry this process's memory at exec into its peak).
+    let rss_mib = {
+        let id = new_job_record(&backend).await;
+        let env = env_for(&aws, &moto.endpoint, &id);
+        let report = tempfile::NamedTempFile::new().unwrap();
+        let out = plus_testkit::peak_rss::spawn(WORKER, &env, report.path())
+            .wait_with_output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        plus_testkit::peak_rss::mib(report.path())
+    };
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/boto3_worker.py");
     let mut theirs = Vec::new();
