@@ -86,6 +86,29 @@ async fn the_lambda_binary_serves_operations_through_the_runtime_api() {
     let subnet = default_subnet(&moto.endpoint).await;
     let sg = default_security_group(&moto.endpoint).await;
 
+    // A job whose worker died without a word an hour ago and whose task ECS
+    // no longer knows: the monitor operation must settle it.
+    let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
+        .await
+        .unwrap();
+    let lost = plus_jobs::Job {
+        status: JobStatus::Running as i32,
+        fargate_task_arn: format!(
+            "arn:aws:ecs:{}:123456789012:task/{cluster}/0123456789abcdef",
+            aws.region
+        ),
+        lease: "lost-worker".into(),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        heartbeat_at: "2026-01-01T00:00:00.000Z".into(),
+        ..plus_jobs::job::new_job(
+            &plus_jobs::JobId::parse("lambda-lost-1").unwrap(),
+            "alice",
+            plus_jobs::RunMode::RunScript,
+            plus_jobs::Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap(),
+        )
+    };
+    backend.jobs.create_job(&lost).await.unwrap();
+
     let (tx, mut rx) = mpsc::unbounded_channel();
     let api = RuntimeApi {
         events: Arc::new(Mutex::new(VecDeque::from([
@@ -165,8 +188,33 @@ async fn the_lambda_binary_serves_operations_through_the_runtime_api() {
         results[2]
     );
     assert_eq!(results[3].1, "response");
-    assert!(results[3].2["settled"].is_array());
-    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    let settled = results[3].2["settled"].as_array().expect("a list");
+    let lost = settled
+        .iter()
+        .find(|s| s["job_id"] == "lambda-lost-1")
+        .unwrap_or_else(|| panic!("the lost job is settled: {settled:?}"));
+    assert_eq!(lost["action"], "failed", "{lost}");
+    assert!(
+        lost["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ECS task is gone"),
+        "{lost}"
+    );
+    assert!(
+        settled.iter().all(|s| s["job_id"] != "lambda-job-1"),
+        "the job just launched is left alone: {settled:?}"
+    );
+    assert_eq!(
+        backend
+            .jobs
+            .get_job("lambda-lost-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(),
+        JobStatus::Failed
+    );
     assert_eq!(
         backend
             .jobs
