@@ -5,6 +5,7 @@
 //! port, and the tables and bucket of DESIGN.md created in it.
 
 pub mod peak_rss;
+pub mod validate;
 
 use std::{
     io::ErrorKind,
@@ -370,6 +371,8 @@ struct ProxyState {
     bodies: Vec<(String, String)>,
     /// The S3 requests: method, path and query, and headers.
     s3: Vec<S3Request>,
+    /// S3 multipart uploads in flight, for [`validate::S3Uploads`].
+    uploads: validate::S3Uploads,
 }
 
 /// One S3 request as the proxy saw it.
@@ -400,6 +403,9 @@ pub struct ProxyOptions {
     pub record: bool,
     /// Forward DynamoDB writes one at a time (see [`Moto`]).
     pub serialize_writes: bool,
+    /// Refuse, as AWS would, requests that break the service models or
+    /// their documented rules (see [`validate`]).
+    pub validate: bool,
 }
 
 impl ProxyOptions {
@@ -407,11 +413,14 @@ impl ProxyOptions {
     pub const TEST: ProxyOptions = ProxyOptions {
         record: true,
         serialize_writes: false,
+        validate: false,
     };
-    /// The shared emulator's front: records nothing, writes one at a time.
+    /// The shared emulator's front: records nothing, writes one at a time,
+    /// refuses what AWS would refuse.
     pub const ATOMIC_WRITES: ProxyOptions = ProxyOptions {
         record: false,
         serialize_writes: true,
+        validate: true,
     };
 }
 
@@ -539,6 +548,46 @@ impl FaultProxy {
                                 };
                                 state.lock().unwrap().s3.push(request);
                             }
+                            if options.validate {
+                                let problems = if target.starts_with("S3:") {
+                                    let headers: Vec<(String, String)> = parts
+                                        .headers
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (
+                                                k.as_str().to_owned(),
+                                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                            )
+                                        })
+                                        .collect();
+                                    let path = parts
+                                        .uri
+                                        .path_and_query()
+                                        .map(|p| p.as_str())
+                                        .unwrap_or("/");
+                                    state.lock().unwrap().uploads.request(
+                                        parts.method.as_str(),
+                                        path,
+                                        &headers,
+                                        &body,
+                                    )
+                                } else {
+                                    validate::check_json(&target, &body)
+                                };
+                                if !problems.is_empty() {
+                                    eprintln!(
+                                        "plus-testkit: {target} would be refused by AWS: {}",
+                                        problems.join("; ")
+                                    );
+                                    let (content_type, text) =
+                                        validate::refusal(&target, &problems);
+                                    return Ok(Response::builder()
+                                        .status(400)
+                                        .header("content-type", content_type)
+                                        .body(Full::new(Bytes::from(text)))
+                                        .unwrap());
+                                }
+                            }
                             match fault {
                                 Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
                                 Some(Fault::ServerError) => {
@@ -574,6 +623,7 @@ impl FaultProxy {
                                 .map(|p| p.as_str())
                                 .unwrap_or("/")
                                 .to_owned();
+                            let method = parts.method.to_string();
                             parts.uri =
                                 format!("{}{}", upstream.to_string().trim_end_matches('/'), path)
                                     .parse()
@@ -596,6 +646,13 @@ impl FaultProxy {
                                 body = fix_ecs_shapes(body);
                                 parts.headers.remove("content-length");
                             } else if target.starts_with("S3:") {
+                                if options.validate {
+                                    state
+                                        .lock()
+                                        .unwrap()
+                                        .uploads
+                                        .response(&method, &path, &body);
+                                }
                                 body = fix_s3_shapes(body);
                                 parts.headers.remove("content-length");
                             }
