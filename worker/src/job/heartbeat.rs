@@ -60,6 +60,9 @@ pub(super) async fn heartbeat(ctx: JobContext, done: CancellationToken) {
                 ctx.control.stop(StopReason::Cancelled);
             }
             Ok(_) => {}
+            // The work ended meanwhile and its end was recorded first:
+            // nothing was lost.
+            Err(StoreError::Conflict { .. }) if done.is_cancelled() => return,
             Err(StoreError::Conflict { reason, .. }) => {
                 error!(%reason, "lost the job's lease; stopping without recording");
                 ctx.control.stop(StopReason::LostLease(reason));

@@ -284,7 +284,7 @@ fn attempts(ctx: &JobContext, patch: &Job) -> Vec<Attempt> {
         ended_at: patch.updated_at.clone(),
         status: patch.status,
         exit_code: patch.exit_code,
-        error: patch.error.clone(),
+        error: cut(&patch.error, ERROR_BYTES),
         log_key: patch.log_key.clone(),
     });
     list

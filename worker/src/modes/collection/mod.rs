@@ -89,6 +89,7 @@ pub struct Run<'a> {
     /// page's items are run): the items it reads in all.
     pub read_total: Arc<OnceLock<u64>>,
     last_progress: std::time::Instant,
+    last_progress_event: Option<String>,
 }
 
 impl Run<'_> {
@@ -110,20 +111,25 @@ impl Run<'_> {
         }
     }
 
-    /// Writes a live `progress` event if the last one is old enough.
+    /// Writes a live `progress` event if the last one is old enough and
+    /// the progress changed since (`force`: if it changed at all), so an
+    /// item that runs for hours adds no events.
     pub fn maybe_progress_event(&mut self, force: bool) {
         if !force && self.last_progress.elapsed() < PROGRESS_EVERY {
             return;
         }
-        self.last_progress = std::time::Instant::now();
         let (succeeded, failed, checkpoint) = self.results.counts();
         let mut p = json!({ "succeeded": succeeded, "failed": failed, "checkpoint": checkpoint });
         if let Some(t) = self.total {
             p["total"] = json!(t);
         }
-        self.ctx
-            .events
-            .event(plus_jobs::EventKind::Progress, p.to_string());
+        let data = p.to_string();
+        if self.last_progress_event.as_deref() == Some(data.as_str()) {
+            return;
+        }
+        self.last_progress = std::time::Instant::now();
+        self.last_progress_event = Some(data.clone());
+        self.ctx.events.event(plus_jobs::EventKind::Progress, data);
     }
 }
 
@@ -223,6 +229,7 @@ pub async fn run(ctx: &JobContext) -> Ending {
         total,
         read_total,
         last_progress: std::time::Instant::now(),
+        last_progress_event: None,
     };
     let ended = if script.streaming {
         streaming::run(&mut run, rx).await
