@@ -14,6 +14,7 @@ on_both_stores!(
     a_binary_script_is_executed_directly_and_plain_text_runs_with_sh,
     an_interrupted_then_relaunched_job_lists_both_attempts_each_with_its_log,
     a_collections_progress_is_exact_within_a_second_and_its_total_known_early,
+    a_streaming_collections_progress_is_exact_within_a_second,
     an_interrupted_collection_keeps_its_total_and_counts_across_attempts,
     a_failed_collection_points_to_plus_results,
 );
@@ -161,10 +162,16 @@ async fn collection(w: &World, n: usize) -> String {
 }
 
 async fn collection_job(w: &World, owner: &str, source: &str) -> Job {
+    collection_job_with(w, owner, source, false).await
+}
+
+/// A collection job, its script in streaming mode when `streaming`.
+async fn collection_job_with(w: &World, owner: &str, source: &str, streaming: bool) -> Job {
     let owner = owner.to_owned();
     w.job_with(source, move |j| {
         j.run_mode = RunMode::RunCollection as i32;
         j.collection_owner = owner;
+        j.script.as_mut().unwrap().streaming = streaming;
     })
     .await
 }
@@ -195,6 +202,16 @@ impl Gate {
     fn script(&self) -> String {
         format!(
             "#!/bin/sh\ncat >/dev/null\nn=$(echo \"${{PLUS_ITEM_ID#item-}}\" | sed 's/^0*//')\nn=${{n:-0}}\nwhile :; do g=$(cat '{gate}' 2>/dev/null); [ \"$n\" -lt \"${{g:-0}}\" ] && break; sleep 0.02; done\n: > '{dir}/done-'$n\n[ $((n % 7)) -eq 3 ] && exit 1\necho '{{}}'\n",
+            gate = self.file.display(),
+            dir = self.dir.display(),
+        )
+    }
+
+    /// The same for one streaming process: item `n` is answered (an
+    /// `"ok": false` answer when `n % 7 == 3`) once the gate is above it.
+    fn streaming_script(&self) -> String {
+        format!(
+            "#!/bin/sh\nwhile IFS= read -r line; do\nn=$(printf '%s' \"$line\" | sed 's/.*\"n\":\\([0-9]*\\).*/\\1/')\nwhile :; do g=$(cat '{gate}' 2>/dev/null); [ \"$n\" -lt \"${{g:-0}}\" ] && break; sleep 0.02; done\n: > '{dir}/done-'$n\nif [ $((n % 7)) -eq 3 ]; then echo '{{\"ok\":false,\"error\":\"bad\"}}'; else echo '{{}}'; fi\ndone\n",
             gate = self.file.display(),
             dir = self.dir.display(),
         )
@@ -251,9 +268,24 @@ async fn last_progress_event(w: &World, id: &str) -> Option<Value> {
 }
 
 async fn a_collections_progress_is_exact_within_a_second_and_its_total_known_early(w: World) {
+    progress_is_exact(w, false).await;
+}
+
+async fn a_streaming_collections_progress_is_exact_within_a_second(w: World) {
+    progress_is_exact(w, true).await;
+}
+
+/// Opens the gate in two steps and checks the record and the stream show
+/// the exact counts within [`PROMPT`] each time; the total shows first.
+async fn progress_is_exact(w: World, streaming: bool) {
     let owner = collection(&w, 60).await;
     let gate = Gate::new(&w);
-    let job = collection_job(&w, &owner, &gate.script()).await;
+    let script = if streaming {
+        gate.streaming_script()
+    } else {
+        gate.script()
+    };
+    let job = collection_job_with(&w, &owner, &script, streaming).await;
     let id = job.object_id.clone();
     // A heartbeat far slower than the progress shows: progress does not
     // wait for it.
