@@ -79,8 +79,8 @@ impl ProgressCell {
         self.0.changed.notify_one();
     }
 
-    /// Completes once the progress changed (at once when it changed since
-    /// the last [`ProgressCell::take_changed`] woke nobody).
+    /// Completes once the progress changes (at once if a change came while
+    /// nobody was waiting).
     pub async fn changed(&self) {
         self.0.changed.notified().await;
     }

@@ -5,7 +5,8 @@
 //! - [`reader`] streams the items (`JobStore::query_owner`, ascending
 //!   `object_id`) page by page into a bounded channel: read-ahead is bounded,
 //!   so memory does not grow with the collection. A shard keeps only the
-//!   items whose id hashes to it ([`shard_of`]).
+//!   items whose id hashes to it ([`shard_of`]). The total is known as
+//!   soon as the reader reads the last page ([`Run::poll_total`]).
 //! - The items run in one of two modes: [`per_item`] (one process per item,
 //!   the item as JSON on stdin, `PLUS_ITEM_ID` set, bounded concurrency) or
 //!   [`streaming`] (`script.streaming`: one long-lived process reads items
