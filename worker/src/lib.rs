@@ -45,7 +45,7 @@
 //! output/
 //!   events.rs         EventSink: the batched live event stream (flush)
 //!   collector.rs      the log collector: log file + line splitting for the live view
-//!   progress.rs       ProgressCell: progress written with the heartbeat
+//!   progress.rs       ProgressCell: progress the heartbeat writes within a second
 //! metadata.rs         the ECS task metadata endpoint (task ARN, vCPUs)
 //! telemetry.rs        JSON logs
 //! ```

@@ -100,6 +100,18 @@ pub fn log_key(job_id: &str) -> String {
     format!("jobs/{job_id}/log.txt")
 }
 
+/// Where attempt `attempt`'s full log is stored: the first attempt's at
+/// [`log_key`] (`jobs/{job_id}/log.txt`), attempt N >= 2's at
+/// `jobs/{job_id}/attempts/{N}/log.txt`, so no attempt's log overwrites
+/// another's.
+pub fn attempt_log_key(job_id: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        log_key(job_id)
+    } else {
+        format!("jobs/{job_id}/attempts/{attempt}/log.txt")
+    }
+}
+
 /// `jobs/{job_id}/output/`
 pub fn output_prefix(job_id: &str) -> String {
     format!("jobs/{job_id}/output/")

@@ -1,32 +1,55 @@
-//! The heartbeat: refreshes the lease's `heartbeat_at` and writes progress
-//! every `PLUS_HEARTBEAT_SECONDS`; its answer also carries a cancel request
-//! (-> [`StopReason::Cancelled`]) or shows a lost lease
+//! The heartbeat: refreshes the lease's `heartbeat_at` every
+//! `PLUS_HEARTBEAT_SECONDS`, and writes progress as soon as the work
+//! changes it (which it does at most about once a second), never two
+//! progress writes closer than [`PROGRESS_GAP`] (a write that carries
+//! progress refreshes the lease too). Its answer also carries a cancel
+//! request (-> [`StopReason::Cancelled`]) or shows a lost lease
 //! (-> [`StopReason::LostLease`]).
 
 use plus_jobs::{Expect, Job, JobStatus, StoreError, Timestamp};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{watchers::sleep_unless, JobContext, StopReason};
+use super::{JobContext, StopReason};
+use crate::output::progress::PROGRESS_GAP;
 
 /// Refreshes `heartbeat_at` (and progress) while the job runs; notices a
-/// cancel request and a lost lease.
+/// cancel request and a lost lease. Ends between two writes once `done`
+/// is cancelled.
 pub(super) async fn heartbeat(ctx: JobContext, done: CancellationToken) {
     let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
-    while sleep_unless(ctx.config.heartbeat, &done).await {
+    let mut next_beat = Instant::now() + ctx.config.heartbeat;
+    // When progress was last written: the next waits out the gap.
+    let mut progress_written: Option<Instant> = None;
+    loop {
+        let progress_due = async {
+            ctx.progress.changed().await;
+            if let Some(at) = progress_written {
+                sleep_until(at + PROGRESS_GAP).await;
+            }
+        };
+        let beat = tokio::select! {
+            () = done.cancelled() => return,
+            () = sleep_until(next_beat) => true,
+            () = progress_due => false,
+        };
+        let progress = ctx.progress.take_changed();
+        if !beat && progress.is_none() {
+            // Woken for progress the last write already carried.
+            continue;
+        }
         let now = Timestamp::now().to_string();
-        let mut patch = Job {
+        let patch = Job {
             heartbeat_at: now.clone(),
             updated_at: now,
+            progress,
             ..Job::default()
         };
-        if let Some(p) = ctx.progress.take_changed() {
-            ctx.events.event(
-                plus_jobs::EventKind::Progress,
-                serde_json::to_string(&p).unwrap_or_default(),
-            );
-            patch.progress = Some(p);
+        if patch.progress.is_some() {
+            progress_written = Some(Instant::now());
         }
+        next_beat = Instant::now() + ctx.config.heartbeat;
         match ctx
             .jobs
             .update_job(&ctx.job.object_id, &expect, &patch)
@@ -37,6 +60,9 @@ pub(super) async fn heartbeat(ctx: JobContext, done: CancellationToken) {
                 ctx.control.stop(StopReason::Cancelled);
             }
             Ok(_) => {}
+            // The work ended meanwhile and its end was recorded first:
+            // nothing was lost.
+            Err(StoreError::Conflict { .. }) if done.is_cancelled() => return,
             Err(StoreError::Conflict { reason, .. }) => {
                 error!(%reason, "lost the job's lease; stopping without recording");
                 ctx.control.stop(StopReason::LostLease(reason));

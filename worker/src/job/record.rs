@@ -12,6 +12,7 @@ use plus_jobs::{
     job::{is_terminal, status_name},
     Expect, Job, JobStatus, StoreError, Timestamp,
 };
+use plus_proto::Attempt;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
@@ -97,8 +98,9 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
     }
 
     // The full log and the last events go out side by side; then the one
-    // conditional write of the end.
-    let log_key = blob::log_key(&id);
+    // conditional write of the end. Each attempt's log has a key of its
+    // own, so a relaunch never overwrites an earlier attempt's.
+    let log_key = blob::attempt_log_key(&id, attempt(ctx));
     let store_log = async {
         if !log_ok {
             return false;
@@ -174,6 +176,7 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
         ..Job::default()
     };
     fit_in_one_item(ctx, &mut patch).await;
+    patch.attempts = attempts(ctx, &patch);
     let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
     // Bounded as a whole (the SDK retries inside each attempt too), so
     // after a SIGTERM the worker answers within the grace period, well
@@ -224,6 +227,10 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             output_prefix: patch.output_prefix.clone(),
             ..Job::default()
         };
+        let fallback = Job {
+            attempts: attempts(ctx, &fallback),
+            ..fallback
+        };
         written = write(&fallback).await;
     }
     match written {
@@ -248,6 +255,39 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             status_name(status),
         )),
     }
+}
+
+/// This attempt's number.
+fn attempt(ctx: &JobContext) -> u32 {
+    ctx.job.attempt.unwrap_or(1)
+}
+
+/// The record's `attempts` once this attempt's end `patch` is written: the
+/// list as claimed (this worker holds the lease, so nobody else changed
+/// it) with this attempt's entry last, in place of any entry of the same
+/// number.
+fn attempts(ctx: &JobContext, patch: &Job) -> Vec<Attempt> {
+    let number = attempt(ctx);
+    let mut list: Vec<Attempt> = ctx
+        .job
+        .attempts
+        .iter()
+        .filter(|a| a.attempt != number)
+        .cloned()
+        .collect();
+    list.push(Attempt {
+        attempt: number,
+        task: ctx.lease.clone(),
+        // The claim wrote `heartbeat_at`, and the record as claimed is
+        // what the context holds: this attempt's start.
+        started_at: ctx.job.heartbeat_at.clone(),
+        ended_at: patch.updated_at.clone(),
+        status: patch.status,
+        exit_code: patch.exit_code,
+        error: cut(&patch.error, ERROR_BYTES),
+        log_key: patch.log_key.clone(),
+    });
+    list
 }
 
 /// One conditional write of `patch`, transient errors retried as `retry`

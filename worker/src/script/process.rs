@@ -99,23 +99,57 @@ impl Exit {
     }
 }
 
+/// What the script's stdin is.
+#[derive(Clone, Copy)]
+enum Stdin<'a> {
+    /// Empty.
+    Null,
+    /// A pipe the caller writes.
+    Piped,
+    /// A pipe already holding these bytes (at most [`SMALL_STDIN`]).
+    Prefilled(&'a [u8]),
+}
+
+impl Stdin<'_> {
+    fn stdio(self) -> Result<Stdio, ScriptError> {
+        Ok(match self {
+            Stdin::Null => Stdio::null(),
+            Stdin::Piped => Stdio::piped(),
+            Stdin::Prefilled(bytes) => prefilled_pipe(bytes)?,
+        })
+    }
+}
+
 /// Spawns `launch` per the script contract (its own process group, only
 /// its environment, stdout and stderr piped, as the script's user) with
-/// `stdin`.
-fn spawn(launch: &Launch, stdin: Stdio) -> Result<Child, ScriptError> {
+/// `stdin`. A script file without a shebang is executed itself; when the
+/// kernel refuses it (not an executable format), it runs with `/bin/sh`.
+fn spawn(launch: &Launch, stdin: Stdin<'_>) -> Result<Child, ScriptError> {
     let p = &launch.program;
+    if p.runs_with_sh() {
+        return spawn_program(launch, &p.with_sh(), stdin);
+    }
+    match spawn_program(launch, p, stdin) {
+        Err(ScriptError::Start { source, .. }) if p.falls_back_to_sh(&source) => {
+            spawn_program(launch, &p.with_sh(), stdin)
+        }
+        spawned => spawned,
+    }
+}
+
+fn spawn_program(launch: &Launch, p: &Program, stdin: Stdin<'_>) -> Result<Child, ScriptError> {
     let mut command = Command::new(&p.program);
     command
         .args(&p.argv)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&launch.cwd)
-        .stdin(stdin)
+        .stdin(stdin.stdio()?)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    isolation::spawn(&mut command).map_err(|e| start_error(launch, e))
+    isolation::spawn(&mut command).map_err(|e| start_error(launch, p, e))
 }
 
 impl Running {
@@ -139,7 +173,7 @@ pub fn start_piped(
     launch: &Launch,
     output: mpsc::Sender<Piece>,
 ) -> Result<(Running, ChildStdin, ChildStdout), ScriptError> {
-    let mut child = spawn(launch, Stdio::piped())?;
+    let mut child = spawn(launch, Stdin::Piped)?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -156,9 +190,9 @@ pub fn start(launch: &Launch, output: mpsc::Sender<Piece>) -> Result<Running, Sc
     // before the script starts: it fits whole in any pipe's buffer, and no
     // writer task is needed.
     let (stdin, rest) = match &launch.stdin {
-        None => (Stdio::null(), None),
-        Some(bytes) if bytes.len() <= SMALL_STDIN => (prefilled_pipe(bytes)?, None),
-        Some(bytes) => (Stdio::piped(), Some(bytes.clone())),
+        None => (Stdin::Null, None),
+        Some(bytes) if bytes.len() <= SMALL_STDIN => (Stdin::Prefilled(bytes), None),
+        Some(bytes) => (Stdin::Piped, Some(bytes.clone())),
     };
     let mut child = spawn(launch, stdin)?;
     if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), rest) {
@@ -193,8 +227,7 @@ fn prefilled_pipe(bytes: &[u8]) -> Result<Stdio, ScriptError> {
     Ok(Stdio::from(reader))
 }
 
-fn start_error(launch: &Launch, e: io::Error) -> ScriptError {
-    let p = &launch.program;
+fn start_error(launch: &Launch, p: &Program, e: io::Error) -> ScriptError {
     let program = &p.program;
     // A PATH search as the script's user meets folders it may not enter
     // (such as /root/...): execvp then says "permission denied" even
@@ -208,6 +241,8 @@ fn start_error(launch: &Launch, e: io::Error) -> ScriptError {
     let what = if !p.interpreter {
         if program == "/bin/sh" {
             "/bin/sh (scripts without a shebang run with it) could not be started".to_owned()
+        } else if p.sh_fallback.is_some() {
+            "the script file (it has no shebang line, so it is executed directly)".to_owned()
         } else {
             "the script's shebang line names a program that".to_owned()
         }
@@ -218,6 +253,8 @@ fn start_error(launch: &Launch, e: io::Error) -> ScriptError {
         io::ErrorKind::NotFound if what.ends_with("that") => {
             format!("{what} does not exist: fix the #! line or set script.interpreter ({e})")
         }
+        // A binary whose loader (its ELF interpreter) is missing.
+        io::ErrorKind::NotFound if p.sh_fallback.is_some() => format!("{what} cannot be executed: it needs a program loader or library the worker image lacks; build it for the image (e.g. statically) or add a #! line ({e})"),
         io::ErrorKind::NotFound => format!("{what} was not found on PATH: install it in the worker image or fix script.interpreter ({e})"),
         io::ErrorKind::PermissionDenied => format!("{what} cannot be executed (permission denied): check it is an executable program ({e})"),
         _ => format!("the script could not be started: {e}"),

@@ -5,7 +5,8 @@
 //! - [`reader`] streams the items (`JobStore::query_owner`, ascending
 //!   `object_id`) page by page into a bounded channel: read-ahead is bounded,
 //!   so memory does not grow with the collection. A shard keeps only the
-//!   items whose id hashes to it ([`shard_of`]).
+//!   items whose id hashes to it ([`shard_of`]). The total is known as
+//!   soon as the reader reads the last page ([`Run::poll_total`]).
 //! - The items run in one of two modes: [`per_item`] (one process per item,
 //!   the item as JSON on stdin, `PLUS_ITEM_ID` set, bounded concurrency) or
 //!   [`streaming`] (`script.streaming`: one long-lived process reads items
@@ -30,7 +31,7 @@ pub mod reader;
 pub mod results;
 pub mod streaming;
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use plus_jobs::{blob, JobStatus};
 use serde_json::{json, Value};
@@ -51,8 +52,9 @@ pub const READ_AHEAD: usize = 2 * PAGE_SIZE;
 /// Finished items that may wait for a slower earlier item at most; while
 /// the window is full no new item starts, which bounds memory.
 pub const WINDOW: usize = 4096;
-/// Live `progress` events are written at most this often.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Live `progress` events (and progress in the record) are written at
+/// most this often.
+pub use crate::output::progress::PROGRESS_EVERY;
 
 /// How a mode's run over the items ended.
 #[derive(Debug)]
@@ -81,33 +83,54 @@ pub struct Run<'a> {
     /// Where finished items go.
     pub results: results::Results,
     /// Items in the collection for this job: committed before this attempt
-    /// plus everything the reader found, once it reached the end.
+    /// plus everything the reader found, once it reached the last page
+    /// (until then, what an earlier attempt found).
     pub total: Option<u64>,
+    /// Set by the reader as soon as it reads the last page (before that
+    /// page's items are run): the items it reads in all.
+    pub read_total: Arc<OnceLock<u64>>,
     last_progress: std::time::Instant,
+    last_progress_event: Option<String>,
 }
 
 impl Run<'_> {
     /// The reader reached the end after `read` items: the total is known.
     pub fn set_read(&mut self, read: u64) {
         let total = self.results.committed_before() + read;
+        if self.total == Some(total) {
+            return;
+        }
         self.total = Some(total);
         self.results.progress().update(|p| p.total = clamp(total));
     }
 
-    /// Writes a live `progress` event if the last one is old enough.
+    /// Takes the total from the reader once it knows it (called from the
+    /// modes' loops, so the total is in the record long before the end).
+    pub fn poll_total(&mut self) {
+        if let Some(read) = self.read_total.get().copied() {
+            self.set_read(read);
+        }
+    }
+
+    /// Writes a live `progress` event if the last one is old enough and
+    /// the progress changed since (`force`: if it changed at all), so an
+    /// item that runs for hours adds no events.
     pub fn maybe_progress_event(&mut self, force: bool) {
         if !force && self.last_progress.elapsed() < PROGRESS_EVERY {
             return;
         }
-        self.last_progress = std::time::Instant::now();
         let (succeeded, failed, checkpoint) = self.results.counts();
         let mut p = json!({ "succeeded": succeeded, "failed": failed, "checkpoint": checkpoint });
         if let Some(t) = self.total {
             p["total"] = json!(t);
         }
-        self.ctx
-            .events
-            .event(plus_jobs::EventKind::Progress, p.to_string());
+        let data = p.to_string();
+        if self.last_progress_event.as_deref() == Some(data.as_str()) {
+            return;
+        }
+        self.last_progress = std::time::Instant::now();
+        self.last_progress_event = Some(data.clone());
+        self.ctx.events.event(plus_jobs::EventKind::Progress, data);
     }
 }
 
@@ -181,13 +204,22 @@ pub async fn run(ctx: &JobContext) -> Ending {
         "running the collection"
     );
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let read_total = Arc::new(OnceLock::new());
     let reader = tokio::spawn(reader::read(
         ctx.jobs.clone(),
         owner.clone(),
         start_after,
         shard,
         tx,
+        read_total.clone(),
     ));
+    // A resumed attempt starts from the total its predecessor found.
+    let total = ctx
+        .job
+        .progress
+        .as_ref()
+        .filter(|p| p.total > 0 && results.resume_after().is_some())
+        .map(|p| u64::from(p.total));
     let mut run = Run {
         ctx,
         ws,
@@ -195,8 +227,10 @@ pub async fn run(ctx: &JobContext) -> Ending {
         params: ctx.params(),
         concurrency,
         results,
-        total: None,
+        total,
+        read_total,
         last_progress: std::time::Instant::now(),
+        last_progress_event: None,
     };
     let ended = if script.streaming {
         streaming::run(&mut run, rx).await
@@ -227,6 +261,7 @@ async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
     let ctx = run.ctx;
     // Whatever happened, store what is committed so the checkpoint is true.
     let stored = run.results.flush_all().await;
+    run.poll_total();
     run.maybe_progress_event(true);
     let (succeeded, failed, _) = run.results.counts();
     let stop = ctx.control.reason();
@@ -251,16 +286,21 @@ async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
     )
     .await;
     let key = blob::results_key(&ctx.job.object_id);
-    let total = run.total.unwrap_or(succeeded + failed);
-    let summary = json!({
-        "total": total, "succeeded": succeeded, "failed": failed, "results_key": key,
+    // The collection's size when known (an interrupted run may not have
+    // reached the last page), never the items done so far.
+    let mut summary = json!({
+        "succeeded": succeeded, "failed": failed, "results_key": key,
     });
+    if let Some(total) = run.total {
+        summary["total"] = json!(total);
+    }
     match ended {
         Ended::Stopped => match ending::stopped(ctx, stop.unwrap_or(StopReason::Cancelled), None) {
             Ending::Record(mut f) => {
                 if f.status == JobStatus::Interrupted {
+                    let of = run.total.map(|t| format!(" of {t}")).unwrap_or_default();
                     f.error = format!(
-                        "{} ({} items done, {} failed; a relaunch resumes after the checkpoint)",
+                        "{} ({} items{of} done, {} failed; a relaunch resumes after the checkpoint)",
                         f.error,
                         succeeded + failed,
                         failed
@@ -287,8 +327,9 @@ async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
                 }
                 .into();
             }
+            let total = run.total.unwrap_or(succeeded + failed);
             let mut f = Finish::succeeded(None, Some(summary));
-            if let Some(reason) = tolerance_exceeded(&ctx.job, failed, total, &key) {
+            if let Some(reason) = tolerance_exceeded(&ctx.job, failed, total) {
                 warn!(%reason, "too many items failed");
                 f.status = JobStatus::Failed;
                 f.error = reason;
@@ -301,12 +342,10 @@ async fn finish(mut run: Run<'_>, ended: Ended) -> Ending {
 /// Why the job fails for its item failures, if it does: more than
 /// `tolerated_failure_percent` percent, or (without a percentage) more than
 /// `tolerated_failures` items (default 0).
-pub fn tolerance_exceeded(
-    job: &plus_jobs::Job,
-    failed: u64,
-    total: u64,
-    results_key: &str,
-) -> Option<String> {
+/// The sentence sends the user to `plus results JOB`, which shows each
+/// item's error.
+pub fn tolerance_exceeded(job: &plus_jobs::Job, failed: u64, total: u64) -> Option<String> {
+    let id = &job.object_id;
     if failed == 0 {
         return None;
     }
@@ -317,12 +356,12 @@ pub fn tolerance_exceeded(
             failed as f64 * 100.0 / total as f64
         };
         return (share > f64::from(pct)).then(|| format!(
-            "{failed} of {total} items failed ({share:.1}%), more than the {pct}% tolerated (tolerated_failure_percent): each item's error is in {results_key}"
+            "{failed} of {total} items failed ({share:.1}%), more than the {pct}% tolerated (tolerated_failure_percent); see each item's error with `plus results {id}`"
         ));
     }
     let allowed = u64::from(job.tolerated_failures.unwrap_or(0));
     (failed > allowed).then(|| format!(
-        "{failed} of {total} items failed, more than the {allowed} tolerated (tolerated_failures): each item's error is in {results_key}"
+        "{failed} of {total} items failed, more than the {allowed} tolerated (tolerated_failures); see each item's error with `plus results {id}`"
     ))
 }
 
@@ -333,16 +372,20 @@ mod tests {
     #[test]
     fn tolerance_counts_or_percentages() {
         let mut job = plus_jobs::Job::default();
-        assert!(tolerance_exceeded(&job, 0, 10, "k").is_none());
-        assert!(tolerance_exceeded(&job, 1, 10, "k")
+        assert!(tolerance_exceeded(&job, 0, 10).is_none());
+        assert!(tolerance_exceeded(&job, 1, 10)
             .unwrap()
             .contains("1 of 10 items failed, more than the 0 tolerated"));
+        job.object_id = "j1".into();
+        assert!(tolerance_exceeded(&job, 1, 10)
+            .unwrap()
+            .ends_with("see each item's error with `plus results j1`"));
         job.tolerated_failures = Some(2);
-        assert!(tolerance_exceeded(&job, 2, 10, "k").is_none());
-        assert!(tolerance_exceeded(&job, 3, 10, "k").is_some());
+        assert!(tolerance_exceeded(&job, 2, 10).is_none());
+        assert!(tolerance_exceeded(&job, 3, 10).is_some());
         job.tolerated_failure_percent = Some(25.0);
-        assert!(tolerance_exceeded(&job, 2, 10, "k").is_none());
-        assert!(tolerance_exceeded(&job, 3, 10, "k")
+        assert!(tolerance_exceeded(&job, 2, 10).is_none());
+        assert!(tolerance_exceeded(&job, 3, 10)
             .unwrap()
             .contains("(30.0%), more than the 25% tolerated"));
     }

@@ -62,6 +62,7 @@ pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        run.poll_total();
         if (!input_open || fatal.is_some()) && running.is_empty() {
             break;
         }

@@ -1,6 +1,9 @@
 //! Streams a collection's items page by page into a bounded channel.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use backon::{ExponentialBuilder, Retryable};
 use plus_jobs::{JobStore, StoreError};
@@ -23,12 +26,18 @@ pub enum Msg {
 /// Reads the items of `owner` after `start_after` (of `shard`, if any) and
 /// sends them to `tx` in ascending id order. Memory holds one page plus the
 /// channel's capacity. Transient store errors are retried with backoff.
+///
+/// As soon as the last page is read (it has no continuation: a collection
+/// that fits one page knows at its first read), `total` gets the number of
+/// items read in all, before that page's items are sent: the total shows
+/// long before the end, and the collection is read once.
 pub async fn read(
     jobs: Arc<dyn JobStore>,
     owner: String,
     start_after: Option<String>,
     shard: Option<Shard>,
     tx: mpsc::Sender<Msg>,
+    total: Arc<OnceLock<u64>>,
 ) {
     let mut after = start_after;
     let mut seq = 0u64;
@@ -57,16 +66,22 @@ pub async fn read(
                 return;
             }
         };
+        // An item of this run: it has an id, and is of this shard.
+        let id_of = |object: &serde_json::Map<String, Value>| {
+            let id = object.get("object_id").and_then(Value::as_str)?;
+            match shard {
+                Some(s) if shard_of(id, s.count) != s.index => None,
+                _ => Some(id.to_owned()),
+            }
+        };
+        if page.next.is_none() {
+            let here = page.items.iter().filter(|o| id_of(o).is_some()).count();
+            let _ = total.set(seq + here as u64);
+        }
         for object in page.items {
-            let Some(id) = object.get("object_id").and_then(Value::as_str) else {
+            let Some(id) = id_of(&object) else {
                 continue;
             };
-            if let Some(s) = shard {
-                if shard_of(id, s.count) != s.index {
-                    continue;
-                }
-            }
-            let id = id.to_owned();
             let json = serde_json::to_vec(&object).unwrap_or_default();
             if tx.send(Msg::Item(Item { seq, id, json })).await.is_err() {
                 return;

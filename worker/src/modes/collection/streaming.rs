@@ -99,6 +99,7 @@ pub async fn run(run: &mut Run<'_>, mut rx: mpsc::Receiver<Msg>) -> Ended {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        run.poll_total();
         if !input_open && in_flight.is_empty() {
             // Every item is answered: the process sees the end of its stdin.
             let exit = proc.exit(grace).await;

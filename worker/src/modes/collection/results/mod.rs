@@ -34,7 +34,7 @@ use tracing::warn;
 use store::{copy_segment, latest_manifest, retry, upload, Part, UploadFailure};
 pub use store::{parse_lines, parts_prefix, Manifest, Segment};
 
-use super::{clamp, CollectionError, Done};
+use super::{clamp, CollectionError, Done, PROGRESS_EVERY};
 use crate::{job::JobContext, output::ProgressCell, script::Workspace};
 
 /// A part is stored once it holds this many bytes (or at the checkpoint
@@ -166,10 +166,12 @@ impl Results {
             part_start: 0,
             part_no: 0,
             last_part: Instant::now(),
+            // Parts (and so the checkpoint and counters in the record)
+            // follow the work within about a second.
             part_every: ctx
                 .config
                 .heartbeat
-                .clamp(Duration::from_millis(100), Duration::from_secs(10)),
+                .clamp(Duration::from_millis(100), PROGRESS_EVERY),
             uploads: Some(tx),
             uploader: Some(uploader),
             upload_error,
