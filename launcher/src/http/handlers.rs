@@ -47,6 +47,8 @@ pub struct ListQuery {
     pub page_token: Option<String>,
     /// Only jobs in this status (`RUNNING`, ...).
     pub status: Option<String>,
+    /// Only jobs whose id or name contains this text (any case).
+    pub q: Option<String>,
 }
 
 /// `GET /jobs/{id}/events` query.
@@ -116,7 +118,11 @@ pub async fn list(
             ));
         }
     }
-    let page = state.launcher.list(&caller.0, status, start, size).await?;
+    let text = q.q.as_deref().unwrap_or("").trim();
+    let page = state
+        .launcher
+        .find(&caller.0, status, text, start, size)
+        .await?;
     let active = page.items.iter().any(|j| poll_hint(j.status()).is_some());
     let jobs: Vec<serde_json::Value> = page.items.iter().map(job_json).collect();
     let mut body = serde_json::json!({ "jobs": jobs });
@@ -131,7 +137,8 @@ pub async fn list(
     ))
 }
 
-/// `GET /jobs/{id}`: one of the caller's jobs.
+/// `GET /jobs/{id}`: one of the caller's jobs; a sharded parent's also
+/// lists its shards (`shards: [{job_id, status, progress}]`).
 pub async fn status(
     caller: Caller,
     State(state): Shared,
@@ -140,10 +147,28 @@ pub async fn status(
 ) -> Result<Response, ApiError> {
     let id = job_id(path)?;
     let job = state.launcher.status(&caller.0, &id).await?;
+    let mut body = job_json(&job);
+    if crate::ops::shards::is_parent(&job) {
+        let shards: Vec<serde_json::Value> = state
+            .launcher
+            .shards_of(&job)
+            .await?
+            .iter()
+            .map(|s| {
+                let j = job_json(s);
+                serde_json::json!({
+                    "job_id": s.object_id,
+                    "status": status_name(s.status()),
+                    "progress": j.get("progress").cloned().unwrap_or(serde_json::json!({})),
+                })
+            })
+            .collect();
+        body["shards"] = shards.into();
+    }
     Ok(json_response(
         &headers,
         StatusCode::OK,
-        &job_json(&job),
+        &body,
         poll_hint(job.status()),
     ))
 }
