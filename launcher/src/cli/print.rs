@@ -1,7 +1,7 @@
 //! Printing a job's record, lists, events and monitor passes: text for
 //! people on stdout/stderr, or one JSON object with `--json`.
 
-use plus_jobs::{job::status_name, Job, JobStatus, Page, StreamEvent};
+use plus_jobs::{job::status_name, Job, JobStatus, StreamEvent};
 
 use super::follow::duration;
 use crate::ops::monitor::Settled;
@@ -48,6 +48,7 @@ pub fn print_status(job: &Job) {
         }
     };
     row("job", &job.object_id);
+    row("name", &job.name);
     row("status", status_name(job.status()));
     row("mode", job.run_mode().as_str_name());
     row("user", &job.username);
@@ -114,32 +115,6 @@ pub fn print_settled(settled: &[Settled], json: bool) {
     } else {
         for s in settled {
             eprintln!("monitor: job {} {}: {}", s.job_id, s.action, s.reason);
-        }
-    }
-}
-
-/// Prints a page of the user's jobs (`plus list`).
-pub fn print_list(page: &Page<Job>, user: &str, json: bool) {
-    if json {
-        let jobs: Vec<serde_json::Value> =
-            page.items.iter().map(plus_jobs::job::job_json).collect();
-        println!("{}", serde_json::json!({ "jobs": jobs, "next": page.next }));
-    } else if page.items.is_empty() {
-        eprintln!("no jobs for {user} yet: start one with `plus run examples/hello.sh`");
-    } else {
-        println!(
-            "{:<38} {:<13} {:<15} {:<25} DURATION",
-            "JOB", "STATUS", "MODE", "CREATED"
-        );
-        for j in &page.items {
-            println!(
-                "{:<38} {:<13} {:<15} {:<25} {}",
-                j.object_id,
-                status_name(j.status()),
-                j.run_mode().as_str_name(),
-                j.created_at,
-                duration(j).unwrap_or_else(|| "-".into())
-            );
         }
     }
 }

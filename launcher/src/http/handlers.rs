@@ -154,14 +154,7 @@ pub async fn status(
             .shards_of(&job)
             .await?
             .iter()
-            .map(|s| {
-                let j = job_json(s);
-                serde_json::json!({
-                    "job_id": s.object_id,
-                    "status": status_name(s.status()),
-                    "progress": j.get("progress").cloned().unwrap_or(serde_json::json!({})),
-                })
-            })
+            .map(crate::ops::views::shard_summary)
             .collect();
         body["shards"] = shards.into();
     }

@@ -406,6 +406,16 @@ impl Launcher {
     }
 }
 
+/// A shard as a parent's answers list it: `{job_id, status, progress}`.
+pub fn shard_summary(shard: &Job) -> serde_json::Value {
+    let j = plus_jobs::job::job_json(shard);
+    serde_json::json!({
+        "job_id": shard.object_id,
+        "status": status_name(shard.status()),
+        "progress": j.get("progress").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
+}
+
 /// Whether `job` matches `text`: a substring of its id or its name, any
 /// case. An empty text matches every job.
 pub fn matches_text(job: &Job, text: &str) -> bool {
