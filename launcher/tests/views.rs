@@ -503,3 +503,98 @@ fn list_columns_line_up_with_long_ids_and_names_actions() {
     let act = lines.iter().find(|l| l.starts_with("act-1")).unwrap();
     assert!(act.contains("action:resize"), "{out}");
 }
+
+/// The frames `plus` drew on a terminal: `args` run under `script(1)` (a
+/// pseudo-terminal, so the bar shows), its output split where the bar
+/// redraws.
+fn on_a_terminal(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let command = std::iter::once(PLUS)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = home.cmd("alice", &[]);
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    for (k, v) in env {
+        script.env(k, v);
+    }
+    script.current_dir(cmd.get_current_dir().unwrap());
+    let _ = &mut cmd;
+    let out = script.output().expect(
+        "script(1) from util-linux runs a command on a pseudo-terminal: install util-linux",
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    text(&out.stdout)
+        .split(['\r', '\n'])
+        .flat_map(|l| l.split("\x1b[2K"))
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_progress_bar_shows_a_sane_rate_and_is_full_when_every_item_is_done() {
+    let home = Home::new();
+    home.collection("alice/collections/slow", 32);
+    let script = home.script("slow.sh", "#!/bin/sh\nsleep 0.1\necho ok\n");
+    let frames = on_a_terminal(
+        &home,
+        &[
+            "launch",
+            "--collection",
+            "alice/collections/slow",
+            script.to_str().unwrap(),
+            "--wait",
+        ],
+        &[("PLUS_CONCURRENCY", "2")],
+    );
+    let bars: Vec<&String> = frames
+        .iter()
+        .filter(|f| f.contains(" items") && !f.starts_with('●'))
+        .collect();
+    assert!(bars.len() >= 2, "the bar was drawn: {frames:#?}");
+    for f in &bars {
+        assert!(!f.contains("0/0 items"), "{f}");
+        // A rate has at most one decimal.
+        for word in f.split_whitespace().filter(|w| w.ends_with("/s")) {
+            let number = word.trim_end_matches("/s").trim_end_matches(')');
+            let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(
+                decimals <= 1 && number.parse::<f64>().is_ok(),
+                "{word} in {f}"
+            );
+        }
+        // A bar at N/N is full; one short of its total says when it ends.
+        if let Some(counts) = f
+            .split_whitespace()
+            .find(|w| w.contains('/') && !w.ends_with("/s"))
+        {
+            let (done, total) = counts.split_once('/').unwrap();
+            if done == total {
+                assert!(f.starts_with(&format!("[{}]", "█".repeat(30))), "{f}");
+            } else if f.contains("/s") {
+                assert!(f.contains("ETA "), "{f}");
+            }
+        }
+    }
+    assert!(
+        bars.iter().any(|f| f.contains("32/32 items")),
+        "the total shows: {bars:#?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.contains("32 of 32 items done: 32 succeeded")),
+        "{frames:#?}"
+    );
+}
