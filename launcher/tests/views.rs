@@ -598,3 +598,31 @@ fn the_progress_bar_shows_a_sane_rate_and_is_full_when_every_item_is_done() {
         "{frames:#?}"
     );
 }
+
+#[test]
+fn following_a_sharded_job_follows_its_shards_to_the_end() {
+    let home = Home::new();
+    home.collection("alice/collections/nums", 6);
+    let script = home.script(
+        "item.sh",
+        "#!/bin/sh\nsleep 0.2\necho \"item $PLUS_ITEM_ID\"\n",
+    );
+    home.ok(&[
+        "launch",
+        "--collection",
+        "alice/collections/nums",
+        script.to_str().unwrap(),
+        "--shards",
+        "2",
+        "--id",
+        "fan",
+        "--json",
+    ]);
+    let out = home.plus(&["events", "fan", "--follow"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for shard in ["fan-s0", "fan-s1"] {
+        assert!(stderr.contains(&format!("● {shard} SUCCEEDED")), "{stderr}");
+    }
+    assert!(stderr.contains("✔ job fan SUCCEEDED in "), "{stderr}");
+}

@@ -121,6 +121,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             follow: keep,
         } => {
             if *keep {
+                let parent = launcher.owned(&user, job).await?;
+                if crate::ops::shards::is_parent(&parent) {
+                    return views::follow_parent(&launcher, &user, &parent, *after).await;
+                }
                 let printer = follow::Printer {
                     stdout_to_stderr: false,
                     statuses: true,

@@ -347,6 +347,72 @@ pub async fn parent_events(
     Ok(0)
 }
 
+/// `plus events PARENT --follow`: every shard's events as they come, each
+/// line marked with its shard, until the parent ends; then how it ended.
+/// Returns the exit code (0 only if every shard succeeded).
+///
+/// # Errors
+/// Store errors.
+pub async fn follow_parent(
+    launcher: &Launcher,
+    user: &str,
+    parent: &Job,
+    after: u64,
+) -> Result<u8, CliError> {
+    let ids: Vec<String> = (0..parent.shard_count)
+        .map(|i| shard_id(&parent.object_id, i))
+        .collect();
+    let mut seen = vec![after; ids.len()];
+    let mut last_check = std::time::Instant::now();
+    let mut ended: Option<Job> = None;
+    loop {
+        let mut saw_status = false;
+        for (i, id) in ids.iter().enumerate() {
+            let events = match launcher.events(user, id, seen[i], 1000).await {
+                Ok(e) => e.events,
+                Err(crate::ops::LauncherError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for e in &events {
+                seen[i] = seen[i].max(e.seq);
+                match plus_jobs::EventKind::of(e) {
+                    Some(plus_jobs::EventKind::Stdout) => {
+                        let mut out = std::io::stdout().lock();
+                        for line in e.data.split('\n') {
+                            writeln!(out, "{id}  {line}")?;
+                        }
+                        out.flush()?;
+                    }
+                    Some(plus_jobs::EventKind::Stderr) => {
+                        for line in e.data.split('\n') {
+                            eprintln!("{id}  {line}");
+                        }
+                    }
+                    Some(plus_jobs::EventKind::Status) => {
+                        saw_status = true;
+                        eprintln!("● {id} {}", e.data);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(job) = ended {
+            // The events written before the end are printed: done.
+            print::print_summary(&job);
+            return Ok(print::exit_for(&job));
+        }
+        if saw_status || last_check.elapsed() >= std::time::Duration::from_secs(1) {
+            last_check = std::time::Instant::now();
+            let job = launcher.status(user, &parent.object_id).await?;
+            if plus_jobs::job::is_terminal(job.status()) {
+                ended = Some(job);
+                continue;
+            }
+        }
+        tokio::time::sleep(super::follow::POLL).await;
+    }
+}
+
 /// The label of a job in a list: its name, else `action:ID`, else
 /// `collection:OWNER`, else `-`.
 pub fn label(job: &Job) -> String {
