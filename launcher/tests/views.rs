@@ -255,6 +255,23 @@ fn status_shows_the_name_attempts_outputs_and_where_the_results_are() {
     let out = home.ok(&["status", "job-out"]);
     assert!(out.contains("table.csv") && out.contains("4 B"), "{out}");
     assert!(out.contains("result      {\"rows\":1}"), "{out}");
+
+    // A long result is cut, with the command that prints all of it.
+    let long = home.script(
+        "long.sh",
+        &format!(
+            "echo '{{\"text\": \"{}\"}}' > \"$PLUS_RESULT_FILE\"\n",
+            "x".repeat(1000)
+        ),
+    );
+    let run = home.plus(&["run", long.to_str().unwrap(), "--id", "job-long"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let out = home.ok(&["status", "job-long"]);
+    let line = out.lines().find(|l| l.starts_with("result")).unwrap();
+    assert!(
+        line.len() < 400 && line.ends_with("… (all of it: plus status job-long --json)"),
+        "{line}"
+    );
     assert!(out.contains("attempts"), "{out}");
 }
 

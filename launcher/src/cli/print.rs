@@ -40,6 +40,9 @@ pub fn print_summary(job: &Job) {
     }
 }
 
+/// The characters of a result `plus status` shows before cutting it.
+pub const RESULT_CHARS: usize = 300;
+
 /// Prints a job's record, one field a line.
 pub fn print_status(job: &Job) {
     let row = |k: &str, v: &str| {
@@ -76,7 +79,17 @@ pub fn print_status(job: &Job) {
     if let Some(r) = &job.result {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         plus_jobs::job::normalize_numbers(&mut v);
-        row("result", &v.to_string());
+        let text = v.to_string();
+        // A long result is cut on the page; the whole one is one command away.
+        let shown = match text.char_indices().nth(RESULT_CHARS) {
+            Some((cut, _)) => format!(
+                "{}… (all of it: plus status {} --json)",
+                &text[..cut],
+                job.object_id
+            ),
+            None => text,
+        };
+        row("result", &shown);
     }
     if job.cancel_requested {
         row("cancel", "requested");
