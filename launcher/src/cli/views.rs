@@ -128,17 +128,20 @@ fn print_more(job: &Job, outputs: &[OutputFile], shards: &[Job]) {
         section("attempts", &rows);
     }
     if !outputs.is_empty() {
-        let mut rows: Vec<Vec<String>> = outputs
+        let rows: Vec<Vec<String>> = outputs
             .iter()
             .map(|f| vec![f.name.clone(), size(f.size)])
             .collect();
-        rows.push(vec![format!("download: plus outputs {id} --download DIR")]);
         section("outputs", &rows);
+        println!("{:<12}download: plus outputs {id} --download DIR", "");
     }
     if !shards.is_empty() {
         let mut rows = vec![["SHARD", "STATUS", "PROGRESS", "ERROR"]
             .map(String::from)
             .to_vec()];
+        if shards.iter().all(|s| s.error.is_empty()) {
+            rows[0].pop();
+        }
         for s in shards {
             rows.push(vec![
                 s.object_id.clone(),
