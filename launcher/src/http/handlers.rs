@@ -31,6 +31,8 @@ use crate::ops::{JobEvents, LaunchRequest, LauncherError};
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 /// The largest `page_size`.
 pub const MAX_PAGE_SIZE: usize = 100;
+/// The longest `q` of `GET /jobs`.
+pub const MAX_QUERY_TEXT: usize = 200;
 /// Events per answer when `limit` is not given.
 pub const DEFAULT_EVENTS_LIMIT: usize = 500;
 /// The largest events `limit`.
@@ -47,6 +49,8 @@ pub struct ListQuery {
     pub page_token: Option<String>,
     /// Only jobs in this status (`RUNNING`, ...).
     pub status: Option<String>,
+    /// Only jobs whose id or name contains this text (any case).
+    pub q: Option<String>,
 }
 
 /// `GET /jobs/{id}/events` query.
@@ -116,7 +120,17 @@ pub async fn list(
             ));
         }
     }
-    let page = state.launcher.list(&caller.0, status, start, size).await?;
+    let text = q.q.as_deref().unwrap_or("").trim();
+    if text.chars().count() > MAX_QUERY_TEXT {
+        return Err(ApiError::BadRequest(format!(
+            "q is {} characters: search with at most {MAX_QUERY_TEXT} (a piece of a job id or name)",
+            text.chars().count()
+        )));
+    }
+    let page = state
+        .launcher
+        .find(&caller.0, status, text, start, size)
+        .await?;
     let active = page.items.iter().any(|j| poll_hint(j.status()).is_some());
     let jobs: Vec<serde_json::Value> = page.items.iter().map(job_json).collect();
     let mut body = serde_json::json!({ "jobs": jobs });
@@ -131,7 +145,8 @@ pub async fn list(
     ))
 }
 
-/// `GET /jobs/{id}`: one of the caller's jobs.
+/// `GET /jobs/{id}`: one of the caller's jobs; a sharded parent's also
+/// lists its shards (`shards: [{job_id, status, progress}]`).
 pub async fn status(
     caller: Caller,
     State(state): Shared,
@@ -140,10 +155,21 @@ pub async fn status(
 ) -> Result<Response, ApiError> {
     let id = job_id(path)?;
     let job = state.launcher.status(&caller.0, &id).await?;
+    let mut body = job_json(&job);
+    if crate::ops::shards::is_parent(&job) {
+        let shards: Vec<serde_json::Value> = state
+            .launcher
+            .shards_of(&job)
+            .await?
+            .iter()
+            .map(crate::ops::views::shard_summary)
+            .collect();
+        body["shards"] = shards.into();
+    }
     Ok(json_response(
         &headers,
         StatusCode::OK,
-        &job_json(&job),
+        &body,
         poll_hint(job.status()),
     ))
 }

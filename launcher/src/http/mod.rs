@@ -13,6 +13,7 @@
 //! - [`state`]: what every handler shares.
 //! - [`handlers`]: the routes' handlers, thin over [`crate::ops::Launcher`]; the
 //!   launch body and its checks ([`handlers::launch_request`]).
+//! - [`views`]: a job's log, output files and results; retry.
 //! - [`cache`]: `ETag` / `If-None-Match` and the poll hint (`Retry-After`).
 //! - [`error`]: every failure as a status code and a JSON sentence.
 //! - [`page`]: the live page (plain HTML, CSS and JS embedded in the binary)
@@ -23,11 +24,16 @@
 //!
 //! | Route | What |
 //! |---|---|
-//! | `GET /jobs` | the caller's jobs, newest first, paginated |
+//! | `GET /jobs?status=S&q=TEXT` | the caller's jobs, newest first, paginated, filtered |
 //! | `POST /jobs` | launch a job |
 //! | `GET /jobs/{id}` | one job |
 //! | `GET /jobs/{id}/events?after=SEQ` | output and progress since `SEQ` |
 //! | `POST /jobs/{id}/cancel` | cancel a job |
+//! | `POST /jobs/{id}/retry` | relaunch an interrupted job, or run a finished one again |
+//! | `GET /jobs/{id}/log?attempt=N` | the stored log, every attempt under a header (or one) |
+//! | `GET /jobs/{id}/outputs` | the output files, names and sizes |
+//! | `GET /jobs/{id}/outputs/{name}` | one output file |
+//! | `GET /jobs/{id}/results` | the per-item results, JSON lines |
 //! | `GET /` | the live page (no data without a token) |
 //! | `GET /openapi.yaml` | the OpenAPI document (`docs/openapi.yaml`) |
 //!
@@ -42,6 +48,7 @@ pub mod lambda;
 pub mod page;
 pub mod routes;
 pub mod state;
+pub mod views;
 
 #[cfg(test)]
 mod tests;

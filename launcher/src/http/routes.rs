@@ -12,6 +12,7 @@ use super::{
     auth::Auth,
     handlers, page,
     state::{ApiState, MAX_BODY_BYTES},
+    views,
 };
 use crate::ops::Launcher;
 
@@ -27,6 +28,11 @@ pub fn router(launcher: Launcher, auth: Auth) -> Router {
         .route("/jobs/{id}", get(handlers::status))
         .route("/jobs/{id}/events", get(handlers::events))
         .route("/jobs/{id}/cancel", post(handlers::cancel))
+        .route("/jobs/{id}/retry", post(views::retry))
+        .route("/jobs/{id}/log", get(views::log))
+        .route("/jobs/{id}/outputs", get(views::outputs))
+        .route("/jobs/{id}/outputs/{*name}", get(views::output))
+        .route("/jobs/{id}/results", get(views::results))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

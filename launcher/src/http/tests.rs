@@ -124,6 +124,11 @@ async fn every_jobs_route_needs_a_valid_token() {
         ("GET", format!("/jobs/{id}")),
         ("GET", format!("/jobs/{id}/events?after=0")),
         ("POST", format!("/jobs/{id}/cancel")),
+        ("POST", format!("/jobs/{id}/retry")),
+        ("GET", format!("/jobs/{id}/log")),
+        ("GET", format!("/jobs/{id}/outputs")),
+        ("GET", format!("/jobs/{id}/outputs/report.csv")),
+        ("GET", format!("/jobs/{id}/results")),
     ];
     for (method, path) in &routes {
         for auth in [
@@ -732,5 +737,338 @@ async fn behind_a_rest_api_stage_the_routes_are_the_same() {
     assert!(
         body["message"].as_str().unwrap().contains("GET /nope"),
         "{body}"
+    );
+}
+
+/// The stores under `app`, opened a second time (as a worker would).
+async fn stores(app: &App) -> Backend {
+    Backend::open(&BackendConfig::Local {
+        dir: app._dir.path().to_owned(),
+        bucket: LOCAL_BUCKET.into(),
+    })
+    .await
+    .unwrap()
+}
+
+/// A finished job of `user` with two attempts (the first INTERRUPTED), two
+/// output files and per-item results. Written through the stores the way
+/// the worker writes them: attempt 1's log at `jobs/{id}/log.txt`, attempt
+/// 2's at `jobs/{id}/attempts/2/log.txt`.
+async fn finished_job(app: &App, user: &str, id: &str) {
+    use plus_jobs::{blob, job::new_job, JobId, JobStatus, RunMode, Timestamp};
+    let b = stores(app).await;
+    let mut job = new_job(
+        &JobId::parse(id).unwrap(),
+        user,
+        RunMode::RunCollection,
+        Timestamp::now(),
+    );
+    job.name = "nightly report".into();
+    job.status = JobStatus::Succeeded as i32;
+    job.attempt = Some(2);
+    job.started_at = "2026-12-01T10:01:02.000Z".into();
+    job.completed_at = "2026-12-01T10:02:30.000Z".into();
+    job.exit_code = Some(0);
+    job.log_key = format!("jobs/{id}/attempts/2/log.txt");
+    job.output_prefix = blob::output_prefix(id);
+    job.attempts = vec![
+        plus_proto::Attempt {
+            attempt: 1,
+            task: "local:1".into(),
+            started_at: "2026-12-01T10:01:02.000Z".into(),
+            ended_at: "2026-12-01T10:01:09.000Z".into(),
+            status: JobStatus::Interrupted as i32,
+            exit_code: Some(143),
+            error: "the task was stopped".into(),
+            log_key: blob::log_key(id),
+        },
+        plus_proto::Attempt {
+            attempt: 2,
+            task: "local:2".into(),
+            started_at: "2026-12-01T10:02:00.000Z".into(),
+            ended_at: "2026-12-01T10:02:30.000Z".into(),
+            status: JobStatus::Succeeded as i32,
+            exit_code: Some(0),
+            error: String::new(),
+            log_key: format!("jobs/{id}/attempts/2/log.txt"),
+        },
+    ];
+    b.jobs.create_job(&job).await.unwrap();
+    let put = |key: String, text: &str| {
+        let blobs = b.blobs.clone();
+        let text = text.to_owned();
+        async move {
+            blobs
+                .put_bytes(&key, text.into_bytes(), "text/plain")
+                .await
+                .unwrap()
+        }
+    };
+    put(blob::log_key(id), "first try\n").await;
+    put(format!("jobs/{id}/attempts/2/log.txt"), "second try\n").await;
+    put(
+        format!("{}report.csv", blob::output_prefix(id)),
+        "a,b\n1,2\n",
+    )
+    .await;
+    put(format!("{}sub/notes.txt", blob::output_prefix(id)), "hi").await;
+    put(
+        blob::results_key(id),
+        "{\"id\":\"a\",\"ok\":true}\n{\"id\":\"b\",\"ok\":false}\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_jobs_record_log_outputs_and_results_are_served_to_its_owner() {
+    let app = app().await;
+    finished_job(&app, "alice", "job-a").await;
+
+    let a = call(&app, "GET", "/jobs/job-a", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["name"], "nightly report");
+    assert_eq!(a.body["attempts"][0]["status"], "INTERRUPTED");
+    assert_eq!(a.body["attempts"][0]["exit_code"], 143);
+    assert_eq!(
+        a.body["attempts"][1]["log_key"],
+        "jobs/job-a/attempts/2/log.txt"
+    );
+    assert!(a.body.get("shards").is_none());
+
+    let a = call(&app, "GET", "/jobs/job-a/log", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a
+        .header(header::CONTENT_TYPE)
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(
+        a.header(header::CONTENT_DISPOSITION),
+        Some("attachment; filename=\"job-a.log\"")
+    );
+    assert_eq!(
+        String::from_utf8(a.raw).unwrap(),
+        "== attempt 1 (INTERRUPTED, 10:01:02 to 10:01:09, exit code 143) ==\nfirst try\n\
+         == attempt 2 (SUCCEEDED, 10:02:00 to 10:02:30, exit code 0) ==\nsecond try\n"
+    );
+    let a = call(&app, "GET", "/jobs/job-a/log?attempt=2", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.raw, b"second try\n");
+    let a = call(&app, "GET", "/jobs/job-a/log?attempt=3", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("no attempt 3: its attempts are 1, 2"));
+
+    let a = call(&app, "GET", "/jobs/job-a/outputs", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.body,
+        json!({ "files": [
+            { "name": "report.csv", "size": 8 },
+            { "name": "sub/notes.txt", "size": 2 },
+        ] })
+    );
+    let a = call(&app, "GET", "/jobs/job-a/outputs/sub/notes.txt", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.raw, b"hi");
+    assert_eq!(
+        a.header(header::CONTENT_DISPOSITION),
+        Some("attachment; filename=\"notes.txt\"")
+    );
+    let a = call(&app, "GET", "/jobs/job-a/outputs/missing.csv", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body["message"].as_str().unwrap().contains("missing.csv"));
+    for escape in [
+        "..%2F..%2Fjob-a%2Flog.txt",
+        "sub%2F..%2F..%2Flog.txt",
+        "%2Fetc%2Fpasswd",
+    ] {
+        let a = call(&app, "GET", &format!("/jobs/job-a/outputs/{escape}"), None).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{escape}");
+        assert!(!a.raw.windows(9).any(|w| w == b"first try"));
+    }
+
+    let a = call(&app, "GET", "/jobs/job-a/results", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header(header::CONTENT_TYPE), Some("application/x-ndjson"));
+    let lines: Vec<Value> = String::from_utf8(a.raw)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [json!({"id":"a","ok":true}), json!({"id":"b","ok":false})]
+    );
+}
+
+#[tokio::test]
+async fn another_users_log_outputs_results_and_retry_are_not_found() {
+    let app = app().await;
+    finished_job(&app, "bob", "job-b").await;
+    for (method, path) in [
+        ("GET", "/jobs/job-b/log"),
+        ("GET", "/jobs/job-b/log?attempt=1"),
+        ("GET", "/jobs/job-b/outputs"),
+        ("GET", "/jobs/job-b/outputs/report.csv"),
+        ("GET", "/jobs/job-b/results"),
+        ("POST", "/jobs/job-b/retry"),
+        ("GET", "/jobs/nobody/log"),
+        ("GET", "/jobs/nobody/outputs"),
+        ("GET", "/jobs/nobody/results"),
+        ("POST", "/jobs/nobody/retry"),
+    ] {
+        let a = call(&app, method, path, None).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert!(
+            a.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("was not found (or belongs to another user)"),
+            "{method} {path}: {}",
+            a.body
+        );
+        for secret in [&b"first try"[..], b"a,b", b"\"ok\""] {
+            assert!(!a.raw.windows(secret.len()).any(|w| w == secret));
+        }
+    }
+    // Nothing was retried for alice.
+    let list = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(list.body["jobs"], json!([]));
+}
+
+#[tokio::test]
+async fn a_sharded_parent_lists_its_shards_and_joins_their_results_and_logs() {
+    use plus_jobs::{blob, job::new_job, JobId, JobStatus, RunMode, Timestamp};
+    let app = app().await;
+    let b = stores(&app).await;
+    let mut parent = new_job(
+        &JobId::parse("fan").unwrap(),
+        "alice",
+        RunMode::RunCollection,
+        Timestamp::now(),
+    );
+    parent.shard_count = 2;
+    parent.status = JobStatus::Succeeded as i32;
+    b.jobs.create_job(&parent).await.unwrap();
+    for i in 0..2u32 {
+        let id = format!("fan-s{i}");
+        let shard = plus_jobs::Job {
+            object_id: id.clone(),
+            shard_index: i,
+            parent_id: "fan".into(),
+            log_key: blob::log_key(&id),
+            progress: Some(plus_jobs::Progress {
+                total: 2,
+                succeeded: 2,
+                ..Default::default()
+            }),
+            ..parent.clone()
+        };
+        b.jobs.create_job(&shard).await.unwrap();
+        let line = format!("{{\"id\":\"item{i}\",\"ok\":true}}\n");
+        b.blobs
+            .put_bytes(&blob::results_key(&id), line.into_bytes(), "x")
+            .await
+            .unwrap();
+        b.blobs
+            .put_bytes(
+                &blob::log_key(&id),
+                format!("shard {i} says hi\n").into_bytes(),
+                "x",
+            )
+            .await
+            .unwrap();
+    }
+    let a = call(&app, "GET", "/jobs/fan", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.body["shards"],
+        json!([
+            { "job_id": "fan-s0", "status": "SUCCEEDED", "progress": { "total": 2, "succeeded": 2 } },
+            { "job_id": "fan-s1", "status": "SUCCEEDED", "progress": { "total": 2, "succeeded": 2 } },
+        ])
+    );
+    let a = call(&app, "GET", "/jobs/fan/results", None).await;
+    assert_eq!(
+        String::from_utf8(a.raw).unwrap(),
+        "{\"id\":\"item0\",\"ok\":true}\n{\"id\":\"item1\",\"ok\":true}\n"
+    );
+    let a = call(&app, "GET", "/jobs/fan/log", None).await;
+    let log = String::from_utf8(a.raw).unwrap();
+    let s0 = log.find("== shard 0 fan-s0 (SUCCEEDED) ==").unwrap();
+    let s1 = log.find("== shard 1 fan-s1 (SUCCEEDED) ==").unwrap();
+    assert!(s0 < log.find("shard 0 says hi").unwrap());
+    assert!(s1 < log.find("shard 1 says hi").unwrap() && s0 < s1);
+}
+
+#[tokio::test]
+async fn jobs_filter_by_a_piece_of_their_id_or_name() {
+    let app = app().await;
+    finished_job(&app, "alice", "job-nightly-1").await;
+    finished_job(&app, "alice", "job-other").await;
+    let named = launch(
+        &app,
+        json!({ "object_id": "weekly-7", "script": { "source": "echo" } }),
+    )
+    .await;
+    assert_eq!(named.status, StatusCode::CREATED);
+    let ids = |a: &Answer| -> Vec<String> {
+        a.body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["object_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // "REPORT" is in both finished jobs' name; "nightly-1" in one id.
+    let a = call(&app, "GET", "/jobs?q=REPORT", None).await;
+    assert_eq!(ids(&a), ["job-other", "job-nightly-1"]);
+    let a = call(&app, "GET", "/jobs?q=nightly-1", None).await;
+    assert_eq!(ids(&a), ["job-nightly-1"]);
+    let a = call(&app, "GET", "/jobs?q=weekly&status=INITIALIZING", None).await;
+    assert_eq!(ids(&a), ["weekly-7"]);
+    let a = call(&app, "GET", "/jobs?q=weekly&status=SUCCEEDED", None).await;
+    assert_eq!(ids(&a), Vec::<String>::new());
+    let long = "x".repeat(201);
+    let a = call(&app, "GET", &format!("/jobs?q={long}"), None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("q is 201 characters"));
+    let a = call(&app, "GET", "/jobs?q=job&page_size=1", None).await;
+    assert_eq!(ids(&a), ["job-other"]);
+    let token = a.body["next_page_token"].as_str().unwrap().to_owned();
+    let a = call(
+        &app,
+        "GET",
+        &format!("/jobs?q=job&page_size=1&page_token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&a), ["job-nightly-1"]);
+}
+
+#[tokio::test]
+async fn retry_runs_a_finished_job_again_and_refuses_a_running_one() {
+    let app = app().await;
+    let id = launch(&app, hello()).await.body["object_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = call(&app, "POST", &format!("/jobs/{id}/retry"), None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    let a = call(&app, "POST", &format!("/jobs/{id}/retry"), None).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let again = a.body["object_id"].as_str().unwrap();
+    assert_ne!(again, id);
+    assert_eq!(a.body["status"], "INITIALIZING");
+    assert_eq!(a.body["params"], json!({ "n": 3 }));
+    assert_eq!(
+        a.header(header::LOCATION),
+        Some(format!("/jobs/{again}").as_str())
     );
 }

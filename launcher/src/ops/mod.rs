@@ -11,6 +11,7 @@
 //! - [`shards`]: one collection job fanned out across N tasks.
 //! - [`monitor`]: settling jobs whose worker died without a word.
 //! - [`data`]: collections and actions as data.
+//! - [`views`]: what a job shows: attempts and logs, outputs, results.
 
 pub mod data;
 mod error;
@@ -19,6 +20,7 @@ pub mod monitor;
 pub mod request;
 pub mod resources;
 pub mod shards;
+pub mod views;
 
 use std::sync::Arc;
 
