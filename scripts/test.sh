@@ -58,6 +58,8 @@ if ! type -P jq >/dev/null; then missing+=(jq); fi
 if ! type -P zip >/dev/null; then missing+=(zip); fi
 # GNU time: the memory tests measure the worker's own peak RSS with it.
 if [ ! -x /usr/bin/time ]; then missing+=(time); fi
+# script(1): the progress-bar test runs `plus` on a pseudo-terminal.
+if ! type -P script >/dev/null; then missing+=(bsdutils); fi
 # The browser test's Chromium (or CHROMIUM=/path/to/chromium).
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then missing+=(chromium); fi
 
