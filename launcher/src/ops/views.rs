@@ -32,15 +32,6 @@ pub struct AttemptLog {
     pub bytes: Option<Vec<u8>>,
 }
 
-/// Where attempt `n`'s log is stored when nothing records it.
-pub fn attempt_log_key(job_id: &str, n: u32) -> String {
-    if n <= 1 {
-        blob::log_key(job_id)
-    } else {
-        format!("jobs/{job_id}/attempts/{n}/log.txt")
-    }
-}
-
 /// The job's attempts, oldest first: every ended one in `attempts`, then
 /// the record's current attempt when `attempts` does not hold it yet (a
 /// job that is running, or one written before attempts were recorded).
@@ -79,7 +70,7 @@ pub fn attempts_of(job: &Job) -> Vec<Attempt> {
     }
     for a in &mut all {
         if a.log_key.is_empty() {
-            a.log_key = attempt_log_key(&job.object_id, a.attempt);
+            a.log_key = blob::attempt_log_key(&job.object_id, a.attempt);
         }
     }
     all.sort_by_key(|a| a.attempt);
