@@ -116,6 +116,9 @@ pub struct LaunchOp {
     /// Fargate Spot.
     #[serde(default)]
     pub spot: bool,
+    /// A label for the job, shown in lists (at most 200 characters).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -162,6 +165,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 timeout_seconds: l.timeout_seconds,
                 max_attempts: l.max_attempts,
                 job_id: l.job_id,
+                name: l.name,
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),

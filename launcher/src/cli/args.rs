@@ -175,6 +175,9 @@ pub struct ScriptOpts {
     /// Use this job id (a retried launch with the same id is harmless).
     #[arg(long)]
     pub id: Option<String>,
+    /// A label for the job, shown in lists (at most 200 characters).
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
     /// The task's CPU units (AWS: 256, 512, 1024, 2048, 4096, 8192, 16384).
     #[arg(long)]
     pub cpu: Option<u32>,

@@ -43,6 +43,11 @@ pub async fn run_launch(
         (Some(action), _) => {
             let mut req = script_request(user, RunMode::RunAction, None, opts)?;
             req.action_id = Some(action.clone());
+            if let Some(script) = script {
+                // Refused with the reason by the request's own checks.
+                req.script = Some(Vec::new());
+                req.script_name = script.display().to_string();
+            }
             req
         }
         (None, Some(owner)) => {
@@ -102,6 +107,7 @@ pub fn script_request(
         timeout_seconds: opts.timeout,
         max_attempts: opts.max_attempts,
         job_id: opts.id.clone(),
+        name: opts.name.clone(),
         resources: plus_jobs::TaskResources {
             cpu: opts.cpu.unwrap_or(0),
             memory: opts.memory.unwrap_or(0),

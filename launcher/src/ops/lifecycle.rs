@@ -146,6 +146,7 @@ impl Launcher {
                     tolerated_failures: job.tolerated_failures,
                     tolerated_failure_percent: job.tolerated_failure_percent,
                     resources: job.resources,
+                    name: job.name,
                     ..fresh
                 };
                 self.jobs().create_job(&copy).await?;

@@ -1,0 +1,180 @@
+//! A job's life through the real `plus` binary on the local backend: what a
+//! launch refuses before writing, the name a person gives a job, Ctrl-C on
+//! `plus run`, a quick local cancel, the monitor's attempts, and how errors
+//! read (also with `--json`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const PLUS: &str = env!("CARGO_BIN_EXE_plus");
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(PLUS);
+        cmd.args(args)
+            .env_remove("DYNAMO_TABLE")
+            .env_remove("PLUS_BACKEND")
+            .env("PLUS_HOME", self.dir.path().join("home"))
+            .env("PLUS_USER", "alice")
+            .env("PLUS_HEARTBEAT_SECONDS", "0.2")
+            .env("PLUS_GRACE_SECONDS", "2")
+            .env("PLUS_FLUSH_MILLIS", "50")
+            .env("PLUS_WORK_DIR", self.dir.path().join("work"))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn plus(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.plus(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn script(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn jobs(&self) -> Vec<Value> {
+        self.json(&["list", "--json"])["jobs"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn wait_for(&self, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = self.json(&["status", id, "--json"]);
+            if ok(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never {what}: {job}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_status(&self, id: &str, want: &str) -> Value {
+        self.wait_for(id, want, |job| job["status"] == want)
+    }
+
+    fn launch(&self, args: &[&str]) -> String {
+        let out = self.json(&[&["launch"], args, &["--json"]].concat());
+        out["job_id"].as_str().unwrap().to_owned()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn refused(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+fn hello() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.sh"))
+}
+
+#[test]
+fn launch_checks_refuse_before_anything_is_written() {
+    let home = Home::new();
+    let script = home.script("act.sh", "#!/bin/sh\necho action ran\n");
+    let put = home.plus(&["action", "put", "greet", script.to_str().unwrap()]);
+    assert!(put.status.success(), "{}", text(&put.stderr));
+
+    let missing = refused(&home.plus(&["launch", "--action", "nope"]));
+    assert!(
+        missing.contains("action nope was not found") && missing.contains("plus action put nope"),
+        "{missing}"
+    );
+    let with_script =
+        refused(&home.plus(&["launch", "--action", "greet", hello().to_str().unwrap()]));
+    assert!(
+        with_script.contains("an action brings its own script") && with_script.contains("hello.sh"),
+        "{with_script}"
+    );
+    let with_args = refused(&home.plus(&["launch", "--action", "greet", "--", "a", "b"]));
+    assert!(
+        with_args.contains("an action brings its own script, interpreter and arguments"),
+        "{with_args}"
+    );
+    let big = "x".repeat(100_000);
+    let params: Vec<String> = (0..4).map(|i| format!("p{i}={big}")).collect();
+    let mut args = vec!["run", hello().to_str().unwrap()];
+    for p in &params {
+        args.extend(["--param", p.as_str()]);
+    }
+    let too_big = refused(&home.plus(&args));
+    assert!(
+        too_big.contains("the params are 391 KiB as JSON")
+            && too_big.contains("put big data in a file")
+            && !too_big.contains("Argument list too long"),
+        "{too_big}"
+    );
+    assert_eq!(home.jobs(), Vec::<Value>::new(), "nothing was written");
+    // Params that fit still run.
+    let fits = format!("p={}", "y".repeat(90_000));
+    let out = home.plus(&["run", hello().to_str().unwrap(), "--param", &fits]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_name_is_stored_shown_and_copied_by_retry() {
+    let home = Home::new();
+    let out = home.plus(&[
+        "run",
+        hello().to_str().unwrap(),
+        "--name",
+        "nightly report",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["name"], "nightly report");
+    let id = job["object_id"].as_str().unwrap();
+    let again = home.json(&["retry", id, "--json"]);
+    let copy = again["job_id"].as_str().unwrap();
+    assert_ne!(copy, id);
+    assert_eq!(
+        home.json(&["status", copy, "--json"])["name"],
+        "nightly report"
+    );
+    let launched = home.launch(&[hello().to_str().unwrap(), "--name", "other"]);
+    assert_eq!(home.json(&["status", &launched, "--json"])["name"], "other");
+    home.wait_status(&launched, "SUCCEEDED");
+    home.wait_status(copy, "SUCCEEDED");
+
+    let before = home.jobs().len();
+    let long = "n".repeat(201);
+    let too_long = refused(&home.plus(&["launch", hello().to_str().unwrap(), "--name", &long]));
+    assert!(
+        too_long.contains("the name is 201 characters long") && too_long.contains("at most 200"),
+        "{too_long}"
+    );
+    let control = refused(&home.plus(&["launch", hello().to_str().unwrap(), "--name", "a\tb"]));
+    assert!(control.contains("control character"), "{control}");
+    assert_eq!(home.jobs().len(), before, "nothing was written");
+}
