@@ -178,3 +178,104 @@ fn a_name_is_stored_shown_and_copied_by_retry() {
     assert!(control.contains("control character"), "{control}");
     assert_eq!(home.jobs().len(), before, "nothing was written");
 }
+
+/// `plus run SCRIPT` in its own process group, pressed Ctrl-C on (SIGINT to
+/// the group, as a terminal does) once the script printed `first-attempt`:
+/// the job's id and how `plus run` ended.
+fn run_and_press_ctrl_c(home: &Home, script: &Path) -> (String, Output) {
+    use std::os::unix::process::CommandExt;
+    let before: Vec<Value> = home.jobs();
+    let child = home
+        .cmd(&["run", script.to_str().unwrap(), "--max-attempts", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Some(job) = home.jobs().iter().find(|j| !before.contains(j)) {
+            let id = job["object_id"].as_str().unwrap().to_owned();
+            let events = home.json(&["events", &id, "--json"]);
+            if events.to_string().contains("first-attempt") {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    (id, child.wait_with_output().unwrap())
+}
+
+fn duration_line(home: &Home, id: &str) -> String {
+    let out = text(&home.plus(&["status", id]).stdout);
+    out.lines()
+        .find(|l| l.starts_with("duration"))
+        .unwrap_or_else(|| panic!("no duration: {out}"))
+        .to_owned()
+}
+
+#[test]
+fn ctrl_c_stops_the_job_for_good_until_plus_retry_resumes_it() {
+    let home = Home::new();
+    let script = home.script(
+        "resumable.sh",
+        "if [ \"$PLUS_ATTEMPT\" = 1 ]; then echo first-attempt; sleep 30; fi\necho attempt $PLUS_ATTEMPT done\n",
+    );
+    let (id, out) = run_and_press_ctrl_c(&home, &script);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("job {id} stopped by you"))
+            && stderr.contains(&format!("plus retry {id}")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Spot") && !stderr.contains("StopTask") && !stderr.contains("deploy"),
+        "{stderr}"
+    );
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "INTERRUPTED");
+    assert_eq!(job["stopped_by_user"], true, "{job}");
+    assert!(!job["error"].as_str().unwrap().contains("Spot"), "{job}");
+
+    // The monitor leaves a person's stop alone.
+    let report = home.json(&["monitor", "--once", "--json"]);
+    assert_eq!(report["settled"], serde_json::json!([]), "{report}");
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "INTERRUPTED");
+    assert_eq!(job["attempt"], 1);
+
+    // Its clock stopped when it was interrupted.
+    let first = duration_line(&home, &id);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(duration_line(&home, &id), first);
+
+    let retry = home.plus(&["retry", &id, "--wait"]);
+    assert!(retry.status.success(), "{}", text(&retry.stderr));
+    assert!(text(&retry.stdout).contains("attempt 2 done"));
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "SUCCEEDED");
+    assert_eq!(job["attempt"], 2);
+    assert_ne!(job["stopped_by_user"], true, "{job}");
+}
+
+#[test]
+fn cancelling_an_interrupted_job_does_not_say_it_never_ran() {
+    let home = Home::new();
+    let script = home.script("stop.sh", "echo first-attempt\nsleep 30\n");
+    let (id, out) = run_and_press_ctrl_c(&home, &script);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let cancel = home.plus(&["cancel", &id]);
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "CANCELLED");
+    let error = job["error"].as_str().unwrap();
+    assert!(!error.contains("before it ran"), "{error}");
+    assert!(error.contains("INTERRUPTED"), "{error}");
+}

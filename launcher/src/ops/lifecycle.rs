@@ -21,6 +21,13 @@ pub fn attempts_left(job: &Job) -> bool {
     job.attempt.unwrap_or(1) < job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS)
 }
 
+/// The `error` of a job a person stopped: what happened and how to resume.
+pub fn stopped_by_user_reason(id: &str) -> String {
+    format!(
+        "stopped by you (Ctrl-C on plus run); its state was saved: `plus retry {id}` resumes it"
+    )
+}
+
 impl Launcher {
     /// Cancels a job: an INITIALIZING or INTERRUPTED job becomes CANCELLED
     /// at once; a RUNNING job gets `cancel_requested`, and its worker stops
@@ -61,15 +68,12 @@ impl Launcher {
                     .update_job(id, &Expect::status([JobStatus::Running]), &patch)
                     .await
             } else {
-                match self
-                    .transition(
-                        id,
-                        status,
-                        JobStatus::Cancelled,
-                        "cancelled on request before it ran",
-                    )
-                    .await
-                {
+                let why = if status == JobStatus::Interrupted {
+                    "cancelled on request while it was INTERRUPTED; it will not be resumed"
+                } else {
+                    "cancelled on request before it ran"
+                };
+                match self.transition(id, status, JobStatus::Cancelled, why).await {
                     Ok(done) => Ok(done),
                     Err(LauncherError::Store(e)) => Err(e),
                     Err(other) => return Err(other),
@@ -93,6 +97,35 @@ impl Launcher {
         Err(LauncherError::Conflict(format!(
             "job {id} kept changing; try the cancel again"
         )))
+    }
+
+    /// Marks an INTERRUPTED `job` as stopped by a person (Ctrl-C on `plus
+    /// run`), so the monitor leaves it for `plus retry` instead of
+    /// relaunching it, and words its `error` so: one conditional write that
+    /// expects INTERRUPTED.
+    ///
+    /// # Errors
+    /// Store errors; a job that moved on meanwhile is returned as it is now.
+    pub async fn stopped_by_user(&self, job: &Job) -> Result<Job, LauncherError> {
+        let id = &job.object_id;
+        let patch = Job {
+            stopped_by_user: true,
+            error: stopped_by_user_reason(id),
+            ..Job::default()
+        };
+        match self
+            .jobs()
+            .update_job(id, &Expect::status([JobStatus::Interrupted]), &patch)
+            .await
+        {
+            Ok(job) => Ok(job),
+            Err(StoreError::Conflict { .. }) => Ok(self
+                .jobs()
+                .get_job(id)
+                .await?
+                .unwrap_or_else(|| job.clone())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs a job again. An INTERRUPTED job is relaunched as itself (the

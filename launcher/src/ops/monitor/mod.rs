@@ -117,6 +117,10 @@ impl Launcher {
         };
         let status = job.status();
         if status == JobStatus::Interrupted {
+            if job.stopped_by_user {
+                // A person stopped it: `plus retry` resumes it, not us.
+                return Ok(None);
+            }
             return self
                 .relaunch_or_fail(job.clone(), "the job was interrupted")
                 .await;
