@@ -279,3 +279,58 @@ fn cancelling_an_interrupted_job_does_not_say_it_never_ran() {
     assert!(!error.contains("before it ran"), "{error}");
     assert!(error.contains("INTERRUPTED"), "{error}");
 }
+
+#[test]
+fn a_local_cancel_ends_the_job_within_seconds_not_a_heartbeat() {
+    let home = Home::new();
+    let script = home.script("long.sh", "echo \"pid $$\"\nsleep 60\n");
+    // A slow heartbeat: the cancel must not wait for it.
+    let out = home
+        .cmd(&["launch", script.to_str().unwrap(), "--json"])
+        .env("PLUS_HEARTBEAT_SECONDS", "30")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid: i32 = loop {
+        let events = home.json(&["events", &id, "--json"]);
+        let pid = events["events"].as_array().unwrap().iter().find_map(|e| {
+            e["data"]
+                .as_str()?
+                .lines()
+                .find_map(|l| l.strip_prefix("pid ")?.parse().ok())
+        });
+        if let Some(pid) = pid {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the script never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(home.json(&["status", &id, "--json"])["status"], "RUNNING");
+
+    let out = home.plus(&["cancel", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let returned = Instant::now();
+    let deadline = returned + Duration::from_secs(3);
+    loop {
+        let job = home.json(&["status", &id, "--json"]);
+        if job["status"] == "CANCELLED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} 3 s after plus cancel returned",
+            job["status"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let script_pid = nix::unistd::Pid::from_raw(pid);
+    while nix::sys::signal::kill(script_pid, None).is_ok() {
+        assert!(Instant::now() < deadline, "the script is still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

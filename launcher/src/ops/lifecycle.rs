@@ -10,6 +10,7 @@ use super::{
     shards::rules::{is_parent, shard_id},
     Launched, Launcher, LauncherError,
 };
+use crate::runner::WorkerRef;
 
 /// Attempts a job gets when it does not say (`max_attempts`): an
 /// interruption (SIGTERM, Spot) is not the job's fault, so it is relaunched.
@@ -81,6 +82,10 @@ impl Launcher {
             };
             match result {
                 Ok(done) => {
+                    if status == JobStatus::Running {
+                        // A local worker reads the flag at once.
+                        self.runner.wake(&WorkerRef::parse(&done.fargate_task_arn));
+                    }
                     // RUNNING: the worker notices the flag within a heartbeat;
                     // StopTask's SIGTERM makes sure, and the worker records
                     // CANCELLED because the flag is set. Otherwise the task

@@ -89,6 +89,14 @@ impl Runner {
         }
     }
 
+    /// Asks `worker` to read its job's record now rather than at its next
+    /// heartbeat (after `cancel_requested` was set): a local worker process
+    /// on this machine gets SIGUSR1. Best effort; an ECS task is left to its
+    /// heartbeat and [`Runner::stop`].
+    pub fn wake(&self, worker: &WorkerRef) {
+        local::wake(worker);
+    }
+
     /// What is known of each worker. A local process on this machine is
     /// looked up whatever the runner; ECS tasks when the runner is ECS. A
     /// worker that cannot be told about from here (another host, a task ECS

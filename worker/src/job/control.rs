@@ -104,4 +104,14 @@ impl Control {
     pub fn is_stopped(&self) -> bool {
         self.token.is_cancelled()
     }
+
+    /// Waits until the next look at the job's record is due: `every` has
+    /// passed, or the launcher asked for a look now (SIGUSR1, after it set
+    /// `cancel_requested`). False when `done` is cancelled first.
+    pub async fn next_look(&self, every: std::time::Duration, done: &CancellationToken) -> bool {
+        tokio::select! {
+            due = super::watchers::sleep_unless(every, done) => due,
+            () = crate::signals::check_requested() => !done.is_cancelled(),
+        }
+    }
 }

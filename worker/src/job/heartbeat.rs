@@ -7,13 +7,13 @@ use plus_jobs::{Expect, Job, JobStatus, StoreError, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{watchers::sleep_unless, JobContext, StopReason};
+use super::{JobContext, StopReason};
 
 /// Refreshes `heartbeat_at` (and progress) while the job runs; notices a
 /// cancel request and a lost lease.
 pub(super) async fn heartbeat(ctx: JobContext, done: CancellationToken) {
     let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
-    while sleep_unless(ctx.config.heartbeat, &done).await {
+    while ctx.control.next_look(ctx.config.heartbeat, &done).await {
         let now = Timestamp::now().to_string();
         let mut patch = Job {
             heartbeat_at: now.clone(),
