@@ -11,6 +11,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("plus: warning: could not make this process non-dumpable: {e}");
     }
     let cli = Cli::parse();
+    let json = cli.json;
     if matches!(cli.command, Command::Worker) {
         // The worker builds its own runtime (a small blocking pool).
         return std::process::ExitCode::from(plus_worker::main());
@@ -35,7 +36,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("plus: {}", cli::report(&e));
+            cli::print_error(&e, json);
             std::process::ExitCode::from(2)
         }
     }

@@ -334,3 +334,172 @@ fn a_local_cancel_ends_the_job_within_seconds_not_a_heartbeat() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The one JSON object a `--json` command printed on stderr.
+fn json_error(out: &Output) -> Value {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}
+
+#[test]
+fn json_errors_are_one_object_with_the_error_and_a_hint() {
+    let home = Home::new();
+    let missing = json_error(&home.plus(&["status", "no-such-job", "--json"]));
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("job no-such-job was not found"),
+        "{missing}"
+    );
+    assert!(
+        missing["hint"].as_str().unwrap().contains("plus list"),
+        "{missing}"
+    );
+    let refused = json_error(&home.plus(&["launch", "--action", "nope", "--json"]));
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("action nope was not found"),
+        "{refused}"
+    );
+    assert!(refused.get("hint").is_some(), "{refused}");
+    // Without --json the same error is a sentence.
+    let out = home.plus(&["status", "no-such-job"]);
+    assert!(text(&out.stderr).starts_with("plus: job no-such-job was not found"));
+}
+
+#[test]
+fn an_unusable_home_or_a_damaged_store_is_named_with_the_fix() {
+    let home = Home::new();
+    // Even root cannot make a folder under a file.
+    let file = home.script("a-file", "not a folder\n");
+    let unusable = file.join("home");
+    let out = home
+        .cmd(&["list"])
+        .env("PLUS_HOME", &unusable)
+        .output()
+        .unwrap();
+    let stderr = refused(&out);
+    assert!(
+        stderr.contains(&format!(
+            "the local store folder {} cannot be created",
+            unusable.display()
+        )) && stderr.contains("set PLUS_HOME"),
+        "{stderr}"
+    );
+
+    let damaged = home.dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    let store = damaged.join("plus.sqlite3");
+    std::fs::write(&store, "these are my notes, not a database\n".repeat(200)).unwrap();
+    let out = home
+        .cmd(&["list", "--json"])
+        .env("PLUS_HOME", &damaged)
+        .output()
+        .unwrap();
+    let err = json_error(&out);
+    let error = err["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "the local store {} is not a SQLite database",
+            store.display()
+        )) && error.contains("move it away"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_to_string(&store)
+            .unwrap()
+            .starts_with("these are my notes"),
+        "the file is left as it was"
+    );
+}
+
+#[test]
+fn the_empty_list_hint_holds_outside_the_repository() {
+    let home = Home::new();
+    let out = home.plus(&["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no jobs for alice yet") && stderr.contains("plus run"),
+        "{stderr}"
+    );
+    for word in stderr.split_whitespace() {
+        let word = word.trim_matches(|c: char| "`,:;()".contains(c));
+        if word.contains('/') {
+            assert!(
+                home.dir.path().join(word).exists(),
+                "the hint names {word}, which is not there: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn serve_takes_a_host_name() {
+    use std::io::BufRead;
+    let home = Home::new();
+    let mut child = home
+        .cmd(&["serve", "--addr", "localhost:0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let started: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("{e}: {line:?} {}", text(&out.stderr)));
+    let addr: std::net::SocketAddr = started["addr"].as_str().unwrap().parse().unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{started}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_on_aws_needs_only_the_tables_settings() {
+    let moto = plus_testkit::Moto::shared();
+    let aws = moto.provision().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plus = |args: &[&str]| {
+        std::process::Command::new(PLUS)
+            .args(["--backend", "aws"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("PLUS_USER", "alice")
+            .env("AWS_REGION", &aws.region)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("DYNAMO_TABLE", &aws.table)
+            .env("DYNAMO_STREAMS_TABLE", &aws.streams_table)
+            .env("PRIMARY_BUCKET", &aws.bucket)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = plus(&["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["jobs"], serde_json::json!([]));
+    let out = plus(&["status", "nope"]);
+    assert!(
+        text(&out.stderr).contains("job nope was not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Launching still needs (and names) the ECS settings.
+    std::fs::write(dir.path().join("s.sh"), "echo hi\n").unwrap();
+    let out = plus(&["launch", "s.sh"]);
+    let stderr = refused(&out);
+    assert!(
+        stderr.contains("ECS_CLUSTER is not set") && stderr.contains("SUBNETS is not set"),
+        "{stderr}"
+    );
+}

@@ -131,9 +131,10 @@ pub enum Command {
     /// Serve the HTTP API and the live job page on this machine (loopback
     /// only; prints the page's address and a fresh access token).
     Serve {
-        /// Where to listen; port 0 picks a free one.
+        /// Where to listen, HOST:PORT (a loopback address or name such as
+        /// localhost); port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8787")]
-        addr: std::net::SocketAddr,
+        addr: String,
     },
     /// Settle jobs whose worker died without a word (stale heartbeat, stopped
     /// task, never started): relaunch interrupted ones while attempts remain,

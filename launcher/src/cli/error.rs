@@ -34,6 +34,21 @@ pub enum CliError {
         #[source]
         source: StoreError,
     },
+    /// The local backend's folder cannot be created or used.
+    #[error("the local store folder {dir} cannot be created ({source}): set PLUS_HOME (or --home) to a folder you can write, e.g. PLUS_HOME=/tmp/plus")]
+    HomeUnusable {
+        /// The folder.
+        dir: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local store file is not a SQLite database.
+    #[error("the local store {path} is not a SQLite database (damaged, or another file took its name): move it away (mv {path} {path}.bad) and plus starts an empty store, or set PLUS_HOME to another folder")]
+    CorruptStore {
+        /// The file.
+        path: String,
+    },
     /// A script to launch could not be read.
     #[error("the script {path} cannot be read: check the path (nothing was launched)")]
     ReadScript {
@@ -85,6 +100,42 @@ impl From<LauncherError> for CliError {
 impl From<InvalidRequest> for CliError {
     fn from(e: InvalidRequest) -> Self {
         LauncherError::from(e).into()
+    }
+}
+
+impl CliError {
+    /// What to do about it, when there is one thing to say; `--json`
+    /// prints it as `hint`.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::Launcher(LauncherError::NotFound(_)) => {
+                "`plus list` shows your jobs; check --user (PLUS_USER) and --backend".into()
+            }
+            Self::HomeUnusable { .. } | Self::OpenLocal { .. } => {
+                "set PLUS_HOME (or --home) to a folder you can write".into()
+            }
+            Self::CorruptStore { path } => format!("move {path} away, or set PLUS_HOME to another folder"),
+            Self::Setup(SetupError::NotConfigured(_)) => {
+                "set the variables named (scripts/setup.sh writes them to .env.deploy), or use --backend local".into()
+            }
+            Self::ReadScript { .. } | Self::ReadAction { .. } | Self::ReadItems { .. } => {
+                "check the path".into()
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Prints why the command stopped on stderr: `plus: ...` for people, or
+/// with `json` one object `{"error": "...", "hint": "..." | null}`.
+pub fn print_error(err: &CliError, json: bool) {
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({ "error": report(err), "hint": err.hint() })
+        );
+    } else {
+        eprintln!("plus: {}", report(err));
     }
 }
 

@@ -35,6 +35,13 @@ pub enum Runner {
     Local(LocalRunner),
     /// ECS Fargate tasks.
     Ecs(EcsRunner),
+    /// No runner: the AWS backend without its ECS settings, enough to read
+    /// records. Starting a worker is refused with `why` (the settings that
+    /// are missing and how to set them).
+    Unconfigured {
+        /// The sentence a start is refused with.
+        why: String,
+    },
 }
 
 /// A started worker.
@@ -66,6 +73,7 @@ impl Runner {
                 })
             }
             // Boxed: the SDK's futures are deep, and every face awaits this.
+            Self::Unconfigured { why } => Err(RunnerError::Invalid(why.clone())),
             Self::Ecs(ecs) => Ok(Started {
                 worker: WorkerRef::Ecs {
                     task_arn: Box::pin(ecs.run_task(job)).await?,
@@ -146,7 +154,7 @@ impl Runner {
     pub fn last_words(&self, job_id: &str) -> Option<String> {
         match self {
             Self::Local(local) => local::last_words(&local.worker_log(job_id)),
-            Self::Ecs(_) => None,
+            Self::Ecs(_) | Self::Unconfigured { .. } => None,
         }
     }
 }
