@@ -503,3 +503,67 @@ async fn listing_on_aws_needs_only_the_tables_settings() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_monitor_records_the_attempt_of_a_worker_that_died_without_a_word() {
+    let home = Home::new();
+    let script = home.script("long.sh", "echo started\nsleep 30\n");
+    let id = home.launch(&[script.to_str().unwrap(), "--max-attempts", "1"]);
+    let running = home.wait_status(&id, "RUNNING");
+    let task = running["fargate_task_arn"].as_str().unwrap().to_owned();
+    // The lease is `local:{host}:{pid}`: kill that worker outright.
+    let lease = running["lease"].as_str().unwrap();
+    let pid: i32 = lease.rsplit(':').next().unwrap().parse().unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nix::sys::signal::kill(pid, None).is_ok() {
+        assert!(Instant::now() < deadline, "the worker did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = home.json(&["monitor", "--once", "--json"]);
+    assert_eq!(report["settled"][0]["job_id"], id.as_str(), "{report}");
+    let job = home.json(&["status", &id, "--json"]);
+    assert_eq!(job["status"], "FAILED");
+    let attempts = job["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{job}");
+    let a = &attempts[0];
+    assert_eq!(a["attempt"], 1, "{a}");
+    assert_eq!(a["task"], task.as_str(), "{a}");
+    assert_eq!(a["status"], "FAILED", "{a}");
+    assert_eq!(a["started_at"], running["started_at"], "{a}");
+    assert!(
+        a["ended_at"].as_str().unwrap() >= running["started_at"].as_str().unwrap(),
+        "{a}"
+    );
+    assert!(
+        a["error"]
+            .as_str()
+            .unwrap()
+            .contains("died while the job was RUNNING"),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_worker_that_dies_before_claiming_leaves_an_attempt_that_never_started() {
+    let home = Home::new();
+    let broken = home.script("broken-worker.sh", "#!/bin/sh\nexit 7\n");
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = home
+        .cmd(&["run", hello().to_str().unwrap()])
+        .env("PLUS_WORKER_BIN", &broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let job = &home.jobs()[0];
+    assert_eq!(job["status"], "FAILED");
+    let a = &job["attempts"][0];
+    assert_eq!(a["attempt"], 1, "{job}");
+    assert_eq!(a["status"], "FAILED", "{job}");
+    assert!(a.get("started_at").is_none_or(|s| s == ""), "{job}");
+    assert!(
+        a["error"].as_str().unwrap().contains("exited with code 7"),
+        "{job}"
+    );
+}

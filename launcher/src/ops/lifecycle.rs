@@ -84,7 +84,12 @@ impl Launcher {
                 Ok(done) => {
                     if status == JobStatus::Running {
                         // A local worker reads the flag at once.
-                        self.runner.wake(&WorkerRef::parse(&done.fargate_task_arn));
+                        let holder = if done.lease.is_empty() {
+                            &done.fargate_task_arn
+                        } else {
+                            &done.lease
+                        };
+                        self.runner.wake(&WorkerRef::parse(holder));
                     }
                     // RUNNING: the worker notices the flag within a heartbeat;
                     // StopTask's SIGTERM makes sure, and the worker records
@@ -222,15 +227,24 @@ impl Launcher {
                 "the job was interrupted and its {max} attempt{} are used up (max_attempts)",
                 if max == 1 { "" } else { "s" }
             );
-            self.fail(&id, from, &reason).await?;
+            match self
+                .write_status(&id, from, JobStatus::Failed, &reason, job.attempts.clone())
+                .await
+            {
+                Ok(_) | Err(LauncherError::Store(StoreError::Conflict { .. })) => {}
+                Err(e) => return Err(e),
+            }
             return Err(LauncherError::Conflict(format!(
                 "job {id} cannot be relaunched: {reason}"
             )));
         }
+        // `attempts` as the caller has them: the monitor adds the entry of
+        // an attempt whose task stopped before it was claimed.
         let patch = Job {
             status: JobStatus::Initializing as i32,
             attempt: Some(attempt),
             updated_at: Timestamp::now().to_string(),
+            attempts: job.attempts.clone(),
             ..Job::default()
         };
         let job = self
