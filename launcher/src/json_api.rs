@@ -224,6 +224,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_launch_takes_a_name_and_refuses_a_bad_one() {
+        let (launcher, _dir) = local().await;
+        handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-n", "name": "weekly"})).await.unwrap();
+        let job = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-n"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(job["name"], "weekly");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "name": "x".repeat(201)}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 200"), "{err}");
+    }
+
+    #[tokio::test]
     async fn launch_then_status_events_list_and_cancel() {
         let (launcher, _dir) = local().await;
         let out = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-1", "params": {"n": 3}})).await.unwrap();

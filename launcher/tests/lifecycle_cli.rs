@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::Value;
 
+mod http_support;
+
 const PLUS: &str = env!("CARGO_BIN_EXE_plus");
 
 struct Home {
@@ -566,4 +568,33 @@ fn a_worker_that_dies_before_claiming_leaves_an_attempt_that_never_started() {
         a["error"].as_str().unwrap().contains("exited with code 7"),
         "{job}"
     );
+}
+
+#[test]
+fn the_http_launch_body_takes_a_name_and_gets_the_same_checks() {
+    let home = Home::new();
+    let server = http_support::Server::start(&home.dir.path().join("home"), "alice", &[]);
+    let body = serde_json::json!({"script": {"source": "echo hi"}, "name": "from the page"});
+    let launched = server.call("POST", "/jobs", Some(&body));
+    assert_eq!(launched.status, 201, "{:?}", launched.body);
+    let id = launched.body["object_id"].as_str().unwrap().to_owned();
+    let job = server.wait_for_job(&id, Duration::from_secs(30), |j| j["status"] == "SUCCEEDED");
+    assert_eq!(job["name"], "from the page");
+    let bad = serde_json::json!({"script": {"source": "echo hi"}, "name": "two\nlines"});
+    let refused = server.call("POST", "/jobs", Some(&bad));
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert!(
+        refused.body.to_string().contains("control character"),
+        "{:?}",
+        refused.body
+    );
+    let big = serde_json::json!({"script": {"source": "echo hi"}, "params": {"blob": "z".repeat(150_000)}});
+    let refused = server.call("POST", "/jobs", Some(&big));
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert!(
+        refused.body.to_string().contains("put big data in a file"),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(home.jobs().len(), 1, "nothing more was written");
 }
