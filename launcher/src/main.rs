@@ -1,6 +1,6 @@
 //! `plus`: launch and follow jobs. See the crate docs and the README.
 
-use clap::Parser;
+use clap::Parser as _;
 use plus_launcher::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
@@ -10,7 +10,10 @@ fn main() -> std::process::ExitCode {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         eprintln!("plus: warning: could not make this process non-dumpable: {e}");
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return std::process::ExitCode::from(cli::parse_failed(&e)),
+    };
     let json = cli.json;
     if matches!(cli.command, Command::Worker) {
         // The worker builds its own runtime (a small blocking pool).

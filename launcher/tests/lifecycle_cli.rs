@@ -369,6 +369,15 @@ fn json_errors_are_one_object_with_the_error_and_a_hint() {
         "{refused}"
     );
     assert!(refused.get("hint").is_some(), "{refused}");
+    let unparsed = json_error(&home.plus(&["list", "--no-such-flag", "--json"]));
+    assert!(
+        unparsed["error"]
+            .as_str()
+            .unwrap()
+            .contains("--no-such-flag")
+            && unparsed["hint"].as_str().unwrap().contains("plus --help"),
+        "{unparsed}"
+    );
     // Without --json the same error is a sentence.
     let out = home.plus(&["status", "no-such-job"]);
     assert!(text(&out.stderr).starts_with("plus: job no-such-job was not found"));

@@ -26,7 +26,7 @@ pub enum CliError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     /// The local backend could not be opened.
-    #[error("opening the local backend in {dir}")]
+    #[error("the local store in {dir} cannot be opened (check that you may write there, or set PLUS_HOME to a folder you can write)")]
     OpenLocal {
         /// Its directory.
         dir: String,
@@ -137,6 +137,39 @@ pub fn print_error(err: &CliError, json: bool) {
     } else {
         eprintln!("plus: {}", report(err));
     }
+}
+
+/// Reports a command line clap could not parse and returns the exit code
+/// (2; 0 for `--help` and `--version`). With `--json` among the arguments
+/// the error is one JSON object, like every other error.
+pub fn parse_failed(err: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || !std::env::args().any(|a| a == "--json")
+    {
+        let _ = err.print();
+        return if err.use_stderr() { 2 } else { 0 };
+    }
+    let rendered = err.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let error = lines
+        .next()
+        .unwrap_or("the command line cannot be read")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let hint = lines
+        .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let hint = if hint.is_empty() {
+        "see `plus --help`".to_owned()
+    } else {
+        format!("{hint}; see `plus --help`")
+    };
+    eprintln!("{}", serde_json::json!({ "error": error, "hint": hint }));
+    2
 }
 
 /// `err` and its causes as one line (`a: b: c`), each said once: a message

@@ -24,7 +24,7 @@ use std::{io::Write, path::PathBuf};
 use plus_jobs::{Backend, BackendConfig, JobStatus, RunMode};
 
 pub use args::{ActionCommand, BackendKind, Cli, CollectionCommand, Command, ScriptOpts};
-pub use error::{print_error, report, CliError};
+pub use error::{parse_failed, print_error, report, CliError};
 
 use crate::{
     ops::{monitor::Policy, Launcher},
