@@ -607,3 +607,101 @@ fn the_http_launch_body_takes_a_name_and_gets_the_same_checks() {
     );
     assert_eq!(home.jobs().len(), 1, "nothing more was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_refused_launches_start_no_task_and_a_stopped_task_leaves_its_attempt() {
+    use plus_jobs::{Backend, BackendConfig, JobStatus};
+    let moto = plus_testkit::Moto::shared();
+    let aws = moto.provision().await;
+    let (cluster, task_definition) = plus_testkit::create_ecs(&aws).await;
+    let subnet = plus_testkit::default_subnet(&moto.endpoint).await;
+    let security_group = plus_testkit::default_security_group(&moto.endpoint).await;
+    // ECS answers through the proxy (it makes the emulator's answers read
+    // as ECS's).
+    let proxy = plus_testkit::FaultProxy::start(&moto.endpoint).await;
+    let via_proxy = plus_jobs::backend::AwsConfig {
+        endpoint_url: Some(proxy.endpoint.clone()),
+        ..aws.clone()
+    };
+    let ecs = aws_sdk_ecs::Client::new(&via_proxy.sdk_config().await);
+    let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.sh");
+    std::fs::write(&script, "echo hi\n").unwrap();
+    let plus = |args: &[&str]| {
+        std::process::Command::new(PLUS)
+            .args(["--backend", "aws"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("PLUS_USER", "alice")
+            .env("AWS_REGION", &aws.region)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .env("DYNAMO_TABLE", &aws.table)
+            .env("DYNAMO_STREAMS_TABLE", &aws.streams_table)
+            .env("PRIMARY_BUCKET", &aws.bucket)
+            .env("ECS_CLUSTER", &cluster)
+            .env("TASK_DEFINITION", &task_definition)
+            .env("SUBNETS", &subnet)
+            .env("SECURITY_GROUPS", &security_group)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let tasks = || async {
+        ecs.list_tasks()
+            .cluster(&cluster)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .send()
+            .await
+            .unwrap()
+            .task_arns
+            .unwrap_or_default()
+            .len()
+    };
+
+    let missing = refused(&plus(&["launch", "--action", "nope"]));
+    assert!(missing.contains("plus action put nope"), "{missing}");
+    let big = format!("p={}", "x".repeat(110_000));
+    let too_big = refused(&plus(&["launch", "s.sh", "--param", &big]));
+    assert!(too_big.contains("KiB"), "{too_big}");
+    assert_eq!(tasks().await, 0, "no task was started");
+    let list: Value = serde_json::from_slice(&plus(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list["jobs"], serde_json::json!([]));
+
+    // A task stopped before its worker wrote a word.
+    let out = plus(&["launch", "s.sh", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = backend
+        .jobs
+        .get_job(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .fargate_task_arn;
+    ecs.stop_task()
+        .cluster(&cluster)
+        .task(&task)
+        .reason("Task stopped by user")
+        .send()
+        .await
+        .unwrap();
+    let out = plus(&["monitor", "--once", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = backend.jobs.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(job.status(), JobStatus::Failed);
+    assert_eq!(job.attempts.len(), 1, "{job:?}");
+    let a = &job.attempts[0];
+    assert_eq!((a.attempt, a.task.as_str()), (1, task.as_str()));
+    assert_eq!(a.status, JobStatus::Failed as i32);
+    assert!(a.started_at.is_empty(), "no worker claimed it: {a:?}");
+    assert!(!a.ended_at.is_empty() && a.error == job.error, "{a:?}");
+}
