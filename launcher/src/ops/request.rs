@@ -153,9 +153,13 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     if req.run_mode == RunMode::RunAction {
         let id = req.action_id.as_deref().unwrap_or("ID");
         if req.script.is_some() || req.script_key.is_some() {
+            let script = if req.script_name.is_empty() {
+                "a script"
+            } else {
+                req.script_name.as_str()
+            };
             return bad(format!(
-                "an action brings its own script: run action {id} without {}, or launch the script on its own instead of --action",
-                if req.script_name.is_empty() { "a script".to_owned() } else { req.script_name.clone() }
+                "an action brings its own script: run action {id} without {script}, or launch {script} on its own (not as action {id})"
             ));
         }
         if !req.args.is_empty() || !req.interpreter.is_empty() {
