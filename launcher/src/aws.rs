@@ -111,6 +111,43 @@ pub async fn launcher_from_env() -> Result<Launcher, SetupError> {
     launcher_with(aws, settings).await
 }
 
+/// A launcher on the AWS backend that reads records (list, status, events,
+/// logs, collections, actions): only the stores' settings are needed; a
+/// launch through it is refused naming the ECS settings that are missing.
+///
+/// # Errors
+/// When the stores' settings are incomplete.
+pub async fn reader_from_env() -> Result<Launcher, SetupError> {
+    let get = |k: &str| std::env::var(k).ok();
+    let (aws, runner) = match settings_from(get) {
+        Ok((aws, settings)) => return launcher_with(aws, settings).await,
+        Err(SetupError::NotConfigured(problems)) => {
+            let names = [
+                "REGION",
+                "AWS_REGION",
+                "DYNAMO_TABLE",
+                "DYNAMO_STREAMS_TABLE",
+                "PRIMARY_BUCKET",
+                "AWS_ENDPOINT_URL",
+            ];
+            let stores = AwsSettings::from_vars(
+                names
+                    .iter()
+                    .filter_map(|k| get(k).map(|v| (k.to_string(), v))),
+            )
+            .map_err(|e| SetupError::NotConfigured(e.problems))?;
+            let why = format!(
+                "the AWS backend cannot start tasks: {}",
+                problems.join("; ")
+            );
+            (stores.aws_config(), Runner::Unconfigured { why })
+        }
+        Err(e) => return Err(e),
+    };
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await?;
+    Ok(Launcher::new(backend, runner))
+}
+
 /// A launcher on the AWS backend with these settings; the SDK clients are
 /// built once here and shared.
 ///

@@ -116,6 +116,9 @@ pub struct LaunchOp {
     /// Fargate Spot.
     #[serde(default)]
     pub spot: bool,
+    /// A label for the job, shown in lists (at most 200 characters).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -162,6 +165,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 timeout_seconds: l.timeout_seconds,
                 max_attempts: l.max_attempts,
                 job_id: l.job_id,
+                name: l.name,
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),
@@ -217,6 +221,24 @@ mod tests {
         let mut runner = LocalRunner::new(dir.path().into());
         runner.worker = vec!["/bin/true".into()];
         (Launcher::new(backend, Runner::Local(runner)), dir)
+    }
+
+    #[tokio::test]
+    async fn a_launch_takes_a_name_and_refuses_a_bad_one() {
+        let (launcher, _dir) = local().await;
+        handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-n", "name": "weekly"})).await.unwrap();
+        let job = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-n"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(job["name"], "weekly");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "name": "x".repeat(201)}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 200"), "{err}");
     }
 
     #[tokio::test]

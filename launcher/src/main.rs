@@ -1,6 +1,6 @@
 //! `plus`: launch and follow jobs. See the crate docs and the README.
 
-use clap::Parser;
+use clap::Parser as _;
 use plus_launcher::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         eprintln!("plus: warning: could not make this process non-dumpable: {e}");
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return std::process::ExitCode::from(cli::parse_failed(&e)),
+    };
+    let json = cli.json;
     if matches!(cli.command, Command::Worker) {
         // The worker builds its own runtime (a small blocking pool).
         return std::process::ExitCode::from(plus_worker::main());
@@ -35,7 +39,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("plus: {}", cli::report(&e));
+            cli::print_error(&e, json);
             std::process::ExitCode::from(2)
         }
     }

@@ -235,7 +235,7 @@ fn ctrl_c_interrupts_the_job_and_retry_resumes_it() {
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("resume it: plus retry"),
         "{}",

@@ -150,9 +150,10 @@ pub enum Command {
     /// Serve the HTTP API and the live job page on this machine (loopback
     /// only; prints the page's address and a fresh access token).
     Serve {
-        /// Where to listen; port 0 picks a free one.
+        /// Where to listen, HOST:PORT (a loopback address or name such as
+        /// localhost); port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8787")]
-        addr: std::net::SocketAddr,
+        addr: String,
     },
     /// Settle jobs whose worker died without a word (stale heartbeat, stopped
     /// task, never started): relaunch interrupted ones while attempts remain,
@@ -194,6 +195,9 @@ pub struct ScriptOpts {
     /// Use this job id (a retried launch with the same id is harmless).
     #[arg(long)]
     pub id: Option<String>,
+    /// A label for the job, shown in lists (at most 200 characters).
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
     /// The task's CPU units (AWS: 256, 512, 1024, 2048, 4096, 8192, 16384).
     #[arg(long)]
     pub cpu: Option<u32>,

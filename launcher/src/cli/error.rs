@@ -26,13 +26,28 @@ pub enum CliError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     /// The local backend could not be opened.
-    #[error("opening the local backend in {dir}")]
+    #[error("the local store in {dir} cannot be opened (check that you may write there, or set PLUS_HOME to a folder you can write)")]
     OpenLocal {
         /// Its directory.
         dir: String,
         /// The cause.
         #[source]
         source: StoreError,
+    },
+    /// The local backend's folder cannot be created or used.
+    #[error("the local store folder {dir} cannot be created ({source}): set PLUS_HOME (or --home) to a folder you can write, e.g. PLUS_HOME=/tmp/plus")]
+    HomeUnusable {
+        /// The folder.
+        dir: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local store file is not a SQLite database.
+    #[error("the local store {path} is not a SQLite database (damaged, or another file took its name): move it away (mv {path} {path}.bad) and plus starts an empty store, or set PLUS_HOME to another folder")]
+    CorruptStore {
+        /// The file.
+        path: String,
     },
     /// A script to launch could not be read.
     #[error("the script {path} cannot be read: check the path (nothing was launched)")]
@@ -86,6 +101,75 @@ impl From<InvalidRequest> for CliError {
     fn from(e: InvalidRequest) -> Self {
         LauncherError::from(e).into()
     }
+}
+
+impl CliError {
+    /// What to do about it, when there is one thing to say; `--json`
+    /// prints it as `hint`.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::Launcher(LauncherError::NotFound(_)) => {
+                "`plus list` shows your jobs; check --user (PLUS_USER) and --backend".into()
+            }
+            Self::HomeUnusable { .. } | Self::OpenLocal { .. } => {
+                "set PLUS_HOME (or --home) to a folder you can write".into()
+            }
+            Self::CorruptStore { path } => format!("move {path} away, or set PLUS_HOME to another folder"),
+            Self::Setup(SetupError::NotConfigured(_)) => {
+                "set the variables named (scripts/setup.sh writes them to .env.deploy), or use --backend local".into()
+            }
+            Self::ReadScript { .. } | Self::ReadAction { .. } | Self::ReadItems { .. } => {
+                "check the path".into()
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Prints why the command stopped on stderr: `plus: ...` for people, or
+/// with `json` one object `{"error": "...", "hint": "..." | null}`.
+pub fn print_error(err: &CliError, json: bool) {
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({ "error": report(err), "hint": err.hint() })
+        );
+    } else {
+        eprintln!("plus: {}", report(err));
+    }
+}
+
+/// Reports a command line clap could not parse and returns the exit code
+/// (2; 0 for `--help` and `--version`). With `--json` among the arguments
+/// the error is one JSON object, like every other error.
+pub fn parse_failed(err: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || !std::env::args().any(|a| a == "--json")
+    {
+        let _ = err.print();
+        return if err.use_stderr() { 2 } else { 0 };
+    }
+    let rendered = err.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let error = lines
+        .next()
+        .unwrap_or("the command line cannot be read")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let hint = lines
+        .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let hint = if hint.is_empty() {
+        "see `plus --help`".to_owned()
+    } else {
+        format!("{hint}; see `plus --help`")
+    };
+    eprintln!("{}", serde_json::json!({ "error": error, "hint": hint }));
+    2
 }
 
 /// `err` and its causes as one line (`a: b: c`), each said once: a message

@@ -91,11 +91,23 @@ pub async fn follow(
     }
 }
 
-/// How long the job ran (or has run), for people.
+/// How long the job ran (or has run), for people. An INTERRUPTED job's
+/// clock stopped when it was interrupted (its last attempt's end, else the
+/// INTERRUPTED write's `updated_at`).
 pub fn duration(job: &Job) -> Option<String> {
     let start = Timestamp::parse(&job.started_at).ok()?;
-    let end = Timestamp::parse(&job.completed_at).unwrap_or_else(|_| Timestamp::now());
-    Some(human(end.since(start)))
+    let end = match job.status() {
+        JobStatus::Interrupted => job
+            .attempts
+            .last()
+            .filter(|a| a.attempt == job.attempt.unwrap_or(1))
+            .map(|a| a.ended_at.as_str())
+            .into_iter()
+            .chain([job.updated_at.as_str()])
+            .find_map(|t| Timestamp::parse(t).ok()),
+        _ => Timestamp::parse(&job.completed_at).ok(),
+    };
+    Some(human(end.unwrap_or_else(Timestamp::now).since(start)))
 }
 
 /// `1.2 s`, `3 min 4 s`, `2 h 5 min`.

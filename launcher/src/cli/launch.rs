@@ -43,6 +43,11 @@ pub async fn run_launch(
         (Some(action), _) => {
             let mut req = script_request(user, RunMode::RunAction, None, opts)?;
             req.action_id = Some(action.clone());
+            if let Some(script) = script {
+                // Refused with the reason by the request's own checks.
+                req.script = Some(Vec::new());
+                req.script_name = script.display().to_string();
+            }
             req
         }
         (None, Some(owner)) => {
@@ -102,6 +107,7 @@ pub fn script_request(
         timeout_seconds: opts.timeout,
         max_attempts: opts.max_attempts,
         job_id: opts.id.clone(),
+        name: opts.name.clone(),
         resources: plus_jobs::TaskResources {
             cpu: opts.cpu.unwrap_or(0),
             memory: opts.memory.unwrap_or(0),
@@ -162,23 +168,49 @@ pub async fn report_launched(
     }
     // Ctrl-C reaches the worker too (same process group): it stops the
     // script and saves the job as INTERRUPTED, and we wait to show that.
-    tokio::spawn(async {
+    let pressed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = pressed.clone();
+    tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupting: the worker saves the job's state first...");
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            if !json {
+                eprintln!("\nstopping: the worker saves the job's state first...");
+            }
         }
     });
     let printer = Printer {
         stdout_to_stderr: json,
         statuses: !json,
     };
-    let job = follow(launcher, user, &id, launched.worker, printer, 0).await?;
+    let mut job = follow(launcher, user, &id, launched.worker, printer, 0).await?;
+    let stopped_by_you = job.status() == plus_jobs::JobStatus::Interrupted
+        && pressed.load(std::sync::atomic::Ordering::SeqCst);
+    if stopped_by_you {
+        // A person's stop, not a Spot interruption: the monitor leaves it
+        // for `plus retry`.
+        job = launcher.stopped_by_user(&job).await?;
+    }
     if json {
         print_json(&job)?;
+    } else if stopped_by_you {
+        let took = super::follow::duration(&job)
+            .map(|d| format!(" after {d}"))
+            .unwrap_or_default();
+        eprintln!("■ job {id} stopped by you (Ctrl-C){took}; its state was saved");
+        eprintln!("  resume it: plus retry {id} --wait");
     } else {
         print_summary(&job);
     }
-    Ok(exit_for(&job))
+    Ok(if stopped_by_you {
+        EXIT_STOPPED
+    } else {
+        exit_for(&job)
+    })
 }
+
+/// The exit code of `plus run` (or `--wait`) stopped with Ctrl-C: 128 +
+/// SIGINT, as a shell reports a program Ctrl-C ended.
+pub const EXIT_STOPPED: u8 = 130;
 
 /// `plus launch --collection OWNER SCRIPT --shards N [--wait]`: launches the
 /// shards and, with `wait`, follows the parent to its end. Returns the exit

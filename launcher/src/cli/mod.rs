@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use plus_jobs::{Backend, BackendConfig, JobStatus, RunMode};
 
 pub use args::{ActionCommand, BackendKind, Cli, CollectionCommand, Command, ScriptOpts};
-pub use error::{report, CliError};
+pub use error::{parse_failed, print_error, report, CliError};
 
 use crate::{
     ops::{monitor::Policy, Launcher},
@@ -67,6 +67,7 @@ impl Cli {
         match self.backend_kind() {
             BackendKind::Local => {
                 let dir = self.home();
+                check_home(&dir)?;
                 let backend = Backend::open(&BackendConfig::Local {
                     dir: dir.clone(),
                     bucket: LOCAL_BUCKET.into(),
@@ -78,9 +79,82 @@ impl Cli {
                 })?;
                 Ok(Launcher::new(backend, Runner::Local(LocalRunner::new(dir))))
             }
-            BackendKind::Aws => Ok(crate::aws::launcher_from_env().await?),
+            BackendKind::Aws if self.command.starts_work() => {
+                Ok(crate::aws::launcher_from_env().await?)
+            }
+            // Reading needs only the tables and the bucket.
+            BackendKind::Aws => Ok(crate::aws::reader_from_env().await?),
         }
     }
+}
+
+impl Command {
+    /// Whether the command starts, stops or looks at workers (and so needs
+    /// the ECS settings on AWS); reading records needs only the stores.
+    fn starts_work(&self) -> bool {
+        matches!(
+            self,
+            Self::Run { .. }
+                | Self::Launch { .. }
+                | Self::Retry { .. }
+                | Self::Cancel { .. }
+                | Self::Monitor { .. }
+                | Self::Serve { .. }
+        )
+    }
+}
+
+/// Checks the local backend's folder before the store opens it, so a
+/// folder that cannot be made or a file that is not a store is named with
+/// the fix (the store's own error says neither).
+fn check_home(dir: &std::path::Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|source| CliError::HomeUnusable {
+        dir: dir.display().to_string(),
+        source,
+    })?;
+    let db = dir.join(plus_jobs::backend::LOCAL_DB_FILE);
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(&db).and_then(|mut f| {
+        use std::io::Read;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    });
+    // SQLite files start with this header; an empty file is a new store.
+    if let Ok(n) = read {
+        if n > 0 && head[..n] != b"SQLite format 3\0"[..n] {
+            return Err(CliError::CorruptStore {
+                path: db.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `plus serve --addr` (`127.0.0.1:8787`, `localhost:8787`,
+/// `[::1]:0`), preferring a loopback address among those a name gives.
+async fn serve_addr(addr: &str) -> Result<std::net::SocketAddr, CliError> {
+    let unresolved = |why: String| {
+        CliError::Usage(format!(
+            "--addr {addr:?} {why}: give HOST:PORT, e.g. 127.0.0.1:8787 or localhost:8787"
+        ))
+    };
+    let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| unresolved(format!("cannot be resolved ({e})")))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.ip().is_loopback() && a.is_ipv4())
+        .or_else(|| found.iter().find(|a| a.ip().is_loopback()))
+        .or_else(|| found.first())
+        .copied()
+        .ok_or_else(|| unresolved("names no address".into()))
 }
 
 /// Runs the command line; returns the process exit code.
@@ -98,7 +172,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Worker => unreachable!(),
         Command::Serve { addr } => {
-            serve::run(launcher, &user, *addr, json).await?;
+            let addr = serve_addr(addr).await?;
+            serve::run(launcher, &user, addr, json).await?;
             Ok(0)
         }
         Command::Run { script, opts } => {

@@ -471,7 +471,8 @@ pub async fn list(
         match status {
             Some(s) => eprintln!("no {} jobs for {user}", status_name(s)),
             None => {
-                eprintln!("no jobs for {user} yet: start one with `plus run examples/hello.sh`")
+                // Said without a path: it must hold wherever plus runs.
+                eprintln!("no jobs for {user} yet: start one with `plus run SCRIPT` (any shell script, e.g. one line: echo hello)")
             }
         }
         return Ok(0);

@@ -289,6 +289,8 @@ pub struct LaunchBody {
     pub tolerated_failures: Option<u32>,
     /// RUN_COLLECTION: item failures tolerated (a percentage).
     pub tolerated_failure_percent: Option<f32>,
+    /// A label for the job, shown in lists (at most 200 characters).
+    pub name: Option<String>,
 }
 
 /// The `script` of a [`LaunchBody`].
@@ -383,6 +385,7 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
         tolerated_failures: body.tolerated_failures,
         tolerated_failure_percent: body.tolerated_failure_percent,
         job_id: body.object_id.filter(|i| !i.is_empty()),
+        name: body.name.filter(|n| !n.is_empty()),
         // Fields added to LaunchRequest later keep their defaults until the
         // HTTP API reads them.
         ..LaunchRequest::default()

@@ -10,6 +10,7 @@ use super::{
     shards::rules::{is_parent, shard_id},
     Launched, Launcher, LauncherError,
 };
+use crate::runner::WorkerRef;
 
 /// Attempts a job gets when it does not say (`max_attempts`): an
 /// interruption (SIGTERM, Spot) is not the job's fault, so it is relaunched.
@@ -19,6 +20,13 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// [`DEFAULT_MAX_ATTEMPTS`]). The one rule `plus retry` and the monitor share.
 pub fn attempts_left(job: &Job) -> bool {
     job.attempt.unwrap_or(1) < job.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS)
+}
+
+/// The `error` of a job a person stopped: what happened and how to resume.
+pub fn stopped_by_user_reason(id: &str) -> String {
+    format!(
+        "stopped by you (Ctrl-C on plus run); its state was saved: `plus retry {id}` resumes it"
+    )
 }
 
 impl Launcher {
@@ -61,15 +69,12 @@ impl Launcher {
                     .update_job(id, &Expect::status([JobStatus::Running]), &patch)
                     .await
             } else {
-                match self
-                    .transition(
-                        id,
-                        status,
-                        JobStatus::Cancelled,
-                        "cancelled on request before it ran",
-                    )
-                    .await
-                {
+                let why = if status == JobStatus::Interrupted {
+                    "cancelled on request while it was INTERRUPTED; it will not be resumed"
+                } else {
+                    "cancelled on request before it ran"
+                };
+                match self.transition(id, status, JobStatus::Cancelled, why).await {
                     Ok(done) => Ok(done),
                     Err(LauncherError::Store(e)) => Err(e),
                     Err(other) => return Err(other),
@@ -77,6 +82,15 @@ impl Launcher {
             };
             match result {
                 Ok(done) => {
+                    if status == JobStatus::Running {
+                        // A local worker reads the flag at once.
+                        let holder = if done.lease.is_empty() {
+                            &done.fargate_task_arn
+                        } else {
+                            &done.lease
+                        };
+                        self.runner.wake(&WorkerRef::parse(holder));
+                    }
                     // RUNNING: the worker notices the flag within a heartbeat;
                     // StopTask's SIGTERM makes sure, and the worker records
                     // CANCELLED because the flag is set. Otherwise the task
@@ -93,6 +107,35 @@ impl Launcher {
         Err(LauncherError::Conflict(format!(
             "job {id} kept changing; try the cancel again"
         )))
+    }
+
+    /// Marks an INTERRUPTED `job` as stopped by a person (Ctrl-C on `plus
+    /// run`), so the monitor leaves it for `plus retry` instead of
+    /// relaunching it, and words its `error` so: one conditional write that
+    /// expects INTERRUPTED.
+    ///
+    /// # Errors
+    /// Store errors; a job that moved on meanwhile is returned as it is now.
+    pub async fn stopped_by_user(&self, job: &Job) -> Result<Job, LauncherError> {
+        let id = &job.object_id;
+        let patch = Job {
+            stopped_by_user: true,
+            error: stopped_by_user_reason(id),
+            ..Job::default()
+        };
+        match self
+            .jobs()
+            .update_job(id, &Expect::status([JobStatus::Interrupted]), &patch)
+            .await
+        {
+            Ok(job) => Ok(job),
+            Err(StoreError::Conflict { .. }) => Ok(self
+                .jobs()
+                .get_job(id)
+                .await?
+                .unwrap_or_else(|| job.clone())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs a job again. An INTERRUPTED job is relaunched as itself (the
@@ -146,6 +189,7 @@ impl Launcher {
                     tolerated_failures: job.tolerated_failures,
                     tolerated_failure_percent: job.tolerated_failure_percent,
                     resources: job.resources,
+                    name: job.name,
                     ..fresh
                 };
                 self.jobs().create_job(&copy).await?;
@@ -183,15 +227,24 @@ impl Launcher {
                 "the job was interrupted and its {max} attempt{} are used up (max_attempts)",
                 if max == 1 { "" } else { "s" }
             );
-            self.fail(&id, from, &reason).await?;
+            match self
+                .write_status(&id, from, JobStatus::Failed, &reason, job.attempts.clone())
+                .await
+            {
+                Ok(_) | Err(LauncherError::Store(StoreError::Conflict { .. })) => {}
+                Err(e) => return Err(e),
+            }
             return Err(LauncherError::Conflict(format!(
                 "job {id} cannot be relaunched: {reason}"
             )));
         }
+        // `attempts` as the caller has them: the monitor adds the entry of
+        // an attempt whose task stopped before it was claimed.
         let patch = Job {
             status: JobStatus::Initializing as i32,
             attempt: Some(attempt),
             updated_at: Timestamp::now().to_string(),
+            attempts: job.attempts.clone(),
             ..Job::default()
         };
         let job = self

@@ -56,6 +56,35 @@ pub struct JobEvents {
     pub events: Vec<StreamEvent>,
 }
 
+/// The `attempts` entry of `job`'s current attempt, ended now as `status`
+/// with `error`, written by whoever settles an attempt its worker left
+/// without a word. An attempt no worker claimed has no `started_at`.
+pub fn ended_attempt(job: &Job, status: JobStatus, error: &str) -> plus_proto::Attempt {
+    let attempt = job.attempt.unwrap_or(1);
+    let started_at = match job.status() {
+        JobStatus::Initializing | JobStatus::Unspecified => String::new(),
+        // Later attempts began after the one before ended.
+        _ => job
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.attempt + 1 == attempt)
+            .map(|a| a.ended_at.clone())
+            .filter(|_| attempt > 1)
+            .unwrap_or_else(|| job.started_at.clone()),
+    };
+    plus_proto::Attempt {
+        attempt,
+        task: job.fargate_task_arn.clone(),
+        started_at,
+        ended_at: Timestamp::now().to_string(),
+        status: status as i32,
+        exit_code: None,
+        error: error.to_owned(),
+        log_key: String::new(),
+    }
+}
+
 /// What [`Launcher::create`] found.
 enum Created {
     /// The record was written.
@@ -242,7 +271,10 @@ impl Launcher {
             status_name(status),
             last_words.map(|w| format!(": {w}")).unwrap_or_default()
         );
-        self.fail(id, status, &reason).await
+        match self.jobs().get_job(id).await? {
+            Some(job) if job.status() == status => self.settle_failed(&job, &reason).await,
+            _ => self.fail(id, status, &reason).await,
+        }
     }
 
     /// Records a launch-side failure: FAILED with `reason`, if the job is
@@ -271,6 +303,50 @@ impl Launcher {
         to: JobStatus,
         error: &str,
     ) -> Result<Job, LauncherError> {
+        self.write_status(id, from, to, error, Vec::new()).await
+    }
+
+    /// Settles `job`, whose worker ended its attempt without a word (it
+    /// died, its task stopped, it never started): the conditional write
+    /// from its status to `to` with `error` also appends that attempt's
+    /// entry to `attempts`.
+    ///
+    /// # Errors
+    /// As [`Launcher::transition`].
+    pub(crate) async fn settle(
+        &self,
+        job: &Job,
+        to: JobStatus,
+        error: &str,
+    ) -> Result<Job, LauncherError> {
+        let mut attempts = job.attempts.clone();
+        attempts.push(ended_attempt(job, to, error));
+        self.write_status(&job.object_id, job.status(), to, error, attempts)
+            .await
+    }
+
+    /// [`Launcher::settle`] to FAILED; a lost race is not an error (the
+    /// other writer wins).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) async fn settle_failed(&self, job: &Job, reason: &str) -> Result<(), LauncherError> {
+        match self.settle(job, JobStatus::Failed, reason).await {
+            Ok(_) | Err(LauncherError::Store(StoreError::Conflict { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Launcher::transition`] that also writes `attempts` (when not
+    /// empty) in the same conditional write.
+    pub(crate) async fn write_status(
+        &self,
+        id: &str,
+        from: JobStatus,
+        to: JobStatus,
+        error: &str,
+        attempts: Vec<plus_proto::Attempt>,
+    ) -> Result<Job, LauncherError> {
         debug_assert!(
             plus_jobs::job::can_transition(from, to),
             "{from:?} -> {to:?}"
@@ -281,6 +357,7 @@ impl Launcher {
             error: error.to_owned(),
             updated_at: now.clone(),
             completed_at: if is_terminal(to) { now } else { String::new() },
+            attempts,
             ..Job::default()
         };
         let job = self
@@ -291,7 +368,7 @@ impl Launcher {
         Ok(job)
     }
 
-    async fn append_status(&self, id: &str, status: JobStatus) {
+    pub(crate) async fn append_status(&self, id: &str, status: JobStatus) {
         let event = plus_jobs::event::stream_event(
             id,
             plus_jobs::EventKind::Status,

@@ -52,7 +52,19 @@ pub struct LaunchRequest {
     /// A caller-chosen job id (a retried launch with the same id is
     /// harmless); a new time-sortable id when `None`.
     pub job_id: Option<String>,
+    /// A label a person gives the job (`name`), shown in lists; at most
+    /// [`MAX_NAME_CHARS`] characters, no control characters.
+    pub name: Option<String>,
 }
+
+/// The longest `name` a job may have, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// The most `params` may hold, as JSON: they reach the script as one
+/// environment variable (`PLUS_PARAMS`), and Linux refuses a single one
+/// longer than 128 KiB (MAX_ARG_STRLEN) with "Argument list too long".
+/// The rest of the margin is for the other variables.
+pub const MAX_PARAMS_BYTES: usize = 100 * 1024;
 
 /// Why a launch request was refused; nothing was written.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -137,6 +149,35 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
                 "{name} contains a NUL character, which cannot be passed to the worker"
             ));
         }
+    }
+    if req.run_mode == RunMode::RunAction {
+        let id = req.action_id.as_deref().unwrap_or("ID");
+        if req.script.is_some() || req.script_key.is_some() {
+            let script = if req.script_name.is_empty() {
+                "a script"
+            } else {
+                req.script_name.as_str()
+            };
+            return bad(format!(
+                "an action brings its own script: run action {id} without {script}, or launch {script} on its own (not as action {id})"
+            ));
+        }
+        if !req.args.is_empty() || !req.interpreter.is_empty() {
+            return bad(format!(
+                "an action brings its own script, interpreter and arguments: run action {id} without them, or store them with `plus action put {id} SCRIPT`"
+            ));
+        }
+    }
+    if let Some(name) = &req.name {
+        check_name(name)?;
+    }
+    let params_len = serde_json::to_string(&req.params).map_or(0, |s| s.len());
+    if params_len > MAX_PARAMS_BYTES {
+        return bad(format!(
+            "the params are {} KiB as JSON, over the {} KiB that fit in the script's environment (PLUS_PARAMS): put big data in a file the script reads, or in a collection (plus collection import)",
+            params_len.div_ceil(1024),
+            MAX_PARAMS_BYTES / 1024
+        ));
     }
     if req.args.iter().any(|a| a.contains('\0')) {
         return bad(
@@ -242,7 +283,28 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
         job.resources = Some(req.resources.clone());
     }
     job.params = plus_jobs::params::params_struct(&req.params).map_err(InvalidRequest::Field)?;
+    job.name = req.name.clone().unwrap_or_default();
     Ok(Prepared { job, upload })
+}
+
+/// Checks a job's `name`: at most [`MAX_NAME_CHARS`] characters, none of
+/// them a control character.
+///
+/// # Errors
+/// [`InvalidRequest::Field`] saying which rule it breaks.
+pub fn check_name(name: &str) -> Result<(), InvalidRequest> {
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(InvalidRequest::Field(format!(
+            "the name is {chars} characters long: a job's name has at most {MAX_NAME_CHARS}"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InvalidRequest::Field(
+            "the name contains a control character (a newline, tab or escape): give a name of printable characters".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `key=value` parameters by DESIGN.md's rule

@@ -158,9 +158,8 @@ impl LocalWorker {
     }
 }
 
-/// Whether a local worker process is alive; `None` when `worker` is not a
-/// local process or it cannot be told from here (another host).
-pub fn state(worker: &WorkerRef) -> Option<TaskState> {
+/// The process id of `worker` when it is a local process on this machine.
+fn pid_here(worker: &WorkerRef) -> Option<nix::unistd::Pid> {
     let WorkerRef::Local { host, pid } = worker else {
         return None;
     };
@@ -170,8 +169,26 @@ pub fn state(worker: &WorkerRef) -> Option<TaskState> {
             return None;
         }
     }
-    let pid: i32 = pid.parse().ok()?;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    let pid: i32 = pid.parse().ok().filter(|p| *p > 1)?;
+    Some(nix::unistd::Pid::from_raw(pid))
+}
+
+/// Wakes a local worker on this machine (SIGUSR1: "read the job's record
+/// now"), so a cancel request is seen at once, not at its next heartbeat.
+/// Only a worker that holds a RUNNING job is woken: it has its handler.
+pub fn wake(worker: &WorkerRef) {
+    if let Some(pid) = pid_here(worker) {
+        if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1) {
+            tracing::debug!(%worker, error = %e, "could not wake the worker; its heartbeat sees the cancel");
+        }
+    }
+}
+
+/// Whether a local worker process is alive; `None` when `worker` is not a
+/// local process or it cannot be told from here (another host).
+pub fn state(worker: &WorkerRef) -> Option<TaskState> {
+    let pid = pid_here(worker)?;
+    let alive = nix::sys::signal::kill(pid, None).is_ok();
     Some(if alive {
         TaskState::Alive {
             status: "RUNNING".to_owned(),

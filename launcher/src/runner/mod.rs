@@ -35,6 +35,13 @@ pub enum Runner {
     Local(LocalRunner),
     /// ECS Fargate tasks.
     Ecs(EcsRunner),
+    /// No runner: the AWS backend without its ECS settings, enough to read
+    /// records. Starting a worker is refused with `why` (the settings that
+    /// are missing and how to set them).
+    Unconfigured {
+        /// The sentence a start is refused with.
+        why: String,
+    },
 }
 
 /// A started worker.
@@ -66,6 +73,7 @@ impl Runner {
                 })
             }
             // Boxed: the SDK's futures are deep, and every face awaits this.
+            Self::Unconfigured { why } => Err(RunnerError::Invalid(why.clone())),
             Self::Ecs(ecs) => Ok(Started {
                 worker: WorkerRef::Ecs {
                     task_arn: Box::pin(ecs.run_task(job)).await?,
@@ -87,6 +95,14 @@ impl Runner {
             (Self::Ecs(ecs), WorkerRef::Ecs { task_arn }) => ecs.stop(task_arn, reason).await,
             _ => Ok(()),
         }
+    }
+
+    /// Asks `worker` to read its job's record now rather than at its next
+    /// heartbeat (after `cancel_requested` was set): a local worker process
+    /// on this machine gets SIGUSR1. Best effort; an ECS task is left to its
+    /// heartbeat and [`Runner::stop`].
+    pub fn wake(&self, worker: &WorkerRef) {
+        local::wake(worker);
     }
 
     /// What is known of each worker. A local process on this machine is
@@ -138,7 +154,7 @@ impl Runner {
     pub fn last_words(&self, job_id: &str) -> Option<String> {
         match self {
             Self::Local(local) => local::last_words(&local.worker_log(job_id)),
-            Self::Ecs(_) => None,
+            Self::Ecs(_) | Self::Unconfigured { .. } => None,
         }
     }
 }

@@ -33,6 +33,9 @@ pub(super) async fn heartbeat(ctx: JobContext, done: CancellationToken) {
             () = done.cancelled() => return,
             () = sleep_until(next_beat) => true,
             () = progress_due => false,
+            // The launcher asked for a look now (SIGUSR1 after it set
+            // `cancel_requested`): read the record at once.
+            () = crate::signals::check_requested() => true,
         };
         let progress = ctx.progress.take_changed();
         if !beat && progress.is_none() {

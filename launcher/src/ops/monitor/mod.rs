@@ -117,6 +117,10 @@ impl Launcher {
         };
         let status = job.status();
         if status == JobStatus::Interrupted {
+            if job.stopped_by_user {
+                // A person stopped it: `plus retry` resumes it, not us.
+                return Ok(None);
+            }
             return self
                 .relaunch_or_fail(job.clone(), "the job was interrupted")
                 .await;
@@ -135,7 +139,7 @@ impl Launcher {
                         "the worker process ({worker}) died while the job was {} without recording an end",
                         status_name(status)
                     );
-                    self.fail(id, status, &reason).await?;
+                    self.settle_failed(job, &reason).await?;
                     return settled("failed", reason);
                 }
                 // Another host's: it cannot be told from here.
@@ -148,7 +152,7 @@ impl Launcher {
                     "no task was started for the job within {} s of its launch",
                     policy.start_timeout.as_secs()
                 );
-                self.fail(id, status, &reason).await?;
+                self.settle_failed(job, &reason).await?;
                 return settled("failed", reason);
             }
             return Ok(None);
@@ -156,7 +160,7 @@ impl Launcher {
         match task {
             None if stale => {
                 let reason = "its ECS task is gone (ECS forgets stopped tasks after about an hour) and the worker recorded no end".to_owned();
-                self.fail(id, status, &reason).await?;
+                self.settle_failed(job, &reason).await?;
                 settled("failed", reason)
             }
             None => Ok(None),
@@ -167,17 +171,22 @@ impl Launcher {
                         // stopped before any worker claimed it is relaunched
                         // from INITIALIZING (it was never running).
                         let job = if status == JobStatus::Running {
-                            self.transition(id, status, JobStatus::Interrupted, &reason)
-                                .await?
+                            self.settle(job, JobStatus::Interrupted, &reason).await?
                         } else {
-                            job.clone()
+                            // Never claimed: the relaunch records the attempt.
+                            let mut job = job.clone();
+                            job.attempts.push(super::ended_attempt(
+                                &job,
+                                JobStatus::Interrupted,
+                                &reason,
+                            ));
+                            job
                         };
                         self.relaunch_or_fail(job, &reason).await
                     }
                     Verdict::Cancelled => {
-                        self.transition(
-                            id,
-                            status,
+                        self.settle(
+                            job,
                             JobStatus::Cancelled,
                             "cancelled on request; the task was stopped",
                         )
@@ -188,7 +197,7 @@ impl Launcher {
                         )
                     }
                     Verdict::Failed(reason) => {
-                        self.fail(id, status, &reason).await?;
+                        self.settle_failed(job, &reason).await?;
                         settled("failed", reason)
                     }
                 }
@@ -203,7 +212,7 @@ impl Launcher {
                 };
                 self.stop_worker(job, &reason).await;
                 if status == JobStatus::Initializing {
-                    self.fail(id, status, &reason).await?;
+                    self.settle_failed(job, &reason).await?;
                     return settled("failed", reason);
                 }
                 // The stopped worker records INTERRUPTED itself, or the next
