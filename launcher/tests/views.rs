@@ -643,3 +643,18 @@ fn following_a_sharded_job_follows_its_shards_to_the_end() {
     }
     assert!(stderr.contains("✔ job fan SUCCEEDED in "), "{stderr}");
 }
+
+/// Without `--name`, a launched script's file name labels it in the list;
+/// `--name` wins.
+#[test]
+fn list_names_a_job_by_its_label_or_its_script_file() {
+    let home = Home::new();
+    let script = home.script("nightly-report.sh", "echo hi\n");
+    let script = script.to_str().unwrap();
+    home.ok(&["run", script]);
+    home.ok(&["run", "--name", "Q3 numbers", script]);
+    let out = home.ok(&["list"]);
+    assert!(out.contains("NAME"), "{out}");
+    assert!(out.contains("nightly-report.sh"), "{out}");
+    assert!(out.contains("Q3 numbers"), "{out}");
+}

@@ -107,7 +107,11 @@ pub fn script_request(
         timeout_seconds: opts.timeout,
         max_attempts: opts.max_attempts,
         job_id: opts.id.clone(),
-        name: opts.name.clone(),
+        // Without --name, the script's file name labels the job in lists.
+        name: opts
+            .name
+            .clone()
+            .or_else(|| script.and_then(|p| default_name(p))),
         resources: plus_jobs::TaskResources {
             cpu: opts.cpu.unwrap_or(0),
             memory: opts.memory.unwrap_or(0),
@@ -273,4 +277,11 @@ pub async fn launch_shards(
         print_summary(&job);
     }
     Ok(exit_for(&job))
+}
+
+/// The label of a job launched from `path` without `--name`: its file
+/// name, when it is one a name may be (printable, at most 200 characters).
+fn default_name(path: &std::path::Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    (name.chars().count() <= 200 && !name.chars().any(char::is_control)).then_some(name)
 }
