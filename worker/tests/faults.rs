@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use plus_jobs::{Expect, Job, JobStatus, Timestamp};
+use plus_jobs::{Expect, Job, JobStatus};
 use plus_testkit::Fault;
 use support::World;
 
@@ -16,7 +16,113 @@ on_both_stores!(
     sigterm_mid_script_saves_the_job_as_interrupted,
     a_cancel_request_stops_the_script_within_a_heartbeat,
     a_timeout_fails_the_job_with_the_limit,
+    a_heartbeat_that_finds_the_job_taken_stops_and_writes_nothing,
+    an_end_that_finds_the_job_taken_changes_nothing,
+    a_cancel_then_sigterm_ends_cancelled,
 );
+
+/// Another worker took the job over (its lease is on the record now).
+async fn take_over(w: &World, id: &str) {
+    let patch = Job {
+        lease: "task-b".into(),
+        fargate_task_arn: "task-b".into(),
+        ..Job::default()
+    };
+    w.backend
+        .jobs
+        .update_job(id, &Expect::status([JobStatus::Running]), &patch)
+        .await
+        .unwrap();
+}
+
+/// The record still shows the other worker's run, untouched.
+fn still_the_other_workers(job: &Job) {
+    assert_eq!(job.status(), JobStatus::Running, "{job:?}");
+    assert_eq!(job.lease, "task-b");
+    assert_eq!(
+        (job.error.as_str(), job.completed_at.as_str(), job.exit_code),
+        ("", "", None),
+        "nothing of the lost run is recorded: {job:?}"
+    );
+    assert!(job.attempts.is_empty(), "{:?}", job.attempts);
+}
+
+async fn a_heartbeat_that_finds_the_job_taken_stops_and_writes_nothing(w: World) {
+    let pidfile = w.shared("pid");
+    let job = w
+        .job(&format!(
+            "echo $$ > {}\necho started\nsleep 30\n",
+            pidfile.display()
+        ))
+        .await;
+    let worker = w.spawn(&job, &[]);
+    w.wait_for_output(&job.object_id, "started").await;
+    let t = Instant::now();
+    take_over(&w, &job.object_id).await;
+    let run = support::finish(worker).await;
+    let took = t.elapsed();
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(run.stderr.contains("taken over"), "{}", run.stderr);
+    still_the_other_workers(&w.get(&job.object_id).await);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+        "the script of the lost run is gone"
+    );
+    // A heartbeat (0.2 s) notices; the script gets the grace (2 s) at most.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    eprintln!("REPORT lease lost mid-run: exit 3 after {took:?}, record untouched");
+}
+
+async fn an_end_that_finds_the_job_taken_changes_nothing(w: World) {
+    let gate = w.shared("gate");
+    let job = w
+        .job(&format!(
+            "echo started\nwhile [ ! -e {} ]; do sleep 0.02; done\necho done\n",
+            gate.display()
+        ))
+        .await;
+    // No heartbeat comes before the end: only the final write can notice.
+    let worker = w.spawn(&job, &[("PLUS_HEARTBEAT_SECONDS", "60")]);
+    w.wait_for_output(&job.object_id, "started").await;
+    take_over(&w, &job.object_id).await;
+    std::fs::write(&gate, "").unwrap();
+    let run = support::finish(worker).await;
+    assert_eq!(run.code, Some(3), "{run:?}");
+    still_the_other_workers(&w.get(&job.object_id).await);
+}
+
+/// On AWS a cancel of a RUNNING job may be followed by its task's SIGTERM
+/// before the worker saw the flag: the job still ends CANCELLED, by its
+/// worker, never INTERRUPTED (which the monitor would relaunch).
+async fn a_cancel_then_sigterm_ends_cancelled(w: World) {
+    let job = w.job("echo started\nsleep 30\n").await;
+    let worker = w.spawn(&job, &[("PLUS_HEARTBEAT_SECONDS", "60")]);
+    w.wait_for_output(&job.object_id, "started").await;
+    let patch = Job {
+        cancel_requested: true,
+        ..Job::default()
+    };
+    w.backend
+        .jobs
+        .update_job(
+            &job.object_id,
+            &Expect::status([JobStatus::Running]),
+            &patch,
+        )
+        .await
+        .unwrap();
+    support::signal(&worker, Signal::SIGTERM);
+    let run = support::finish(worker).await;
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Cancelled, "{done:?}");
+    assert!(done.cancel_requested);
+    assert_eq!(run.code, Some(1), "{run:?}");
+}
 
 async fn sigterm_mid_script_saves_the_job_as_interrupted(w: World) {
     let job = w.job("echo started\nsleep 30\necho never\n").await;
@@ -38,7 +144,9 @@ async fn sigterm_mid_script_saves_the_job_as_interrupted(w: World) {
     assert!(done.completed_at.is_empty(), "INTERRUPTED is not an end");
     let log = w.log(&done).await;
     assert!(log.contains("started") && !log.contains("never"), "{log}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Measured 8-30 ms; 2 s leaves room for a loaded machine and still
+    // catches a worker that waits out its grace (2 s) or a heartbeat.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
     eprintln!("REPORT sigterm: INTERRUPTED, exit 143, reacted in {took:?}");
 }
 
@@ -67,8 +175,10 @@ async fn a_cancel_request_stops_the_script_within_a_heartbeat(w: World) {
     assert_eq!(done.status(), JobStatus::Cancelled);
     assert!(!done.completed_at.is_empty());
     assert!(!w.log(&done).await.contains("never"));
-    // One heartbeat (0.2 s) plus the script's exit on SIGTERM.
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // One heartbeat (0.2 s) plus the script's exit on SIGTERM: measured
+    // about 150 ms; under 2 s on a loaded machine, well under the 30 s
+    // sleep a missed cancel would wait for.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
     eprintln!("REPORT cancel: CANCELLED, exit 1, reacted in {took:?}");
 }
 
@@ -87,7 +197,11 @@ async fn a_timeout_fails_the_job_with_the_limit(w: World) {
         "{}",
         done.error
     );
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Not before the limit, and soon after it (measured 1.01-1.06 s).
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
     eprintln!("REPORT timeout: FAILED, exit 1, whole run {took:?} for a 1 s limit");
 }
 
@@ -111,16 +225,13 @@ async fn sigkill_of_the_worker_leaves_a_stale_heartbeat_for_the_monitor() {
     support::signal(&worker, Signal::SIGKILL);
     let run = support::finish(worker).await;
     assert_eq!(run.code, None, "killed by a signal");
-    // Nothing can write for a SIGKILLed worker: the record stays RUNNING and
-    // its heartbeat goes stale, which is what the monitor looks for.
-    tokio::time::sleep(Duration::from_secs(1)).await; // five heartbeat intervals
+    // A SIGKILLed worker writes nothing: the record claims no end and keeps
+    // the last heartbeat, which goes stale; the monitor settles such a job
+    // (launcher/tests/lifecycle_cli.rs,
+    // the_monitor_records_the_attempt_of_a_worker_that_died_without_a_word).
     let after = w.get(&job.object_id).await;
     assert_eq!(after.status(), JobStatus::Running);
-    let last = Timestamp::parse(&after.heartbeat_at).unwrap();
-    assert!(
-        Timestamp::now().since(last) >= Duration::from_millis(800),
-        "heartbeat kept moving"
-    );
+    assert!(after.completed_at.is_empty() && after.error.is_empty());
     assert!(after.heartbeat_at >= running.heartbeat_at);
     // Clean up the orphaned script (inside a container it dies with the task).
     let pid: i32 = std::fs::read_to_string(&pidfile)
@@ -129,10 +240,7 @@ async fn sigkill_of_the_worker_leaves_a_stale_heartbeat_for_the_monitor() {
         .parse()
         .unwrap();
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    eprintln!(
-        "REPORT sigkill: record stays RUNNING, heartbeat stale after {:?}",
-        Timestamp::now().since(last)
-    );
+    eprintln!("REPORT sigkill: record stays RUNNING with its last heartbeat");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,4 +431,55 @@ async fn a_short_job_costs_three_dynamodb_requests() {
             "DynamoDB:UpdateItem"
         ]
     );
+}
+
+/// Faults beyond what the SDK rides out (6 attempts per call): whole
+/// BatchWriteItem calls fail, so the event sink must keep the batch and
+/// write it with the next flush; a whole heartbeat UpdateItem fails, so the
+/// heartbeat must carry on. No output line is lost or doubled, and the end
+/// is recorded. (Injected by the proxy: the emulator cannot fail.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_store_calls_that_fail_lose_no_output_and_the_end_lands() {
+    let (w, proxy) = World::aws_via_proxy().await;
+    let gate = w.shared("gate");
+    let job = w
+        .job(&format!(
+            "i=0\nwhile [ ! -e {} ]; do echo \"line $i\"; i=$((i+1)); sleep 0.01; done\necho \"line $i\"\n",
+            gate.display()
+        ))
+        .await;
+    let worker = w.spawn(&job, &[]);
+    w.wait_for_output(&job.object_id, "line 1").await;
+    // Two whole BatchWriteItem calls and one whole UpdateItem call fail
+    // (6 attempts each), then one more attempt of each.
+    proxy.inject_n("BatchWriteItem", Fault::ServerError, 13);
+    proxy.inject_n("UpdateItem", Fault::ServerError, 7);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.pending_faults() > 0 {
+        assert!(Instant::now() < deadline, "the worker kept writing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&gate, "").unwrap();
+    let run = support::finish(worker).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("heartbeat failed; will retry"),
+        "a whole heartbeat call failed and was ridden out"
+    );
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded);
+    let log = w.log(&done).await;
+    let n = log.lines().count();
+    assert!(n > 2, "{log}");
+    let expected: String = (0..n).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(log, expected, "the log is whole and in order");
+    let stream: String = w
+        .output(&job.object_id)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(stream, expected, "no line lost or doubled in the stream");
+    eprintln!("REPORT whole store calls failed (2 BatchWriteItem, 1 UpdateItem): SUCCEEDED, {n} lines all in the stream once");
 }
