@@ -302,7 +302,10 @@ async fn bad_launches_are_refused_with_the_reason() {
     let cases = [
         (json!({}), "a script is required"),
         (json!({ "script": { "source": "  \n" } }), "is empty"),
-        (json!({ "script": { "s3_key": "jobs/x/script" } }), "s3_key"),
+        (
+            json!({ "script": { "s3_key": "jobs/x/script" } }),
+            "is not accepted over HTTP (it could name any file in the bucket)",
+        ),
         (
             json!({ "collection_owner": "photos", "script": { "source": "echo" } }),
             "not an owner path",
