@@ -203,10 +203,17 @@ fn cancel_over_http_stops_a_running_job() {
     let job = server.wait_for_job(&id, Duration::from_secs(30), |j| j["status"] == "CANCELLED");
     // The local runner wakes the worker: it ends within seconds, not a
     // heartbeat later, and it is the worker's own end (its log is stored).
-    assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(job["completed_at"].is_string());
     assert_eq!(job["cancel_requested"], true);
-    assert!(job["log_key"].as_str().is_some_and(|k| !k.is_empty()), "{job}");
+    assert!(
+        job["log_key"].as_str().is_some_and(|k| !k.is_empty()),
+        "{job}"
+    );
     let again = server.call("POST", &format!("/jobs/{id}/cancel"), None);
     assert_eq!(again.status, 409);
     assert!(again.body["message"]

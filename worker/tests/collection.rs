@@ -231,7 +231,9 @@ async fn interrupt_and_resume(w: &World, job: &Job, n: usize) {
         checkpoint,
         "the counters count exactly the items up to the checkpoint"
     );
-    // Relaunch: INTERRUPTED -> INITIALIZING with the next attempt.
+    // Relaunch: INTERRUPTED -> INITIALIZING with the next attempt; the
+    // gate the scripts wait on opens.
+    std::fs::write(w.shared("gate"), "").unwrap();
     let patch = Job {
         status: JobStatus::Initializing as i32,
         attempt: Some(2),
@@ -264,10 +266,16 @@ async fn interrupt_and_resume(w: &World, job: &Job, n: usize) {
 async fn sigterm_then_relaunch_resumes_per_item(w: World) {
     let owner = owner();
     items(&w, &owner, 60, 0).await;
+    // Items from the 31st on wait for the gate, which opens only for the
+    // relaunch: the first attempt is stopped mid-collection, always.
+    let gate = w.shared("gate");
     let job = collection_job(
         &w,
         &owner,
-        "#!/bin/sh\ncat >/dev/null\nsleep 0.05\necho '{}'\n",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nn=$(expr \"${{PLUS_ITEM_ID#item-}}\" + 0)\nif [ \"$n\" -ge 30 ] && [ ! -e {} ]; then sleep 30; fi\necho '{{}}'\n",
+            gate.display()
+        ),
         |_| {},
     )
     .await;
@@ -277,10 +285,15 @@ async fn sigterm_then_relaunch_resumes_per_item(w: World) {
 async fn sigterm_then_relaunch_resumes_streaming(w: World) {
     let owner = owner();
     items(&w, &owner, 60, 0).await;
+    // As above: the 31st line of the first attempt waits for the gate.
+    let gate = w.shared("gate");
     let job = collection_job(
         &w,
         &owner,
-        "#!/bin/sh\nwhile IFS= read -r line; do sleep 0.03; echo '{\"ok\":true}'; done\n",
+        &format!(
+            "#!/bin/sh\ni=0\nwhile IFS= read -r line; do i=$((i+1)); if [ $i -gt 30 ] && [ ! -e {} ]; then sleep 30; fi; echo '{{\"ok\":true}}'; done\n",
+            gate.display()
+        ),
         streaming,
     )
     .await;
