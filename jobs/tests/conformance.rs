@@ -873,3 +873,40 @@ async fn a_store_error_says_what_to_do_and_keeps_the_sdks_error() {
     // And it is said once.
     assert_eq!(plus_jobs::error_chain(&err), err.to_string());
 }
+
+/// Batches DynamoDB hands back unprocessed (as it does under throttling)
+/// are written again until every event is in: the UnprocessedItems loop
+/// of `append_events`, and the UnprocessedKeys loop of `list_active`.
+/// (The proxy answers for DynamoDB: the emulator never leaves items
+/// unprocessed.)
+#[tokio::test]
+async fn unprocessed_batches_are_written_again_not_dropped() {
+    let moto = Moto::shared();
+    let mut aws = moto.provision().await;
+    let proxy = plus_testkit::FaultProxy::start(&moto.endpoint).await;
+    aws.endpoint_url = Some(proxy.endpoint.clone());
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    let store = backend.jobs;
+    let events: Vec<StreamEvent> = (1..=60)
+        .map(|seq| StreamEvent {
+            stream_id: "s-unprocessed".into(),
+            seq,
+            kind: "stdout".into(),
+            at: "2026-12-01T00:00:00.000Z".into(),
+            data: format!("line {seq}"),
+            expires_at: 4_102_444_800,
+        })
+        .collect();
+    proxy.inject_n("BatchWriteItem", plus_testkit::Fault::Unprocessed, 2);
+    store.append_events(&events).await.unwrap();
+    assert_eq!(proxy.pending_faults(), 0, "both answers were seen");
+    let back = store.events_after("s-unprocessed", 0, 1000).await.unwrap();
+    assert_eq!(back, events, "every event is stored once, in order");
+
+    let j = job("alice");
+    store.create_job(&j).await.unwrap();
+    proxy.inject("BatchGetItem", plus_testkit::Fault::Unprocessed);
+    let listed = store.list_active(None, 1000).await.unwrap();
+    assert_eq!(proxy.pending_faults(), 0);
+    assert!(listed.items.iter().any(|x| x.object_id == j.object_id));
+}

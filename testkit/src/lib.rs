@@ -359,6 +359,10 @@ pub enum Fault {
     Drop,
     /// Answer with this HTTP status and JSON body without forwarding.
     Respond(u16, String),
+    /// Answer a BatchWriteItem (or BatchGetItem) without forwarding, as
+    /// DynamoDB does when it processed none of it: HTTP 200 with every
+    /// request handed back as `UnprocessedItems` (`UnprocessedKeys`).
+    Unprocessed,
 }
 
 #[derive(Debug, Default)]
@@ -607,6 +611,20 @@ impl FaultProxy {
                                 }
                                 Some(Fault::Drop) => {
                                     return Err("injected: connection dropped".to_owned())
+                                }
+                                Some(Fault::Unprocessed) => {
+                                    let request: serde_json::Value =
+                                        serde_json::from_slice(&body).unwrap_or_default();
+                                    let answer = if target.ends_with("BatchGetItem") {
+                                        serde_json::json!({"Responses": {}, "UnprocessedKeys": request["RequestItems"]})
+                                    } else {
+                                        serde_json::json!({"UnprocessedItems": request["RequestItems"]})
+                                    };
+                                    return Ok(Response::builder()
+                                        .status(200)
+                                        .header("content-type", "application/x-amz-json-1.0")
+                                        .body(Full::new(Bytes::from(answer.to_string())))
+                                        .unwrap());
                                 }
                                 Some(Fault::Respond(status, body)) => {
                                     return Ok(Response::builder()
