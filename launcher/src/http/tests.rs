@@ -1075,3 +1075,71 @@ async fn retry_runs_a_finished_job_again_and_refuses_a_running_one() {
         Some(format!("/jobs/{again}").as_str())
     );
 }
+
+/// The store's own failures through the real router on the DynamoDB
+/// adapter: an outage that outlasts the SDK's retries answers 503 with
+/// `Retry-After`; a store that refuses (access denied) answers 500 with
+/// the sentence that says what to grant. (The proxy answers for DynamoDB:
+/// the emulator cannot fail.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outages_answer_503_with_retry_after_and_refusals_500() {
+    let moto = plus_testkit::Moto::shared();
+    let mut aws = moto.provision().await;
+    let proxy = plus_testkit::FaultProxy::start(&moto.endpoint).await;
+    aws.endpoint_url = Some(proxy.endpoint.clone());
+    let backend = Backend::open(&BackendConfig::Aws(aws)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = Launcher::new(
+        backend,
+        Runner::Local(LocalRunner {
+            dir: dir.path().to_owned(),
+            worker: vec!["true".into()],
+            tuning: vec![],
+            attach: false,
+        }),
+    );
+    let auth = Auth::Token {
+        token: TOKEN.into(),
+        username: "alice".into(),
+    };
+    let app = App {
+        router: router(launcher.clone(), auth),
+        launcher,
+        _dir: dir,
+    };
+
+    // Every attempt of the SDK (6) fails.
+    proxy.inject_n("GetItem", plus_testkit::Fault::ServerError, 6);
+    let a = call(&app, "GET", "/jobs/some-job", None).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", a.body);
+    assert_eq!(a.header(header::RETRY_AFTER), Some("5"));
+    assert_eq!(a.body["code"], "unavailable");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again shortly"),
+        "{:?}",
+        a.body
+    );
+
+    proxy.inject(
+        "GetItem",
+        plus_testkit::Fault::Respond(
+            400,
+            json!({"__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException", "message": "not authorized to perform: dynamodb:GetItem"}).to_string(),
+        ),
+    );
+    let a = call(&app, "GET", "/jobs/some-job", None).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{:?}", a.body);
+    assert_eq!(a.body["code"], "internal");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("give the task role access to this table"),
+        "{:?}",
+        a.body
+    );
+    assert_eq!(a.header(header::RETRY_AFTER), None);
+}
