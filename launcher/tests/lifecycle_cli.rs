@@ -705,3 +705,19 @@ async fn on_aws_refused_launches_start_no_task_and_a_stopped_task_leaves_its_att
     assert!(a.started_at.is_empty(), "no worker claimed it: {a:?}");
     assert!(!a.ended_at.is_empty() && a.error == job.error, "{a:?}");
 }
+
+/// A script over the 32 KiB a record holds inline is stored as
+/// `jobs/{id}/script` and the worker reads it back whole.
+#[test]
+fn a_script_over_32_kib_is_stored_apart_and_run_whole() {
+    let home = Home::new();
+    let padding = "# padding line to make the script large\n".repeat(1_000);
+    let body = format!("#!/bin/sh\n{padding}echo \"ran $(wc -c < \"$0\") bytes\"\n");
+    let script = home.script("big.sh", &body);
+    let id = home.launch(&[script.to_str().unwrap()]);
+    let job = home.wait_status(&id, "SUCCEEDED");
+    assert_eq!(job["script"]["s3_key"], format!("jobs/{id}/script"), "{job}");
+    assert!(job["script"].get("source").is_none(), "{job}");
+    let logs = home.plus(&["logs", &id, "--attempt", "1"]);
+    assert_eq!(text(&logs.stdout), format!("ran {} bytes\n", body.len()));
+}
