@@ -716,7 +716,11 @@ fn a_script_over_32_kib_is_stored_apart_and_run_whole() {
     let script = home.script("big.sh", &body);
     let id = home.launch(&[script.to_str().unwrap()]);
     let job = home.wait_status(&id, "SUCCEEDED");
-    assert_eq!(job["script"]["s3_key"], format!("jobs/{id}/script"), "{job}");
+    assert_eq!(
+        job["script"]["s3_key"],
+        format!("jobs/{id}/script"),
+        "{job}"
+    );
     assert!(job["script"].get("source").is_none(), "{job}");
     let logs = home.plus(&["logs", &id, "--attempt", "1"]);
     assert_eq!(text(&logs.stdout), format!("ran {} bytes\n", body.len()));

@@ -310,6 +310,73 @@ mod tests {
         assert_eq!(err.problems.len(), 6);
     }
 
+    /// Every tuning knob takes its bounds and refuses just past them (and
+    /// what is not a finite number), naming itself and the range.
+    #[test]
+    fn every_tuning_knob_takes_its_range_and_refuses_past_it() {
+        let knobs: [(&str, &[&str], &[&str], &str); 6] = [
+            (
+                "PLUS_HEARTBEAT_SECONDS",
+                &["0.05", "300"],
+                &["0.04", "301", "NaN", "inf", "-1"],
+                "from 0.05 to 300",
+            ),
+            (
+                "PLUS_GRACE_SECONDS",
+                &["0", "115"],
+                &["-0.1", "116"],
+                "from 0 to 115",
+            ),
+            (
+                "PLUS_STORE_PATIENCE_SECONDS",
+                &["0", "86400"],
+                &["86401", "soon"],
+                "from 0 to 86400",
+            ),
+            (
+                "PLUS_FLUSH_MILLIS",
+                &["10", "60000"],
+                &["9", "60001"],
+                "from 10 to 60000",
+            ),
+            (
+                "PLUS_CONCURRENCY",
+                &["1", "1024"],
+                &["0", "1025", "2.5"],
+                "from 1 to 1024",
+            ),
+            (
+                "PLUS_EVENT_TTL_DAYS",
+                &["1", "3650"],
+                &["0", "3651"],
+                "from 1 to 3650",
+            ),
+        ];
+        for (name, good, bad, range) in knobs {
+            for v in good {
+                let mut vars = base();
+                vars.push((name, v));
+                assert!(
+                    Config::from_vars(env(&vars)).is_ok(),
+                    "{name}={v} is accepted"
+                );
+            }
+            for v in bad {
+                let mut vars = base();
+                vars.push((name, v));
+                let text = Config::from_vars(env(&vars)).unwrap_err().to_string();
+                assert!(
+                    text.contains(&format!("{name} is {v:?}")) && text.contains(range),
+                    "{name}={v}: {text}"
+                );
+            }
+        }
+        let mut vars = base();
+        vars.push(("PLUS_STREAM_MAX_BYTES", "lots"));
+        let text = Config::from_vars(env(&vars)).unwrap_err().to_string();
+        assert!(text.contains("PLUS_STREAM_MAX_BYTES is \"lots\""), "{text}");
+    }
+
     #[test]
     fn invalid_values_say_what_was_expected() {
         let mut vars = base();
