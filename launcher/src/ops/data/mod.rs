@@ -33,7 +33,7 @@ pub enum DataError {
     #[error("{0}")]
     Invalid(String),
     /// A bad input line; the lines before it were written.
-    #[error("line {number} is not a valid item: {why}. The {imported} items before it were imported{}; fix the line and import again (importing is idempotent by item id)", refused_note(.refused))]
+    #[error("line {number} is not a valid item: {why}. {}{}; fix the line and import again (importing is idempotent by item id)", imported_note(*.imported), refused_note(.refused))]
     BadLine {
         /// The line's number, from 1.
         number: usize,
@@ -63,6 +63,15 @@ pub enum DataError {
 }
 
 /// The refused items before a bad line, for its message.
+/// "The 2 items before it were imported" (one item, no items alike).
+fn imported_note(imported: u64) -> String {
+    match imported {
+        0 => "No item before it was imported".to_owned(),
+        1 => "The 1 item before it was imported".to_owned(),
+        n => format!("The {n} items before it were imported"),
+    }
+}
+
 fn refused_note(refused: &[RefusedItem]) -> String {
     if refused.is_empty() {
         return String::new();

@@ -65,6 +65,14 @@ async fn imports_are_idempotent_and_bad_lines_are_named() {
         err.starts_with("line 3 is not a valid item: it is not JSON"),
         "{err}"
     );
+    assert!(err.contains("The 1 item before it was imported"), "{err}");
+    // The line before the bad one is kept.
+    let a = store
+        .get_object("a")
+        .await
+        .unwrap()
+        .expect("item a was kept");
+    assert_eq!(a["owner"], owner);
 }
 
 #[tokio::test]
