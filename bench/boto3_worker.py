@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The comparison worker for the lifecycle benchmark: the same steps as
-plus-worker (load the job, claim it with a conditional write, run its
-script, write its output events, record the end), in Python with boto3.
-Reads the same environment variables as plus-worker."""
+plus-worker (claim the job with one conditional write that also returns
+it, run its script, write its output events, store its log in S3, record
+the end with the log's key), in Python with boto3. Reads the same
+environment variables as plus-worker."""
 import json
 import os
 import subprocess
@@ -27,19 +28,28 @@ def main():
         aws_access_key_id=env.get("ACCESS_KEY"),
         aws_secret_access_key=env.get("SECRET_KEY"),
     )
-    table, streams, job_id = env["DYNAMO_TABLE"], env["DYNAMO_STREAMS_TABLE"], env["JOB_ID"]
-    item = ddb.get_item(TableName=table, Key={"object_id": {"S": job_id}}, ConsistentRead=True).get("Item")
-    if item is None:
-        sys.exit(3)
-    lease = f"local:{os.uname().nodename}:{os.getpid()}"
-    ddb.update_item(
-        TableName=table,
-        Key={"object_id": {"S": job_id}},
-        UpdateExpression="SET #s = :r, lease = :l, started_at = :t, updated_at = :t",
-        ConditionExpression="#s = :i",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":r": {"S": "RUNNING"}, ":i": {"S": "INITIALIZING"}, ":l": {"S": lease}, ":t": {"S": now()}},
+    s3 = boto3.client(
+        "s3",
+        region_name=env["REGION"],
+        endpoint_url=env.get("AWS_ENDPOINT_URL"),
+        aws_access_key_id=env.get("ACCESS_KEY"),
+        aws_secret_access_key=env.get("SECRET_KEY"),
     )
+    table, streams, job_id = env["DYNAMO_TABLE"], env["DYNAMO_STREAMS_TABLE"], env["JOB_ID"]
+    lease = f"local:{os.uname().nodename}:{os.getpid()}"
+    try:
+        item = ddb.update_item(
+            TableName=table,
+            Key={"object_id": {"S": job_id}},
+            UpdateExpression="SET #s = :r, lease = :l, started_at = :t, updated_at = :t, heartbeat_at = :t",
+            ConditionExpression="#s = :i AND username = :u",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":r": {"S": "RUNNING"}, ":i": {"S": "INITIALIZING"}, ":l": {"S": lease},
+                                       ":t": {"S": now()}, ":u": {"S": env["USERNAME"]}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+    except ddb.exceptions.ConditionalCheckFailedException:
+        sys.exit(3)
     source = item["script"]["M"]["source"]["S"]
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "script")
@@ -52,15 +62,17 @@ def main():
                                  "at": {"S": now()}, "data": {"S": proc.stdout.decode(errors="replace")},
                                  "expires_at": {"N": str(int(time.time()) + 86400)}}}},
     ]})
+    log_key = f"jobs/{job_id}/log.txt"
+    s3.put_object(Bucket=env["PRIMARY_BUCKET"], Key=log_key, Body=proc.stdout + proc.stderr)
     status = "SUCCEEDED" if proc.returncode == 0 else "FAILED"
     ddb.update_item(
         TableName=table,
         Key={"object_id": {"S": job_id}},
-        UpdateExpression="SET #s = :s, exit_code = :c, completed_at = :t, updated_at = :t",
+        UpdateExpression="SET #s = :s, exit_code = :c, completed_at = :t, updated_at = :t, log_key = :k REMOVE active",
         ConditionExpression="#s = :r AND lease = :l",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":s": {"S": status}, ":r": {"S": "RUNNING"}, ":l": {"S": lease},
-                                   ":c": {"N": str(proc.returncode)}, ":t": {"S": now()}},
+                                   ":c": {"N": str(proc.returncode)}, ":t": {"S": now()}, ":k": {"S": log_key}},
     )
     print(json.dumps({"status": status}))
     sys.exit(0 if status == "SUCCEEDED" else 1)
