@@ -56,3 +56,34 @@ async fn a_gigabyte_of_output_keeps_the_worker_small() {
     assert!(rss < 48.0, "peak RSS {rss:.1} MiB");
     eprintln!("REPORT 1 GiB of output: SUCCEEDED in {took:?}, log {size} bytes, stream {} bytes, peak RSS of the worker {rss:.1} MiB", stream.len());
 }
+
+/// A log over 32 MiB goes to S3 by multipart upload: against the emulator
+/// (through the shared proxy, which fixes the emulator's wrong root
+/// element in CompleteMultipartUpload's answer and checks each part's
+/// size and checksum as S3 would), the log is stored whole and named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_over_32_mib_is_stored_by_multipart_upload_on_s3() {
+    let w = World::aws().await;
+    let n: u64 = 40 << 20;
+    let job = w
+        .job(&format!(
+            "head -c {n} /dev/zero | tr '\\0' 'y' | fold -w 99\necho end-marker\n"
+        ))
+        .await;
+    let run = w.run(&job).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}", done.error);
+    assert_eq!(done.log_key, format!("jobs/{}/log.txt", job.object_id));
+    let log = w
+        .backend
+        .blobs
+        .get_bytes(&done.log_key)
+        .await
+        .unwrap()
+        .expect("the log is stored");
+    // fold adds a newline after every full 99 bytes (40 MiB is not a
+    // multiple of 99, so the last line ends with the marker's echo).
+    assert_eq!(log.len() as u64, n + n / 99 + "end-marker\n".len() as u64);
+    assert!(log.ends_with(b"end-marker\n"));
+}
