@@ -150,8 +150,8 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
             ));
         }
     }
-    if req.run_mode == RunMode::RunAction {
-        let id = req.action_id.as_deref().unwrap_or("ID");
+    let action = req.action_id.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    if let (RunMode::RunAction, Some(id)) = (req.run_mode, action) {
         if req.script.is_some() || req.script_key.is_some() {
             let script = if req.script_name.is_empty() {
                 "a script"
