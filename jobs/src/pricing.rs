@@ -182,20 +182,23 @@ impl TaskSize {
 /// without one: nothing is billed).
 pub fn usage(size: TaskSize, seconds: f64, rate: Option<Rate>) -> Usage {
     let seconds = seconds.max(0.0);
-    let vcpu_seconds = size.vcpus * seconds;
-    let gib_seconds = size.gib * seconds;
+    // The cost of the seconds as recorded (rounded), so they agree.
+    let used = rounded(Usage {
+        vcpu_seconds: size.vcpus * seconds,
+        gib_seconds: size.gib * seconds,
+        cost_usd: 0.0,
+    });
     rounded(Usage {
-        vcpu_seconds,
-        gib_seconds,
-        cost_usd: rate.map_or(0.0, |r| r.cost(vcpu_seconds, gib_seconds)),
+        cost_usd: rate.map_or(0.0, |r| r.cost(used.vcpu_seconds, used.gib_seconds)),
+        ..used
     })
 }
 
 /// `a` and `b` added up (an absent one counts as nothing).
 pub fn sum(a: Option<&Usage>, b: Option<&Usage>) -> Usage {
     let (a, b) = (
-        a.cloned().unwrap_or_default(),
-        b.cloned().unwrap_or_default(),
+        a.copied().unwrap_or_default(),
+        b.copied().unwrap_or_default(),
     );
     rounded(Usage {
         vcpu_seconds: a.vcpu_seconds + b.vcpu_seconds,
