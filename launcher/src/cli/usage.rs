@@ -119,12 +119,6 @@ pub async fn run(launcher: &Launcher, user: &str, since: &str, json: bool) -> Re
     println!("{:<12}{count} ({with_usage} with usage recorded)", "jobs");
     println!("{:<12}{}", "usage", line(&sum));
     println!(
-        "{:<12}{:.2} vCPU-hours, {:.2} GiB-hours",
-        "",
-        sum.vcpu_seconds / 3600.0,
-        sum.gib_seconds / 3600.0
-    );
-    println!(
         "{:<12}the cost is an estimate from Fargate's prices (read {}); the local backend bills nothing",
         "",
         pricing::PRICES_READ
