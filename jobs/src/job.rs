@@ -138,6 +138,16 @@ impl Timestamp {
     pub fn since(self, earlier: Timestamp) -> std::time::Duration {
         (self.0 - earlier.0).try_into().unwrap_or_default()
     }
+
+    /// The time `d` before `self` (the Unix epoch when that is earlier).
+    pub fn minus(self, d: std::time::Duration) -> Timestamp {
+        Self(
+            self.0
+                .checked_sub(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
+                .filter(|t| *t > OffsetDateTime::UNIX_EPOCH)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        )
+    }
 }
 
 impl fmt::Display for Timestamp {

@@ -20,6 +20,8 @@
 //!   (`params_struct`), and the numbers DynamoDB can store.
 //! - [`error`]: [`Cause`], the sentence plus the library error behind it
 //!   that store and blob errors carry, and [`error_chain`].
+//! - [`pricing`]: Fargate's prices per region (the one table), task sizes
+//!   and an attempt's [`Usage`] with its cost estimate.
 //! - [`event`]: the kinds of stream event ([`EventKind`]) and the one
 //!   constructor every writer uses.
 //! - [`contract`]: the container contract: the worker's environment
@@ -42,6 +44,7 @@ pub mod error;
 pub mod event;
 pub mod job;
 pub mod params;
+pub mod pricing;
 pub mod store;
 
 pub use backend::{Backend, BackendConfig};
@@ -49,7 +52,7 @@ pub use blob::{BlobError, BlobStore};
 pub use event::EventKind;
 pub use job::{JobId, Timestamp};
 pub use plus_proto::{
-    Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent, TaskResources,
+    Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent, TaskResources, Usage,
 };
 pub use store::{Expect, JobStore, Page, StoreError};
 

@@ -137,6 +137,7 @@ fn two_attempt_job(home: &Home, id: &str) {
                 exit_code: Some(143),
                 error: "the task was stopped (Spot interruption)".into(),
                 log_key: blob::log_key(&id),
+                usage: None,
             },
             plus_proto::Attempt {
                 attempt: 2,
@@ -147,6 +148,7 @@ fn two_attempt_job(home: &Home, id: &str) {
                 exit_code: Some(0),
                 error: String::new(),
                 log_key: format!("jobs/{id}/attempts/2/log.txt"),
+                usage: None,
             },
         ];
         b.jobs.create_job(&job).await.unwrap();

@@ -4,7 +4,11 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use plus_jobs::{contract::WorkerEnv, BackendConfig, JobId, RunMode};
+use plus_jobs::{
+    contract::WorkerEnv,
+    pricing::{Prices, TaskSize},
+    BackendConfig, JobId, RunMode,
+};
 use serde::Deserialize;
 
 use crate::script::isolation::ScriptUser;
@@ -59,6 +63,15 @@ pub struct Config {
     /// is the worker's own user. A root worker defaults to 65534:65534
     /// (see [`crate::script::isolation`]).
     pub script_user: Option<ScriptUser>,
+    /// The task's size when the job's `resources` do not say:
+    /// `PLUS_TASK_CPU` (CPU units, 1024 per vCPU) and `PLUS_TASK_MEMORY`
+    /// (MiB), replaced by the ECS task metadata's limits when the worker
+    /// can read them. `None`: the smallest task ([`TaskSize::SMALLEST`]).
+    pub task_size: Option<TaskSize>,
+    /// The Fargate prices a job's cost is estimated with: the table's for
+    /// `REGION` with `PLUS_FARGATE_PRICES` over them. `None` on the local
+    /// backend, where nothing is billed.
+    pub prices: Option<Prices>,
 }
 
 /// The raw environment, as envy reads it: every variable optional, so that
@@ -75,6 +88,9 @@ struct Raw {
     plus_event_ttl_days: Option<String>,
     plus_stream_max_bytes: Option<String>,
     plus_script_user: Option<String>,
+    plus_task_cpu: Option<String>,
+    plus_task_memory: Option<String>,
+    plus_fargate_prices: Option<String>,
     ecs_container_metadata_uri_v4: Option<String>,
     path: Option<String>,
 }
@@ -180,18 +196,32 @@ impl Config {
             problems.push(problem);
             None
         });
+        let task_size = task_size(
+            &mut problems,
+            non_empty(raw.plus_task_cpu),
+            non_empty(raw.plus_task_memory),
+        );
+        let region = contract.as_ref().map(|c| c.aws.region.clone());
+        let prices = prices(
+            &mut problems,
+            region.as_deref(),
+            non_empty(raw.plus_fargate_prices),
+        );
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
         let Some(contract) = contract else {
             return Err(ConfigError { problems });
         };
-        let backend = match non_empty(raw.plus_local_dir) {
-            Some(dir) => BackendConfig::Local {
-                dir: PathBuf::from(dir),
-                bucket: contract.aws.bucket.clone(),
-            },
-            None => BackendConfig::Aws(contract.aws_config()),
+        let (backend, prices) = match non_empty(raw.plus_local_dir) {
+            Some(dir) => (
+                BackendConfig::Local {
+                    dir: PathBuf::from(dir),
+                    bucket: contract.aws.bucket.clone(),
+                },
+                None,
+            ),
+            None => (BackendConfig::Aws(contract.aws_config()), Some(prices)),
         };
         let WorkerEnv {
             run_mode,
@@ -223,7 +253,53 @@ impl Config {
             }),
             stream_max_bytes,
             script_user,
+            task_size,
+            prices,
         })
+    }
+}
+
+/// `PLUS_TASK_CPU` and `PLUS_TASK_MEMORY`, either of them alone taking the
+/// smallest task's value for the other.
+fn task_size(
+    problems: &mut Vec<String>,
+    cpu: Option<String>,
+    memory: Option<String>,
+) -> Option<TaskSize> {
+    let mut read = |name: &str, value: Option<String>, max: u32| {
+        let v = value?;
+        match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Some(n),
+            _ => {
+                problems.push(format!(
+                    "{name} is {v:?}: expected a whole number from 1 to {max}"
+                ));
+                None
+            }
+        }
+    };
+    let cpu = read("PLUS_TASK_CPU", cpu, 16 * 1024);
+    let memory = read("PLUS_TASK_MEMORY", memory, 120 * 1024);
+    if cpu.is_none() && memory.is_none() {
+        return None;
+    }
+    Some(TaskSize {
+        vcpus: cpu.map_or(TaskSize::SMALLEST.vcpus, |c| f64::from(c) / 1024.0),
+        gib: memory.map_or(TaskSize::SMALLEST.gib, |m| f64::from(m) / 1024.0),
+    })
+}
+
+/// The table's prices for `region` (a region it lacks takes
+/// [`plus_jobs::pricing::FALLBACK_REGION`]'s), with `PLUS_FARGATE_PRICES`
+/// over them.
+fn prices(problems: &mut Vec<String>, region: Option<&str>, over: Option<String>) -> Prices {
+    let (table, _) = Prices::for_region_or_fallback(region.unwrap_or_default());
+    match over {
+        None => table,
+        Some(text) => table.with_override(&text).unwrap_or_else(|problem| {
+            problems.push(format!("PLUS_FARGATE_PRICES is {text:?}: {problem}"));
+            table
+        }),
     }
 }
 
@@ -415,6 +491,52 @@ mod tests {
         vars[0] = ("RUN_MODE", "RUN_ACTION");
         let text = Config::from_vars(env(&vars)).unwrap_err().to_string();
         assert!(text.contains("ACTION_ID is not set"), "{text}");
+    }
+
+    #[test]
+    fn prices_follow_the_region_and_the_override() {
+        use plus_jobs::pricing::Rate;
+        let config = Config::from_vars(env(&base())).unwrap();
+        assert_eq!(config.prices, Prices::for_region("eu-west-1"));
+        assert_eq!(config.task_size, None);
+
+        let mut vars = base();
+        vars.extend([
+            ("PLUS_FARGATE_PRICES", "vcpu_hour=0.05,gb_hour=0.005"),
+            ("PLUS_TASK_CPU", "2048"),
+        ]);
+        let config = Config::from_vars(env(&vars)).unwrap();
+        let prices = config.prices.unwrap();
+        assert_eq!(
+            prices.on_demand,
+            Rate {
+                vcpu_hour: 0.05,
+                gb_hour: 0.005
+            }
+        );
+        assert_eq!(
+            config.task_size,
+            Some(TaskSize {
+                vcpus: 2.0,
+                gib: 0.5
+            })
+        );
+
+        vars.push(("PLUS_LOCAL_DIR", "/tmp/plus"));
+        let config = Config::from_vars(env(&vars)).unwrap();
+        assert_eq!(config.prices, None, "nothing is billed locally");
+
+        let mut vars = base();
+        vars.extend([
+            ("PLUS_FARGATE_PRICES", "vcpu_hour=cheap"),
+            ("PLUS_TASK_MEMORY", "lots"),
+        ]);
+        let text = Config::from_vars(env(&vars)).unwrap_err().to_string();
+        assert!(
+            text.contains("PLUS_FARGATE_PRICES is \"vcpu_hour=cheap\""),
+            "{text}"
+        );
+        assert!(text.contains("PLUS_TASK_MEMORY is \"lots\""), "{text}");
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //!   heartbeat.rs      the lease refresh; notices a cancel request or a lost lease; writes progress
 //!   ending.rs         Ending: a Finish to record, or a lost lease
 //!   record.rs         the final write: log, last events, one conditional write
+//!   usage.rs          this attempt's usage (task size x claim to end) and cost
+//!   metrics.rs        the CloudWatch Embedded Metric Format record of the job's end
 //! modes/
 //!   script.rs         RUN_SCRIPT: the script once
 //!   action.rs         RUN_ACTION: a stored Action's script, params merged
@@ -46,7 +48,7 @@
 //!   events.rs         EventSink: the batched live event stream (flush)
 //!   collector.rs      the log collector: log file + line splitting for the live view
 //!   progress.rs       ProgressCell: progress the heartbeat writes within a second
-//! metadata.rs         the ECS task metadata endpoint (task ARN, vCPUs)
+//! metadata.rs         the ECS task metadata endpoint (task ARN, vCPUs, memory)
 //! telemetry.rs        JSON logs
 //! ```
 //!
@@ -72,7 +74,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs the job `config` names until it ends or `shutdown` fires (SIGTERM).
 /// Scripts run as `config.script_user`; when the job ends, no process a
 /// script started is left (see [`script::isolation`]).
-pub async fn run(config: Config, shutdown: CancellationToken) -> Outcome {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> Outcome {
     script::isolation::set_script_user(config.script_user);
     if config.script_user.is_none() && nix::unistd::geteuid().is_root() {
         tracing::warn!("PLUS_SCRIPT_USER opts out: scripts run as root, and can read the worker's credentials through /proc");
@@ -85,7 +87,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Outcome {
                 return Outcome::StoreUnreachable(format!("the job store cannot be opened: {e}"))
             }
         };
-        let lease = task_arn(&config).await;
+        let (lease, size) = identify(&config).await;
+        // What ECS says the task has wins over PLUS_TASK_CPU/MEMORY.
+        config.task_size = size.or(config.task_size);
         lifecycle::execute(config, backend, lease, shutdown).await
     }
     .await;
@@ -97,6 +101,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Outcome {
 /// This worker's identity and lease: the ECS task ARN from the metadata
 /// endpoint, or `local:{host}:{pid}` outside ECS.
 pub async fn task_arn(config: &Config) -> String {
+    identify(config).await.0
+}
+
+/// [`task_arn`] and the task's size from the same read of the metadata
+/// endpoint (none outside ECS).
+pub async fn identify(config: &Config) -> (String, Option<plus_jobs::pricing::TaskSize>) {
     let local = format!(
         "local:{}:{}",
         nix::unistd::gethostname()
@@ -106,13 +116,19 @@ pub async fn task_arn(config: &Config) -> String {
         std::process::id()
     );
     match &config.metadata_uri {
-        None => local,
+        None => (local, None),
         Some(uri) => match metadata::fetch(uri).await {
-            Ok(m) if !m.task_arn.is_empty() => m.task_arn,
-            Ok(_) => local,
+            Ok(m) => {
+                let size = m.task_size();
+                if m.task_arn.is_empty() {
+                    (local, size)
+                } else {
+                    (m.task_arn, size)
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "using a local task id as the lease");
-                local
+                (local, None)
             }
         },
     }

@@ -1,5 +1,5 @@
 //! The ECS task metadata endpoint (v4): the task's ARN (the worker's lease)
-//! and its vCPU limit.
+//! and its size (vCPU and memory limits).
 
 use std::time::Duration;
 
@@ -25,6 +25,25 @@ pub struct Limits {
     /// vCPUs (0.25 .. 16).
     #[serde(rename = "CPU")]
     pub cpu: Option<f64>,
+    /// Memory in MiB.
+    #[serde(rename = "Memory")]
+    pub memory: Option<f64>,
+}
+
+impl TaskMetadata {
+    /// The task's size, when the metadata gives both limits.
+    pub fn task_size(&self) -> Option<plus_jobs::pricing::TaskSize> {
+        let limits = self.limits.as_ref()?;
+        match (limits.cpu, limits.memory) {
+            (Some(cpu), Some(memory)) if cpu > 0.0 && memory > 0.0 => {
+                Some(plus_jobs::pricing::TaskSize {
+                    vcpus: cpu,
+                    gib: memory / 1024.0,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Errors reading the metadata endpoint.
@@ -98,6 +117,13 @@ mod tests {
         let body = r#"{"Cluster":"c","TaskARN":"arn:aws:ecs:us-east-1:123:task/c/abc","Limits":{"CPU":0.25,"Memory":512},"Containers":[]}"#;
         let m: TaskMetadata = serde_json::from_str(body).unwrap();
         assert_eq!(m.task_arn, "arn:aws:ecs:us-east-1:123:task/c/abc");
+        assert_eq!(
+            m.task_size(),
+            Some(plus_jobs::pricing::TaskSize {
+                vcpus: 0.25,
+                gib: 0.5
+            })
+        );
         assert_eq!(m.limits.unwrap().cpu, Some(0.25));
     }
 }

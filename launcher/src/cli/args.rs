@@ -147,6 +147,13 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Sum what your jobs used over a period: vCPU-seconds, GiB-seconds and
+    /// the cost estimate.
+    Usage {
+        /// Jobs created in this period: 30m, 12h, 7d, 2w.
+        #[arg(long, default_value = "30d", value_name = "PERIOD")]
+        since: String,
+    },
     /// Serve the HTTP API and the live job page on this machine (loopback
     /// only; prints the page's address and a fresh access token).
     Serve {

@@ -10,6 +10,7 @@
 //! - [`data`]: `plus collection ...` and `plus action ...`.
 //! - [`error`]: why a command stopped, and how it is worded.
 //! - [`serve`]: `plus serve`, the HTTP API on a loopback port.
+//! - [`usage`](mod@usage): `plus usage`, and the usage line of `plus status`.
 //! - [`views`]: what a job shows: `status`, `logs`, `results`, `outputs`,
 //!   a sharded job's events, `list`.
 
@@ -20,6 +21,7 @@ pub mod follow;
 pub mod launch;
 pub mod print;
 pub mod serve;
+pub mod usage;
 pub mod views;
 
 use std::path::PathBuf;
@@ -186,6 +188,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Action { command } => data::run_action(&launcher, &user, command, json).await,
         Command::Launch { .. } => launch::run_launch(&cli.command, json, &launcher, &user).await,
         Command::Status { job } => views::status(&launcher, &user, job, json).await,
+        Command::Usage { since } => usage::run(&launcher, &user, since, json).await,
         Command::Results { job } => views::results(&launcher, &user, job).await,
         Command::Outputs { job, download } => {
             views::outputs(&launcher, &user, job, download.as_deref(), json).await

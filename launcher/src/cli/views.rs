@@ -33,6 +33,17 @@ pub async fn status(launcher: &Launcher, user: &str, id: &str, json: bool) -> Re
         return Ok(0);
     }
     print::print_status(&job);
+    // A sharded parent's usage is its shards'.
+    let used = if is_parent(&job) {
+        shards.iter().fold(None, |sum, s| {
+            Some(plus_jobs::pricing::sum(sum.as_ref(), s.usage.as_ref()))
+        })
+    } else {
+        job.usage
+    };
+    if let Some(u) = used {
+        println!("{:<12}{}", "usage", super::usage::line(&u));
+    }
     let outputs = if is_parent(&job) {
         Vec::new()
     } else {

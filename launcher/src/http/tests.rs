@@ -784,6 +784,7 @@ async fn finished_job(app: &App, user: &str, id: &str) {
             exit_code: Some(143),
             error: "the task was stopped".into(),
             log_key: blob::log_key(id),
+            usage: None,
         },
         plus_proto::Attempt {
             attempt: 2,
@@ -794,6 +795,7 @@ async fn finished_job(app: &App, user: &str, id: &str) {
             exit_code: Some(0),
             error: String::new(),
             log_key: format!("jobs/{id}/attempts/2/log.txt"),
+            usage: None,
         },
     ];
     b.jobs.create_job(&job).await.unwrap();

@@ -66,6 +66,8 @@ pub fn attempts_of(job: &Job) -> Vec<Attempt> {
             } else {
                 job.log_key.clone()
             },
+            // Written with the attempt's end.
+            usage: None,
         });
     }
     for a in &mut all {

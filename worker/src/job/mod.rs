@@ -11,13 +11,17 @@
 //!   lost leases, and writes progress.
 //! - [`ending`]: [`Ending`], how the work ended ([`Finish`] or a lost lease).
 //! - [`record`](mod@record): the final write.
+//! - [`usage`]: this attempt's usage and cost, added to the record's.
+//! - [`metrics`]: the Embedded Metric Format record printed at the end.
 
 pub mod claim;
 pub mod context;
 pub mod control;
 pub mod ending;
 pub mod heartbeat;
+pub mod metrics;
 pub mod record;
+pub mod usage;
 pub mod watchers;
 
 pub use claim::{claim, ClaimError};

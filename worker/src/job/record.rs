@@ -2,6 +2,8 @@
 //! conditional write of the job's end that fits one DynamoDB item (kept
 //! trying for `PLUS_STORE_PATIENCE_SECONDS`, or the grace period once a
 //! SIGTERM came; a write refused for good becomes FAILED, never retried).
+//! The write carries this attempt's usage (see [`super::usage`]); once it
+//! is recorded, the job's metrics go to stdout ([`super::metrics`]).
 //! Returns the worker's [`Outcome`].
 
 use std::{path::Path, time::Duration};
@@ -10,7 +12,7 @@ use backon::{ExponentialBuilder, Retryable};
 use plus_jobs::{
     blob,
     job::{is_terminal, status_name},
-    Expect, Job, JobStatus, StoreError, Timestamp,
+    Expect, Job, JobStatus, StoreError, Timestamp, Usage,
 };
 use plus_proto::Attempt;
 use serde_json::Value;
@@ -155,6 +157,12 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
     let _ = tokio::fs::remove_file(log_path).await;
 
     let now = Timestamp::now().to_string();
+    // To the millisecond, as recorded: usage and metrics agree with the
+    // attempt's `started_at` and `ended_at`.
+    let ended = Timestamp::parse(&now).unwrap_or_else(|_| Timestamp::now());
+    // This attempt's usage, in the same write (the record's `usage` sums
+    // the attempts').
+    let used = super::usage::of_attempt(ctx, ended);
     let mut patch = Job {
         status: status as i32,
         updated_at: now.clone(),
@@ -173,10 +181,11 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
         log_key: if log_stored { log_key } else { String::new() },
         output_prefix: blob::output_prefix(&id),
         progress: ctx.progress.current(),
+        usage: Some(super::usage::total(&ctx.job, &used)),
         ..Job::default()
     };
     fit_in_one_item(ctx, &mut patch).await;
-    patch.attempts = attempts(ctx, &patch);
+    patch.attempts = attempts(ctx, &patch, &used);
     let expect = Expect::status([JobStatus::Running]).with_lease(&ctx.lease);
     // Bounded as a whole (the SDK retries inside each attempt too), so
     // after a SIGTERM the worker answers within the grace period, well
@@ -225,10 +234,11 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
             error: error.clone(),
             log_key: patch.log_key.clone(),
             output_prefix: patch.output_prefix.clone(),
+            usage: patch.usage,
             ..Job::default()
         };
         let fallback = Job {
-            attempts: attempts(ctx, &fallback),
+            attempts: attempts(ctx, &fallback, &used),
             ..fallback
         };
         written = write(&fallback).await;
@@ -236,6 +246,7 @@ pub async fn record(ctx: &JobContext, ending: Ending, log_ok: bool, log_path: &P
     match written {
         Ok(_) => {
             info!(status = status_name(status), exit_code = ?finish.exit_code, error = %error, "recorded the job's end");
+            super::metrics::JobMetrics::of(ctx, status, ended, used.cost_usd).emit();
             match status {
                 JobStatus::Succeeded => Outcome::Succeeded,
                 JobStatus::Cancelled => Outcome::Cancelled,
@@ -266,7 +277,7 @@ fn attempt(ctx: &JobContext) -> u32 {
 /// list as claimed (this worker holds the lease, so nobody else changed
 /// it) with this attempt's entry last, in place of any entry of the same
 /// number.
-fn attempts(ctx: &JobContext, patch: &Job) -> Vec<Attempt> {
+fn attempts(ctx: &JobContext, patch: &Job, used: &Usage) -> Vec<Attempt> {
     let number = attempt(ctx);
     let mut list: Vec<Attempt> = ctx
         .job
@@ -286,6 +297,7 @@ fn attempts(ctx: &JobContext, patch: &Job) -> Vec<Attempt> {
         exit_code: patch.exit_code,
         error: cut(&patch.error, ERROR_BYTES),
         log_key: patch.log_key.clone(),
+        usage: Some(*used),
     });
     list
 }
