@@ -3,8 +3,11 @@
 //! attempt (task size times time) with its cost estimate.
 //!
 //! The prices are Fargate's Linux/x86 On-Demand prices per vCPU-hour and
-//! per GB-hour of memory, read from <https://aws.amazon.com/fargate/pricing/>
-//! in [`PRICES_READ`]. Fargate Spot prices move with spare capacity; the
+//! per GB-hour of memory (<https://aws.amazon.com/fargate/pricing/>). The
+//! us-east-1 figures are checked against AWS's published example (1 vCPU,
+//! 2 GB for an hour: $0.04937, a unit test below); the other regions' are
+//! estimates as of [`PRICES_READ`] to be checked against that page, and a
+//! region not in the table is priced as [`FALLBACK_REGION`]. Fargate Spot prices move with spare capacity; the
 //! table uses a fixed estimate instead, [`SPOT_FRACTION`] of On-Demand in
 //! every region ("up to 70 % off"). Both can be overridden
 //! ([`Prices::with_override`], the worker's `PLUS_FARGATE_PRICES`). Storage
@@ -178,18 +181,27 @@ impl TaskSize {
     }
 }
 
+/// Fargate bills a Linux task per second with a one-minute minimum.
+pub const BILLED_MINIMUM_SECONDS: f64 = 60.0;
+
 /// What a task of `size` used in `seconds`, and its cost at `rate` (0
-/// without one: nothing is billed).
+/// without one: nothing is billed). The cost counts at least
+/// [`BILLED_MINIMUM_SECONDS`], as Fargate bills; the seconds are the
+/// attempt's own.
 pub fn usage(size: TaskSize, seconds: f64, rate: Option<Rate>) -> Usage {
     let seconds = seconds.max(0.0);
-    // The cost of the seconds as recorded (rounded), so they agree.
     let used = rounded(Usage {
         vcpu_seconds: size.vcpus * seconds,
         gib_seconds: size.gib * seconds,
         cost_usd: 0.0,
     });
+    let billed = rounded(Usage {
+        vcpu_seconds: size.vcpus * seconds.max(BILLED_MINIMUM_SECONDS),
+        gib_seconds: size.gib * seconds.max(BILLED_MINIMUM_SECONDS),
+        cost_usd: 0.0,
+    });
     rounded(Usage {
-        cost_usd: rate.map_or(0.0, |r| r.cost(used.vcpu_seconds, used.gib_seconds)),
+        cost_usd: rate.map_or(0.0, |r| r.cost(billed.vcpu_seconds, billed.gib_seconds)),
         ..used
     })
 }

@@ -150,7 +150,11 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
             ));
         }
     }
-    let action = req.action_id.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    let action = req
+        .action_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
     if let (RunMode::RunAction, Some(id)) = (req.run_mode, action) {
         if req.script.is_some() || req.script_key.is_some() {
             let script = if req.script_name.is_empty() {
