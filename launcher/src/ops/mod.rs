@@ -82,6 +82,8 @@ pub fn ended_attempt(job: &Job, status: JobStatus, error: &str) -> plus_proto::A
         exit_code: None,
         error: error.to_owned(),
         log_key: String::new(),
+        // Its worker died without a word: nothing measured it.
+        usage: None,
     }
 }
 
