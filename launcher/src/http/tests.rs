@@ -476,6 +476,28 @@ async fn bad_queries_are_400_and_unknown_routes_404_and_wrong_methods_405() {
 }
 
 #[tokio::test]
+async fn a_new_jobs_log_and_results_are_not_there_yet_409_and_any_id_position_pages() {
+    let app = app().await;
+    let id = launch(&app, hello()).await.body["object_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The job exists: what it has not stored yet is a conflict with its
+    // state, not a missing job.
+    for path in [format!("/jobs/{id}/log"), format!("/jobs/{id}/results")] {
+        let a = call(&app, "GET", &path, None).await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{path}: {:?}", a.body);
+        assert!(a.body["message"].as_str().unwrap().contains(&id), "{path}");
+    }
+    // A page token is a position in the id order: any id-shaped text,
+    // even one no job has, pages from there.
+    for token in [".", "..", "zzzz", "0"] {
+        let a = call(&app, "GET", &format!("/jobs?page_token={token}"), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{token}: {:?}", a.body);
+    }
+}
+
+#[tokio::test]
 async fn unchanged_answers_are_304_and_changed_ones_are_not() {
     let app = app().await;
     let id = launch(&app, hello()).await.body["object_id"]

@@ -72,7 +72,8 @@ fn attachment(bytes: Vec<u8>, content_type: &'static str, filename: &str) -> Res
 
 /// `GET /jobs/{id}/log[?attempt=N]`: the whole log as text, every attempt
 /// under a header line (a sharded parent: every shard's), or attempt N's
-/// alone. 404 when no log is stored yet or the job had no attempt N.
+/// alone. 409 when no log is stored yet (the job exists; its log comes as it
+/// runs), 404 when the job had no attempt N.
 pub async fn log(
     caller: Caller,
     State(state): Shared,
@@ -91,7 +92,7 @@ pub async fn log(
         .full_log(&caller.0, &id, q.attempt)
         .await?
         .ok_or_else(|| {
-            ApiError::NotFound(format!(
+            ApiError::Conflict(format!(
                 "job {id} has no stored log yet (it is stored as the job runs and when it ends): read its output with GET /jobs/{id}/events"
             ))
         })?;
@@ -130,7 +131,8 @@ pub async fn output(
 }
 
 /// `GET /jobs/{id}/results`: the per-item results as JSON lines (a sharded
-/// parent: every shard's, in shard order). 404 when none are stored.
+/// parent: every shard's, in shard order). 409 when none are stored: the
+/// job exists, but is not a collection job or has finished no item yet.
 pub async fn results(
     caller: Caller,
     State(state): Shared,
@@ -138,7 +140,7 @@ pub async fn results(
 ) -> Result<Response, ApiError> {
     let id = job_id(path)?;
     let bytes = state.launcher.results(&caller.0, &id).await?.ok_or_else(|| {
-        ApiError::NotFound(format!(
+        ApiError::Conflict(format!(
             "job {id} has no per-item results: only a collection job stores them, once it has finished items; a script's result is the `result` of GET /jobs/{id}"
         ))
     })?;
