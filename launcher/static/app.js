@@ -85,6 +85,13 @@ function seconds(s) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+// A time left: whole seconds, then whole minutes.
+function roughly(s) {
+  if (s < 60) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
 function between(startIso, endIso) {
   if (!startIso) return "";
   const start = Date.parse(startIso);
@@ -450,7 +457,7 @@ function renderProgress(job, p, samples) {
     } else if (job.started_at && c.done > 0) {
       rate = c.done / Math.max(1, (now - Date.parse(job.started_at)) / 1000);
     }
-    eta = rate > 0 ? `about ${seconds((c.total - c.done) / rate)} left` : "estimating the time left…";
+    eta = rate > 0 ? `about ${roughly((c.total - c.done) / rate)} left` : "estimating the time left…";
   }
   $("progress-eta").textContent = eta;
 }
@@ -527,7 +534,12 @@ async function renderShards(job) {
         { "data-shard": s.job_id },
         td("Shard", el("span", { class: "job-name", text: `shard ${i + 1}` }), idLink(s.job_id)),
         td("Status", badge(null, s.status || "")),
-        td("Progress", progressBar(s.progress), el("span", { class: "small-text", text: ` ${progressWords(s.progress)}` })),
+        el(
+          "td",
+          { "data-label": "Progress", class: "wide" },
+          progressBar(s.progress),
+          el("span", { class: "small-text", text: ` ${progressWords(s.progress)}` }),
+        ),
       ),
     ),
   );
@@ -567,6 +579,8 @@ function renderJob(job) {
   $("results-line").hidden = !(job.run_mode === "RUN_COLLECTION" && TERMINAL.has(job.status) && !job.shard_count);
   $("cancel").hidden = TERMINAL.has(job.status) || job.cancel_requested;
   $("retry").hidden = !(TERMINAL.has(job.status) || job.status === "INTERRUPTED");
+  $("output-empty").textContent =
+    job.shard_count && !job.parent_id ? "A sharded job writes no output itself: each shard has its own." : "No output yet.";
 }
 
 function appendOutput(events) {
@@ -606,6 +620,7 @@ async function jobView(id) {
   notice("");
   $("output").replaceChildren();
   $("output-empty").hidden = false;
+  $("output-empty").textContent = "No output yet.";
   $("job-title").textContent = shortId(id);
   $("job-id").textContent = id;
   $("job-status").textContent = "";

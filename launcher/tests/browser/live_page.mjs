@@ -267,6 +267,12 @@ try {
   const log = await downloaded(() => page.locator("#download-log").click());
   assert.equal(log.name, `${jobId}.log`);
   for (const line of lines) assert.ok(log.body.includes(line), `the full log holds ${line}:\n${log.body}`);
+  // The full id is one click from the clipboard.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: url });
+  await page.locator("#copy-id").click();
+  await page.locator("#copy-id", { hasText: "Copied" }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), jobId);
+  await page.locator("#copy-id", { hasText: "Copy id" }).waitFor();
   await screenshots("live-page-succeeded");
   await page.locator("#ts-toggle").uncheck();
   console.error(`job ${jobId} shown SUCCEEDED with its output, files, result and log`);
