@@ -203,6 +203,11 @@ async function api(path, options = {}) {
   return { status: res.status, body, changed: true };
 }
 
+function forget(path) {
+  etags.delete(path);
+  bodies.delete(path);
+}
+
 // Saves what `path` answers as `filename`: the token goes in a header,
 // which a plain link cannot carry, so the bytes come through fetch and
 // leave as a blob: URL.
@@ -277,6 +282,7 @@ function listPath(pageToken) {
 async function listView() {
   const gen = ++generation;
   show("list-view");
+  document.title = "plus jobs";
   $("filter-status").value = filter.status;
   if ($("filter-q").value !== filter.q) $("filter-q").value = filter.q;
   let pageToken = null;
@@ -565,6 +571,7 @@ async function renderOutputs(job, path) {
 }
 
 function renderJob(job) {
+  document.title = `${job.status} · ${job.name || shortId(job.object_id)} · plus jobs`;
   $("job-title").textContent = job.name || shortId(job.object_id);
   $("job-title").title = job.object_id;
   $("job-id").textContent = job.object_id;
@@ -693,6 +700,9 @@ async function jobView(id) {
       if (ev.status !== 200) throw new Error(ev.body.message);
       if (ev.changed) {
         appendOutput(ev.body.events);
+        // Each `after` is asked for once more at most: keep no copy of
+        // the answers already shown.
+        if (ev.body.next_after !== after) forget(`${path}/events?after=${after}`);
         after = ev.body.next_after;
         for (const e of ev.body.events) {
           if (e.kind !== "progress") continue;
