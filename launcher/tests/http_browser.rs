@@ -233,7 +233,7 @@ fn the_live_page_shows_progress_attempts_outputs_and_shards_at_desktop_and_phone
     let files = tempfile::tempdir().unwrap();
 
     // A job that prints, leaves two files and a result, and succeeds.
-    let script = "#!/bin/sh\necho 'hello from the live page test'\nfor i in 1 2 3 4 5; do echo \"step $i of 5\"; sleep 0.3; done\necho 'a warning' >&2\nprintf 'city,visits\\nOslo,3\\nLima,5\\n' > \"$PLUS_OUTPUT_DIR/report.csv\"\nmkdir -p \"$PLUS_OUTPUT_DIR/charts\"\necho 'two cities' > \"$PLUS_OUTPUT_DIR/charts/summary.txt\"\necho '{\"steps\": 5, \"cities\": [\"Oslo\", \"Lima\"]}' > \"$PLUS_RESULT_FILE\"\necho done\n";
+    let script = "#!/bin/sh\necho 'hello from the live page test'\nfor i in 1 2 3 4 5; do echo \"step $i of 5\"; sleep 0.3; done\necho 'a warning' >&2\necho '<img src=x onerror=alert(1)> stays text'\nprintf 'city,visits\\nOslo,3\\nLima,5\\n' > \"$PLUS_OUTPUT_DIR/report.csv\"\nmkdir -p \"$PLUS_OUTPUT_DIR/charts\"\necho 'two cities' > \"$PLUS_OUTPUT_DIR/charts/summary.txt\"\necho '{\"steps\": 5, \"cities\": [\"Oslo\", \"Lima\"]}' > \"$PLUS_RESULT_FILE\"\necho done\n";
     let a = server.call(
         "POST",
         "/jobs",

@@ -201,14 +201,15 @@ try {
     const job = await apiJob(collectionJob);
     const apiDone = (job.progress?.succeeded || 0) + (job.progress?.failed || 0);
     if (job.status !== "RUNNING") break;
-    // Within about a second the page shows at least what the API said.
+    // Within about a second (one poll, plus slack for a busy machine) the
+    // page shows at least what the API said.
     await page.waitForFunction(
       (want) => {
         const m = document.querySelector("#progress-text")?.textContent.match(/^(\d+) of/);
         return m && Number(m[1]) >= want;
       },
       apiDone,
-      { timeout: 1500, polling: 50 },
+      { timeout: 2000, polling: 50 },
     );
     const bar = await page.evaluate(() => ({ value: document.querySelector("#progress").value, max: document.querySelector("#progress").max }));
     assert.equal(bar.max, 120, "the bar is determinate, out of 120 items");
@@ -246,6 +247,9 @@ try {
   const positions = lines.map((l) => output.indexOf(l));
   assert.deepEqual([...positions].sort((a, b) => a - b), positions, `output out of order:\n${output}`);
   assert.ok(!/\d\d:\d\d:\d\d\.\d{3}/.test(output), "no timestamps until asked for");
+  // Output is text, never markup.
+  assert.ok(output.includes("<img src=x onerror=alert(1)> stays text"), output);
+  assert.equal(await page.locator("#output img").count(), 0, "no element made from output");
   await page.locator("#ts-toggle").check();
   const stamp = page.locator("#output .line", { hasText: "step 1 of 5" }).locator(".ts");
   assert.ok(await stamp.isVisible(), "each line shows its time");
