@@ -23,6 +23,12 @@ async fn round_trip(blobs: &dyn BlobStore) {
     assert!(back == data, "the log came back byte for byte");
     assert_eq!(blobs.list("jobs/j/").await.unwrap(), vec!["jobs/j/log.txt"]);
     assert_eq!(blobs.get_bytes("jobs/j/missing").await.unwrap(), None);
+    // A size is answered without reading the blob.
+    assert_eq!(
+        blobs.size("jobs/j/log.txt").await.unwrap(),
+        Some(data.len() as u64)
+    );
+    assert_eq!(blobs.size("jobs/j/missing").await.unwrap(), None);
 
     // A byte range of a file (a results part) is stored as exactly those
     // bytes; a range past the end of the file is an error, not a short blob.

@@ -242,10 +242,15 @@ async fn a_launched_task_carries_the_contract_and_its_worker_runs_the_job() {
     let status = t.plus(&["status", id, "--json"]);
     let v: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["result"], serde_json::json!({"ok": true}));
-    let logs = t.plus(&["logs", id]);
+    let logs = t.plus(&["logs", id, "--attempt", "1"]);
     assert_eq!(
         String::from_utf8_lossy(&logs.stdout),
         "hello from fargate\n"
+    );
+    let logs = String::from_utf8_lossy(&t.plus(&["logs", id]).stdout).into_owned();
+    assert!(
+        logs.starts_with("== attempt 1 (SUCCEEDED, ") && logs.ends_with("==\nhello from fargate\n"),
+        "{logs}"
     );
 }
 

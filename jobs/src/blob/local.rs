@@ -134,6 +134,15 @@ impl BlobStore for LocalBlobs {
         }
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path, e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
         let root = self.root.clone();
         let prefix = prefix.to_owned();

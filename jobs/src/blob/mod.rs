@@ -80,6 +80,15 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// When the store fails.
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
 
+    /// The size in bytes of the blob at `key`; `Ok(None)` when there is
+    /// none. The default reads the blob; adapters answer without reading.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        Ok(self.get_bytes(key).await?.map(|b| b.len() as u64))
+    }
+
     /// Keys that start with `prefix`, in order.
     ///
     /// # Errors

@@ -266,6 +266,27 @@ impl BlobStore for S3Blobs {
         }
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        // The first key that starts with `key` is `key` itself when it
+        // exists (every other one is longer, so sorts after it); a listing
+        // carries its size.
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.classify(e, "ListObjectsV2", key))?;
+        Ok(page
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.key.as_deref() == Some(key))
+            .map(|o| o.size.unwrap_or(0).max(0) as u64))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
         let mut keys = Vec::new();
         let mut pages = self

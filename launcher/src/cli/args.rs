@@ -101,10 +101,29 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Print a job's full log.
+    /// Print a job's stored log: every attempt's, each under a header (a
+    /// sharded job: every shard's).
     Logs {
         /// The job id.
         job: String,
+        /// Only this attempt's log (1 is the first).
+        #[arg(long, value_name = "N")]
+        attempt: Option<u32>,
+    },
+    /// Print a collection job's per-item results as JSON lines (a sharded
+    /// job: every shard's, in shard order).
+    Results {
+        /// The job id.
+        job: String,
+    },
+    /// List the files a job's script left in $PLUS_OUTPUT_DIR, or download
+    /// them.
+    Outputs {
+        /// The job id.
+        job: String,
+        /// Download every file into DIR (never writing outside it).
+        #[arg(long, value_name = "DIR")]
+        download: Option<PathBuf>,
     },
     /// Cancel a job (a running script is stopped first).
     Cancel {
@@ -124,7 +143,7 @@ pub enum Command {
         /// Only jobs in this status (e.g. RUNNING).
         #[arg(long)]
         status: Option<String>,
-        /// How many jobs at most.
+        /// How many jobs at most (0: all of them).
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },

@@ -117,11 +117,67 @@ pub fn human(d: Duration) -> String {
 /// The progress bar of a collection job on stderr (items done / total,
 /// rate, ETA), fed by its `progress` events and its record; it ends with
 /// the counts. Hidden when stderr is not a terminal, except the counts.
+/// The counts only grow (a late or partial event never takes them back),
+/// and the total shows as soon as either source has it.
 #[derive(Debug)]
 pub struct ItemsBar {
     enabled: bool,
     bar: Option<indicatif::ProgressBar>,
     counts: Option<(u64, u64, u64)>,
+    /// When items were first seen done, and how many: the rate's origin.
+    origin: Option<(std::time::Instant, u64)>,
+}
+
+/// Cells in the bar.
+const BAR_CELLS: u64 = 30;
+
+/// `3.4/s`, `120/s`: one decimal below 100 items a second, none above.
+pub fn rate_text(per_sec: f64) -> String {
+    format!("{}/s", rate_number(per_sec))
+}
+
+fn rate_number(per_sec: f64) -> String {
+    if per_sec < 100.0 {
+        format!("{per_sec:.1}")
+    } else {
+        format!("{per_sec:.0}")
+    }
+}
+
+/// `6 s`, `2 min 5 s`, `1 h 3 min`: whole units, for an ETA.
+pub fn eta_text(secs: f64) -> String {
+    let s = secs.max(0.0).ceil() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// One line of the bar: `[█████░░░] 12/32 items  3.4/s  ETA 6 s  1 failed`
+/// (without a total yet: `12 items  3.4/s`). Full once done reaches the
+/// total.
+pub fn bar_line(total: u64, done: u64, failed: u64, per_sec: Option<f64>) -> String {
+    let mut parts = Vec::new();
+    if let Some(filled) = (done.min(total) * BAR_CELLS).checked_div(total) {
+        parts.push(format!(
+            "[{}{}] {done}/{total} items",
+            "█".repeat(filled as usize),
+            "░".repeat((BAR_CELLS - filled) as usize)
+        ));
+    } else {
+        parts.push(format!("{done} items"));
+    }
+    if let Some(r) = per_sec.filter(|r| r.is_finite() && *r > 0.0) {
+        parts.push(rate_text(r));
+        if total > done {
+            parts.push(format!("ETA {}", eta_text((total - done) as f64 / r)));
+        }
+    }
+    if failed > 0 {
+        parts.push(format!("{failed} failed"));
+    }
+    parts.join("  ")
 }
 
 impl ItemsBar {
@@ -131,6 +187,7 @@ impl ItemsBar {
             enabled,
             bar: None,
             counts: None,
+            origin: None,
         }
     }
 
@@ -138,29 +195,30 @@ impl ItemsBar {
         if !self.enabled {
             return;
         }
+        let (t0, s0, f0) = self.counts.unwrap_or_default();
+        let (total, succeeded, failed) = (t0.max(total), s0.max(succeeded), f0.max(failed));
+        let done = succeeded + failed;
+        if self.counts.is_none() && total == 0 && done == 0 {
+            // Nothing to show yet.
+            return;
+        }
         self.counts = Some((total, succeeded, failed));
+        let now = std::time::Instant::now();
+        let (since, done0) = *self.origin.get_or_insert((now, done));
+        let elapsed = now.duration_since(since).as_secs_f64();
+        let per_sec = (elapsed >= 0.5 && done > done0).then(|| (done - done0) as f64 / elapsed);
         let bar = self.bar.get_or_insert_with(|| {
             let bar = indicatif::ProgressBar::with_draw_target(
                 None,
                 indicatif::ProgressDrawTarget::stderr_with_hz(4),
             );
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30.cyan/blue} {pos}/{len} items  {per_sec}  ETA {eta}  {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar
         });
-        if total > 0 {
-            bar.set_length(total);
-        }
-        bar.set_position(succeeded + failed);
-        bar.set_message(if failed > 0 {
-            format!("{failed} failed")
-        } else {
-            String::new()
-        });
+        bar.set_message(bar_line(total, done, failed, per_sec));
     }
 
     /// Prints an event above the bar, and takes `progress` events.
@@ -199,7 +257,7 @@ impl ItemsBar {
         }
         if let Some((total, ok, failed)) = self.counts {
             let rate = job_rate(job, ok + failed)
-                .map(|r| format!(" ({r:.0} items/s)"))
+                .map(|r| format!(" ({} items/s)", rate_number(r)))
                 .unwrap_or_default();
             eprintln!(
                 "● {} of {total} items done: {ok} succeeded, {failed} failed{rate}",
@@ -225,5 +283,27 @@ mod tests {
         assert_eq!(human(Duration::from_millis(1234)), "1.2 s");
         assert_eq!(human(Duration::from_secs(184)), "3 min 4 s");
         assert_eq!(human(Duration::from_secs(7500)), "2 h 5 min");
+    }
+
+    #[test]
+    fn the_bar_reads_well() {
+        assert_eq!(rate_text(12.345_678), "12.3/s");
+        assert_eq!(rate_text(1234.6), "1235/s");
+        assert_eq!(eta_text(5.2), "6 s");
+        assert_eq!(eta_text(125.0), "2 min 5 s");
+        let full = bar_line(32, 32, 0, Some(10.0));
+        assert!(
+            full.starts_with(&format!("[{}] 32/32 items", "█".repeat(30))),
+            "{full}"
+        );
+        assert_eq!(
+            bar_line(32, 16, 1, Some(4.0)),
+            format!(
+                "[{}{}] 16/32 items  4.0/s  ETA 4 s  1 failed",
+                "█".repeat(15),
+                "░".repeat(15)
+            )
+        );
+        assert_eq!(bar_line(0, 5, 0, None), "5 items");
     }
 }

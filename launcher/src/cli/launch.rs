@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use plus_jobs::{job::status_name, JobStatus, RunMode};
+use plus_jobs::{job::status_name, RunMode};
 
 use super::{
     args::{Command, ScriptOpts},
@@ -237,10 +237,8 @@ pub async fn launch_shards(
     let job = follow(launcher, user, &id, worker, printer, 0).await?;
     if json {
         print_json(&job)?;
-    } else if job.status() == JobStatus::Succeeded {
-        eprintln!("✔ job {id} SUCCEEDED");
     } else {
-        eprintln!("✘ job {id} {}: {}", status_name(job.status()), job.error);
+        print_summary(&job);
     }
     Ok(exit_for(&job))
 }

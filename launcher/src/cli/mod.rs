@@ -10,6 +10,8 @@
 //! - [`data`]: `plus collection ...` and `plus action ...`.
 //! - [`error`]: why a command stopped, and how it is worded.
 //! - [`serve`]: `plus serve`, the HTTP API on a loopback port.
+//! - [`views`]: what a job shows: `status`, `logs`, `results`, `outputs`,
+//!   a sharded job's events, `list`.
 
 pub mod args;
 pub mod data;
@@ -18,8 +20,9 @@ pub mod follow;
 pub mod launch;
 pub mod print;
 pub mod serve;
+pub mod views;
 
-use std::{io::Write, path::PathBuf};
+use std::path::PathBuf;
 
 use plus_jobs::{Backend, BackendConfig, JobStatus, RunMode};
 
@@ -105,18 +108,12 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Collection { command } => {
             data::run_collection(&launcher, &user, command, json).await
         }
-        Command::Action { command } => {
-            data::run_action(&launcher, &user, command, json).await
-        }
+        Command::Action { command } => data::run_action(&launcher, &user, command, json).await,
         Command::Launch { .. } => launch::run_launch(&cli.command, json, &launcher, &user).await,
-        Command::Status { job } => {
-            let job = launcher.status(&user, job).await?;
-            if json {
-                print::print_json(&job)?;
-            } else {
-                print::print_status(&job);
-            }
-            Ok(0)
+        Command::Status { job } => views::status(&launcher, &user, job, json).await,
+        Command::Results { job } => views::results(&launcher, &user, job).await,
+        Command::Outputs { job, download } => {
+            views::outputs(&launcher, &user, job, download.as_deref(), json).await
         }
         Command::Events {
             job,
@@ -124,6 +121,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             follow: keep,
         } => {
             if *keep {
+                let parent = launcher.owned(&user, job).await?;
+                if crate::ops::shards::is_parent(&parent) {
+                    return views::follow_parent(&launcher, &user, &parent, *after).await;
+                }
                 let printer = follow::Printer {
                     stdout_to_stderr: false,
                     statuses: true,
@@ -131,8 +132,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 let job = follow::follow(&launcher, &user, job, None, printer, *after).await?;
                 return Ok(print::exit_for(&job));
             }
-            let events = launcher.events(&user, job, *after, 10_000).await?.events;
-            print::print_events(&events, json);
+            let found = launcher.events(&user, job, *after, 10_000).await?;
+            if crate::ops::shards::is_parent(&found.job) {
+                return views::parent_events(&launcher, &user, &found.job, *after, json).await;
+            }
+            print::print_events(&found.events, json);
             Ok(0)
         }
         Command::Monitor {
@@ -154,13 +158,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 tokio::time::sleep(std::time::Duration::from_secs(*interval)).await;
             }
         }
-        Command::Logs { job } => match launcher.logs(&user, job).await? {
-            Some(bytes) => {
-                std::io::stdout().write_all(&bytes)?;
-                Ok(0)
-            }
-            None => Err(CliError::Usage(format!("job {job} has no stored log yet (it is stored when the job ends); follow it live with `plus events {job} --follow`"))),
-        },
+        Command::Logs { job, attempt } => views::logs(&launcher, &user, job, *attempt).await,
         Command::Cancel { job } => {
             let j = launcher.cancel(&user, job).await?;
             if json {
@@ -187,9 +185,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 })?),
                 None => None,
             };
-            let page = launcher.list(&user, status, None, *limit).await?;
-            print::print_list(&page, &user, json);
-            Ok(0)
+            views::list(&launcher, &user, status, *limit, json).await
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Printing a job's record, lists, events and monitor passes: text for
 //! people on stdout/stderr, or one JSON object with `--json`.
 
-use plus_jobs::{job::status_name, Job, JobStatus, Page, StreamEvent};
+use plus_jobs::{job::status_name, Job, JobStatus, StreamEvent};
 
 use super::follow::duration;
 use crate::ops::monitor::Settled;
@@ -40,6 +40,9 @@ pub fn print_summary(job: &Job) {
     }
 }
 
+/// The characters of a result `plus status` shows before cutting it.
+pub const RESULT_CHARS: usize = 300;
+
 /// Prints a job's record, one field a line.
 pub fn print_status(job: &Job) {
     let row = |k: &str, v: &str| {
@@ -48,6 +51,7 @@ pub fn print_status(job: &Job) {
         }
     };
     row("job", &job.object_id);
+    row("name", &job.name);
     row("status", status_name(job.status()));
     row("mode", job.run_mode().as_str_name());
     row("user", &job.username);
@@ -75,7 +79,17 @@ pub fn print_status(job: &Job) {
     if let Some(r) = &job.result {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         plus_jobs::job::normalize_numbers(&mut v);
-        row("result", &v.to_string());
+        let text = v.to_string();
+        // A long result is cut on the page; the whole one is one command away.
+        let shown = match text.char_indices().nth(RESULT_CHARS) {
+            Some((cut, _)) => format!(
+                "{}… (all of it: plus status {} --json)",
+                &text[..cut],
+                job.object_id
+            ),
+            None => text,
+        };
+        row("result", &shown);
     }
     if job.cancel_requested {
         row("cancel", "requested");
@@ -114,32 +128,6 @@ pub fn print_settled(settled: &[Settled], json: bool) {
     } else {
         for s in settled {
             eprintln!("monitor: job {} {}: {}", s.job_id, s.action, s.reason);
-        }
-    }
-}
-
-/// Prints a page of the user's jobs (`plus list`).
-pub fn print_list(page: &Page<Job>, user: &str, json: bool) {
-    if json {
-        let jobs: Vec<serde_json::Value> =
-            page.items.iter().map(plus_jobs::job::job_json).collect();
-        println!("{}", serde_json::json!({ "jobs": jobs, "next": page.next }));
-    } else if page.items.is_empty() {
-        eprintln!("no jobs for {user} yet: start one with `plus run examples/hello.sh`");
-    } else {
-        println!(
-            "{:<38} {:<13} {:<15} {:<25} DURATION",
-            "JOB", "STATUS", "MODE", "CREATED"
-        );
-        for j in &page.items {
-            println!(
-                "{:<38} {:<13} {:<15} {:<25} {}",
-                j.object_id,
-                status_name(j.status()),
-                j.run_mode().as_str_name(),
-                j.created_at,
-                duration(j).unwrap_or_else(|| "-".into())
-            );
         }
     }
 }

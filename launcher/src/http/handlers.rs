@@ -31,6 +31,8 @@ use crate::ops::{JobEvents, LaunchRequest, LauncherError};
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 /// The largest `page_size`.
 pub const MAX_PAGE_SIZE: usize = 100;
+/// The longest `q` of `GET /jobs`.
+pub const MAX_QUERY_TEXT: usize = 200;
 /// Events per answer when `limit` is not given.
 pub const DEFAULT_EVENTS_LIMIT: usize = 500;
 /// The largest events `limit`.
@@ -119,6 +121,12 @@ pub async fn list(
         }
     }
     let text = q.q.as_deref().unwrap_or("").trim();
+    if text.chars().count() > MAX_QUERY_TEXT {
+        return Err(ApiError::BadRequest(format!(
+            "q is {} characters: search with at most {MAX_QUERY_TEXT} (a piece of a job id or name)",
+            text.chars().count()
+        )));
+    }
     let page = state
         .launcher
         .find(&caller.0, status, text, start, size)
@@ -154,14 +162,7 @@ pub async fn status(
             .shards_of(&job)
             .await?
             .iter()
-            .map(|s| {
-                let j = job_json(s);
-                serde_json::json!({
-                    "job_id": s.object_id,
-                    "status": status_name(s.status()),
-                    "progress": j.get("progress").cloned().unwrap_or(serde_json::json!({})),
-                })
-            })
+            .map(crate::ops::views::shard_summary)
             .collect();
         body["shards"] = shards.into();
     }

@@ -124,6 +124,11 @@ async fn every_jobs_route_needs_a_valid_token() {
         ("GET", format!("/jobs/{id}")),
         ("GET", format!("/jobs/{id}/events?after=0")),
         ("POST", format!("/jobs/{id}/cancel")),
+        ("POST", format!("/jobs/{id}/retry")),
+        ("GET", format!("/jobs/{id}/log")),
+        ("GET", format!("/jobs/{id}/outputs")),
+        ("GET", format!("/jobs/{id}/outputs/report.csv")),
+        ("GET", format!("/jobs/{id}/results")),
     ];
     for (method, path) in &routes {
         for auth in [
@@ -1026,6 +1031,13 @@ async fn jobs_filter_by_a_piece_of_their_id_or_name() {
     assert_eq!(ids(&a), ["weekly-7"]);
     let a = call(&app, "GET", "/jobs?q=weekly&status=SUCCEEDED", None).await;
     assert_eq!(ids(&a), Vec::<String>::new());
+    let long = "x".repeat(201);
+    let a = call(&app, "GET", &format!("/jobs?q={long}"), None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("q is 201 characters"));
     let a = call(&app, "GET", "/jobs?q=job&page_size=1", None).await;
     assert_eq!(ids(&a), ["job-other"]);
     let token = a.body["next_page_token"].as_str().unwrap().to_owned();

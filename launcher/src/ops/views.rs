@@ -68,7 +68,13 @@ pub fn attempts_of(job: &Job) -> Vec<Attempt> {
             status: job.status,
             exit_code: job.exit_code,
             error: job.error.clone(),
-            log_key: job.log_key.clone(),
+            // A relaunch may not have moved the record's key on yet: an
+            // earlier attempt's key is not this attempt's log.
+            log_key: if all.iter().any(|a| a.log_key == job.log_key) {
+                String::new()
+            } else {
+                job.log_key.clone()
+            },
         });
     }
     for a in &mut all {
@@ -333,14 +339,7 @@ impl Launcher {
             if check_output_name(name).is_err() {
                 continue;
             }
-            // The port has no size query: read the file (outputs are read
-            // whole to download them anyway).
-            let size = self
-                .backend
-                .blobs
-                .get_bytes(&key)
-                .await?
-                .map_or(0, |b| b.len() as u64);
+            let size = self.backend.blobs.size(&key).await?.unwrap_or(0);
             files.push(OutputFile {
                 name: name.to_owned(),
                 size,
@@ -406,6 +405,16 @@ impl Launcher {
     }
 }
 
+/// A shard as a parent's answers list it: `{job_id, status, progress}`.
+pub fn shard_summary(shard: &Job) -> serde_json::Value {
+    let j = plus_jobs::job::job_json(shard);
+    serde_json::json!({
+        "job_id": shard.object_id,
+        "status": status_name(shard.status()),
+        "progress": j.get("progress").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
+}
+
 /// Whether `job` matches `text`: a substring of its id or its name, any
 /// case. An empty text matches every job.
 pub fn matches_text(job: &Job, text: &str) -> bool {
@@ -454,6 +463,39 @@ mod tests {
         for good in ["report.csv", "sub/dir/x.txt", "..a", "a.."] {
             assert!(check_output_name(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn a_running_attempt_follows_the_recorded_ones_with_its_own_log() {
+        let job = Job {
+            object_id: "j".into(),
+            status: JobStatus::Running as i32,
+            attempt: Some(2),
+            started_at: "2026-12-01T10:00:00.000Z".into(),
+            log_key: "jobs/j/log.txt".into(),
+            attempts: vec![Attempt {
+                attempt: 1,
+                status: JobStatus::Interrupted as i32,
+                log_key: "jobs/j/log.txt".into(),
+                ..Attempt::default()
+            }],
+            ..Job::default()
+        };
+        let all = attempts_of(&job);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].attempt, 2);
+        assert_eq!(all[1].status(), JobStatus::Running);
+        assert_eq!(all[1].log_key, "jobs/j/attempts/2/log.txt");
+        // A job written before attempts were recorded has its one attempt.
+        let old = Job {
+            object_id: "k".into(),
+            status: JobStatus::Succeeded as i32,
+            log_key: "jobs/k/log.txt".into(),
+            ..Job::default()
+        };
+        let all = attempts_of(&old);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].log_key, "jobs/k/log.txt");
     }
 
     #[test]

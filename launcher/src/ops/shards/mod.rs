@@ -125,18 +125,21 @@ impl Launcher {
         }
         let now = Timestamp::now().to_string();
         let status = derived.status();
+        let (first_start, last_end) = rules::span(&shards);
         let patch = Job {
             status: derived.status,
             progress: derived.progress.clone(),
             error: derived.error.clone(),
             updated_at: now.clone(),
+            // The parent ran from its first shard's start to its last
+            // shard's end, so its duration is the fan-out's.
             started_at: if parent.started_at.is_empty() && status != JobStatus::Initializing {
-                now.clone()
+                first_start.unwrap_or_else(|| now.clone())
             } else {
                 String::new()
             },
             completed_at: if is_terminal(status) {
-                now
+                last_end.unwrap_or(now)
             } else {
                 String::new()
             },

@@ -20,6 +20,24 @@ pub fn shard_id(parent: &str, index: u32) -> String {
     format!("{parent}-s{index}")
 }
 
+/// When the shards ran: the earliest start and, once every shard ended,
+/// the latest end (RFC 3339 UTC timestamps of one format sort as text).
+pub fn span(shards: &[Option<Job>]) -> (Option<String>, Option<String>) {
+    let found: Vec<&Job> = shards.iter().flatten().collect();
+    let first = found
+        .iter()
+        .map(|j| j.started_at.as_str())
+        .filter(|t| !t.is_empty())
+        .min()
+        .map(str::to_owned);
+    let all_ended = found.len() == shards.len() && found.iter().all(|j| !j.completed_at.is_empty());
+    let last = all_ended
+        .then(|| found.iter().map(|j| j.completed_at.as_str()).max())
+        .flatten()
+        .map(str::to_owned);
+    (first, last)
+}
+
 /// The parent as its shards say it is (pure; `None` is a shard not found).
 pub fn derive(parent: &Job, shards: &[Option<Job>]) -> Job {
     let statuses: Vec<JobStatus> = shards
