@@ -230,6 +230,12 @@ try {
   await status("SUCCEEDED", 90000);
   await page.locator("#progress-text", { hasText: "120 of 120 done, 2 failed" }).waitFor({ timeout: 5000 });
   assert.equal(await text("#progress-pct"), "100%");
+  // Its per-item results: one line per item.
+  const [resultsDownload] = await Promise.all([page.waitForEvent("download"), page.locator("#download-results").click()]);
+  assert.equal(resultsDownload.suggestedFilename(), `${collectionJob}-results.jsonl`);
+  const resultLines = readFileSync(await resultsDownload.path(), "utf8").trim().split("\n");
+  assert.equal(resultLines.length, 120, "one result line per item");
+  for (const l of resultLines) JSON.parse(l);
 
   // 3. A succeeded job, opened from the list: output in order (with
   //    timestamps on request), files, result, full log.
