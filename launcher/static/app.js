@@ -70,6 +70,15 @@ function when(iso) {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
 }
 
+// A time in a list: the time of day for today's, the date too otherwise.
+function whenShort(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
 const pad = (n, w = 2) => String(n).padStart(w, "0");
 
 // The time of day of an output line, to the millisecond.
@@ -400,9 +409,9 @@ function row(job, underParent) {
     { class: underParent ? "shard" : null, "data-job": job.object_id },
     td("Status", badge(null, job.status)),
     jobCell,
-    el("td", { "data-label": "Runs", class: "wide" }, runs(job)),
+    el("td", { "data-label": "Runs", class: "wide runs" }, runs(job)),
     progress,
-    td("Created", when(job.created_at)),
+    el("td", { "data-label": "Created", title: when(job.created_at) }, whenShort(job.created_at)),
     td("Duration", duration(job)),
   );
 }
