@@ -504,7 +504,7 @@ function renderAttempts(job, path) {
     );
   });
   // The attempt running now has no entry until it ends.
-  if (!TERMINAL.has(job.status) && job.attempt && !list.some((a) => a.attempt === job.attempt) && list.length) {
+  if (!TERMINAL.has(job.status) && job.attempt && !list.some((a) => a.attempt === job.attempt)) {
     rows.push(
       el(
         "tr",
@@ -521,7 +521,9 @@ function renderAttempts(job, path) {
     );
   }
   $("attempts-body").replaceChildren(...rows);
-  $("attempts-box").hidden = rows.length === 0;
+  // One attempt says nothing the facts above do not: the history shows
+  // once there is more than one.
+  $("attempts-box").hidden = rows.length < 2;
 }
 
 // A sharded parent lists its shards (`shards` in its record; a server

@@ -261,6 +261,7 @@ try {
   assert.ok(await stamp.isVisible(), "each line shows its time");
   assert.match(await stamp.innerText(), /^\d\d:\d\d:\d\d\.\d{3}$/);
   assert.ok(await page.locator("#cancel").isHidden(), "a finished job shows no cancel button");
+  assert.ok(await page.locator("#attempts-box").isHidden(), "one attempt needs no history table");
   assert.ok(await page.locator("#retry").isVisible(), "a finished job can be retried");
   assert.ok((await text('[data-fact="completed"]')).length > 0, "completed time shown");
   assert.ok((await text('[data-fact="duration"]')).endsWith("s"), "duration shown");
