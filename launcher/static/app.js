@@ -406,7 +406,14 @@ function row(job, underParent) {
     : td("Progress");
   return el(
     "tr",
-    { class: underParent ? "shard" : null, "data-job": job.object_id },
+    {
+      class: underParent ? "shard" : null,
+      "data-job": job.object_id,
+      // The whole row opens the job, not only its id.
+      onclick: (e) => {
+        if (!e.target.closest("a, button") && !getSelection().toString()) location.hash = jobHref(job.object_id);
+      },
+    },
     td("Status", badge(null, job.status)),
     jobCell,
     el("td", { "data-label": "Runs", class: "wide runs" }, runs(job)),

@@ -240,7 +240,8 @@ try {
   // 3. A succeeded job, opened from the list: output in order (with
   //    timestamps on request), files, result, full log.
   await page.goto(`${url}#/`);
-  await rowOf(jobId).locator("a.id").click();
+  // Anywhere on its row opens a job.
+  await rowOf(jobId).locator('td[data-label="Runs"]').click();
   await page.locator("#job-view").waitFor({ state: "visible" });
   await status("SUCCEEDED", 60000);
   for (const line of lines) {
@@ -339,8 +340,11 @@ try {
   await page.locator('[data-fact="shard-of"] a', { hasText: shardedJob }).waitFor();
   console.error(`job ${shardedJob} shows its 3 shards`);
 
-  // 6. A running job: the cancel button stops it; retry runs it again.
-  await page.goto(`${url}#/jobs/${longJob}`);
+  // 6. A running job, from a link that carries the token: the token leaves
+  //    the address, the job stays. The cancel button stops it; retry runs
+  //    it again.
+  await page.goto(`${url}#/jobs/${longJob}?token=${token}`);
+  await page.waitForFunction((id) => location.hash === `#/jobs/${id}`, longJob);
   await status("RUNNING");
   await page.locator("#output", { hasText: "started" }).waitFor({ timeout: 15000 });
   await page.locator("#cancel").click();
