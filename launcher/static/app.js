@@ -392,7 +392,8 @@ function fromShards(parent, shards) {
 
 function row(job, underParent) {
   const td = (label, ...children) => el("td", { "data-label": label }, ...children);
-  const label = job.name || (job.parent_id ? `shard ${(job.shard_index || 0) + 1} of ${job.shard_count}` : "");
+  const shard = job.parent_id ? `shard ${(job.shard_index || 0) + 1} of ${job.shard_count}` : "";
+  const label = [job.name, shard].filter(Boolean).join(" · ");
   const jobCell = el(
     "td",
     { "data-label": "Job", class: "job-cell" },
