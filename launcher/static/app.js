@@ -440,7 +440,9 @@ function renderFacts(job) {
     ...fact("Runs", runs(job)),
     ...fact("Mode", job.run_mode),
     ...fact("Shard of", job.parent_id ? idLink(job.parent_id, job.parent_id) : null),
-    ...fact("Attempt", job.attempt),
+    // A sharded job runs no attempt of its own: its shards do.
+    ...fact("Attempt", job.shard_count && !job.parent_id ? null : job.attempt),
+    ...fact("Shards", job.shard_count && !job.parent_id ? job.shard_count : null),
     ...fact("Created", when(job.created_at)),
     ...fact("Started", when(job.started_at)),
     ...fact("Completed", when(job.completed_at)),
