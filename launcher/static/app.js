@@ -611,6 +611,9 @@ function renderJob(job) {
     job.shard_count && !job.parent_id ? "A sharded job writes no output itself: each shard has its own." : "No output yet.";
 }
 
+// Output lines, each with its time (hidden until asked for). Lines reach
+// the stream in small batches, so the lines of one batch share the time it
+// was written.
 function appendOutput(events) {
   const out = $("output");
   const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 40;
