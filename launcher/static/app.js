@@ -26,7 +26,7 @@ let token = null;
 let generation = 0;
 const etags = new Map();
 const bodies = new Map();
-// The list's filter, kept while a job is open.
+// The list's filter (in the list's address too), kept while a job is open.
 const filter = { status: "", q: "" };
 
 // ---- helpers ----
@@ -648,6 +648,7 @@ async function jobView(id) {
   const gen = ++generation;
   const path = jobPath(id);
   show("job-view");
+  $("back").href = listHref();
   notice("");
   $("output").replaceChildren();
   $("output-empty").hidden = false;
@@ -785,11 +786,30 @@ function takeTokenFromUrl() {
   token = localStorage.getItem(TOKEN_KEY);
 }
 
+// The list's address carries its filter (`#/?status=FAILED&q=nightly`), so a
+// filtered list can be shared, reloaded and returned to.
+function listHref() {
+  const p = new URLSearchParams();
+  if (filter.status) p.set("status", filter.status);
+  if (filter.q.trim()) p.set("q", filter.q.trim());
+  const query = p.toString();
+  return query ? `#/?${query}` : "#/";
+}
+
+function setFilter(changes) {
+  Object.assign(filter, changes);
+  history.replaceState(null, "", `${location.pathname}${location.search}${listHref()}`);
+  listView();
+}
+
 function route() {
   takeTokenFromUrl();
   if (!token) return signin("");
   const m = location.hash.match(/^#\/jobs\/([^?&]+)/);
   if (m) return jobView(decodeURIComponent(m[1]));
+  const p = new URLSearchParams(location.hash.replace(/^#\/?\??/, ""));
+  filter.status = p.get("status") || "";
+  filter.q = p.get("q") || "";
   return listView();
 }
 
@@ -804,17 +824,11 @@ $("token-form").addEventListener("submit", (e) => {
 });
 
 $("filters").addEventListener("submit", (e) => e.preventDefault());
-$("filter-status").addEventListener("change", () => {
-  filter.status = $("filter-status").value;
-  listView();
-});
+$("filter-status").addEventListener("change", () => setFilter({ status: $("filter-status").value }));
 let searchTimer = null;
 $("filter-q").addEventListener("input", () => {
   clearTimeout(searchTimer);
-  searchTimer = setTimeout(() => {
-    filter.q = $("filter-q").value;
-    listView();
-  }, 250);
+  searchTimer = setTimeout(() => setFilter({ q: $("filter-q").value }), 250);
 });
 
 $("ts-toggle").checked = localStorage.getItem(TIMESTAMPS_KEY) === "1";

@@ -160,6 +160,14 @@ try {
     const rows = [...document.querySelectorAll("#jobs-body tr")].map((r) => r.dataset.job);
     return rows.length === 1 && rows[0] === id;
   }, failedJob);
+  // The filter is in the address: a reload keeps it.
+  assert.equal(new URL(page.url()).hash, "#/?status=FAILED");
+  await page.reload();
+  assert.equal(await page.locator("#filter-status").inputValue(), "FAILED");
+  await page.waitForFunction((id) => {
+    const rows = [...document.querySelectorAll("#jobs-body tr")].map((r) => r.dataset.job);
+    return rows.length === 1 && rows[0] === id;
+  }, failedJob);
   await page.locator("#filter-status").selectOption("");
   await page.locator("#filter-q").fill("NIGHTLY");
   await page.waitForFunction((id) => {
