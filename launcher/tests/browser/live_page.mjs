@@ -367,12 +367,21 @@ try {
   await status("CANCELLED");
   console.error("retry ran the job again as a new one");
 
-  // 7. A wrong token: the page asks for one instead of showing anything.
+  // 7. A job that does not exist (or is someone else's): the page says so
+  //    and offers nothing to press. The browser logs the 404 itself.
+  const logged = problems.length;
+  await page.goto(`${url}#/jobs/no-such-job`);
+  await page.locator("#job-error", { hasText: /not found/i }).waitFor({ timeout: 15000 });
+  assert.ok(await page.locator("#cancel").isHidden(), "no cancel button for a missing job");
+  assert.ok(await page.locator("#retry").isHidden(), "no retry button for a missing job");
+  problems.push(...problems.splice(logged).filter((p) => !p.includes("404")));
+
+  // 8. A wrong token: the page asks for one instead of showing anything.
   await page.goto(`${url}#token=not-the-token`);
   await page.locator("#signin").waitFor({ state: "visible", timeout: 15000 });
   assert.ok(await page.locator("#list-view").isHidden());
 
-  // The 401 of step 7 is logged by the browser itself; nothing else may be.
+  // The 401 of step 8 is logged by the browser itself; nothing else may be.
   const unexpected = problems.filter((p) => !p.includes("401"));
   assert.deepEqual(unexpected, [], "the page logged errors");
   console.error("browser test passed");
