@@ -513,17 +513,18 @@ function renderAttempts(job, path) {
       ),
     );
   });
-  // The attempt running now has no entry until it ends.
+  // The attempt under way has no entry until it ends.
   if (!TERMINAL.has(job.status) && job.attempt && !list.some((a) => a.attempt === job.attempt)) {
+    const running = job.status === "RUNNING";
     rows.push(
       el(
         "tr",
         { "data-attempt": job.attempt, class: "current" },
         td("Attempt", `#${job.attempt}`),
         td("Status", badge(null, job.status)),
-        td("Started", when(job.started_at)),
-        td("Ended", "now running"),
-        td("Duration", duration(job)),
+        td("Started", running ? when(job.started_at) : ""),
+        td("Ended", running ? "running now" : "not started yet"),
+        td("Duration", running ? duration(job) : ""),
         td("Exit code", ""),
         el("td", { "data-label": "Error", class: "wide" }, ""),
         td("Log", ""),
@@ -536,23 +537,11 @@ function renderAttempts(job, path) {
   $("attempts-box").hidden = rows.length < 2;
 }
 
-// A sharded parent lists its shards (`shards` in its record; a server
-// that does not send them yet is asked for each shard).
-async function renderShards(job) {
-  if (!job.shard_count || job.parent_id) {
-    $("shards-box").hidden = true;
-    return;
-  }
-  let shards = job.shards;
-  if (!Array.isArray(shards)) {
-    shards = await Promise.all(
-      Array.from({ length: job.shard_count }, async (_, i) => {
-        const id = `${job.object_id}-s${i}`;
-        const r = await api(jobPath(id));
-        return r.status === 200 ? { job_id: id, status: r.body.status, progress: r.body.progress } : { job_id: id };
-      }),
-    );
-  }
+// A sharded parent's shards (`shards: [{job_id, status, progress}]` in its
+// record), each with a link.
+function renderShards(job) {
+  const shards = job.shard_count && !job.parent_id && Array.isArray(job.shards) ? job.shards : [];
+  $("shards-box").hidden = shards.length === 0;
   const td = (label, ...children) => el("td", { "data-label": label }, ...children);
   $("shards-body").replaceChildren(
     ...shards.map((s, i) =>
@@ -570,7 +559,6 @@ async function renderShards(job) {
       ),
     ),
   );
-  $("shards-box").hidden = false;
 }
 
 async function renderOutputs(job, path) {
@@ -745,8 +733,7 @@ async function jobView(id) {
         job = r.body;
         renderJob(job);
         renderAttempts(job, path);
-        await renderShards(job);
-        if (gen !== generation) return;
+        renderShards(job);
       }
       const p = newer(job.progress, live);
       const done = counts(p).done;
