@@ -116,9 +116,9 @@ echo "{\"ok\": \"$PLUS_ITEM_ID\"}"
 "#;
 
 /// A job that ran twice: attempt 1 was interrupted (Spot), attempt 2
-/// failed. No run can make one yet (the worker does not write `attempts`
-/// on this branch), so the record, its output and each attempt's log are
-/// written through the store and the blob folder, as the worker would.
+/// failed. A local run cannot be interrupted by Spot on cue, so the record,
+/// its output and each attempt's log are written through the store and the
+/// blob folder, where and as the worker writes them.
 fn store_a_job_with_two_attempts(home: &Path, name: &str) -> String {
     let id = JobId::generate().to_string();
     let day = &Timestamp::now().to_string()[..10];
