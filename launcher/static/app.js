@@ -8,6 +8,16 @@
 // Data only ever reaches the page through textContent and DOM APIs (never
 // innerHTML), and downloads that need the token go through fetch and a
 // blob: URL, so the strict Content-Security-Policy holds.
+//
+// Layout, top to bottom:
+// - helpers: `el` (the one way elements are made), ids, times, sizes, what a
+//   job runs, progress words and bars;
+// - the API: `api` (JSON, ETag revalidation) and `download` (fetch + blob);
+// - the list (`#/?status=&q=`): `listView` polls, `grouped` puts shards under
+//   their parent, `row` draws one job (a card at phone width, by CSS only);
+// - one job (`#/jobs/ID`): `jobView` polls events and the record about every
+//   second until the job ended, and the `render*` functions draw each part;
+// - routing: the token from the address, then the list or one job.
 "use strict";
 
 const TOKEN_KEY = "plus.token";
