@@ -30,6 +30,7 @@ const SCREENSHOTS: &[&str] = &[
     "live-page-running-phone.png",
     "live-page-succeeded.png",
     "live-page-succeeded-phone.png",
+    "live-page-succeeded-dark.png",
     "live-page-failed.png",
     "live-page-failed-phone.png",
     "live-page-sharded.png",

@@ -294,6 +294,12 @@ try {
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), jobId);
   await page.locator("#copy-id", { hasText: "Copy id" }).waitFor();
   await screenshots("live-page-succeeded");
+  // With a dark system setting the page is dark too.
+  await page.emulateMedia({ colorScheme: "dark" });
+  const dark = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+  assert.equal(dark, "rgb(15, 17, 21)", "a dark background");
+  await page.screenshot({ path: join(shots, "live-page-succeeded-dark.png"), fullPage: true });
+  await page.emulateMedia({ colorScheme: "light" });
   await page.locator("#ts-toggle").uncheck();
   console.error(`job ${jobId} shown SUCCEEDED with its output, files, result and log`);
 
