@@ -145,6 +145,7 @@ fn store_a_job_with_two_attempts(home: &Path, name: &str) -> String {
                 exit_code: exit,
                 error: error.into(),
                 log_key: format!("jobs/{id}/attempts/{n}/log.txt"),
+                usage: None,
             }
         };
     let error = "the script exited with code 1: see the last lines of its output";
