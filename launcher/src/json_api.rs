@@ -11,12 +11,20 @@
 //! {"op": "list",   "username": "alice"}
 //! {"op": "monitor"}
 //! ```
+//!
+//! It also takes EventBridge's "ECS Task State Change" events (`source`
+//! `aws.ecs`) and settles the job of a stopped task at once (see
+//! [`crate::ops::monitor::event`]); the answer is `{"settled": {...}}` or
+//! `{"ignored": "why"}`.
 
 use plus_jobs::{job::job_json, RunMode, TaskResources};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::ops::{monitor::Policy, LaunchRequest, Launcher, LauncherError};
+use crate::ops::{
+    monitor::{event::EcsEvent, Policy},
+    LaunchRequest, Launcher, LauncherError,
+};
 
 /// One operation.
 #[derive(Debug, Deserialize)]
@@ -142,6 +150,11 @@ pub enum HandlerError {
 /// # Errors
 /// [`HandlerError`] with a sentence for the caller.
 pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerError> {
+    if let Some(ecs) = EcsEvent::parse(&event) {
+        let ecs = ecs.map_err(HandlerError::BadEvent)?;
+        // Boxed: the monitor's future is deep, and this one sits beside the others.
+        return Ok(json!(Box::pin(launcher.settle_task_event(&ecs)).await?));
+    }
     let op: Operation = serde_json::from_value(event).map_err(HandlerError::BadEvent)?;
     Ok(match op {
         Operation::Launch(l) => {

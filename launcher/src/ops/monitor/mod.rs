@@ -11,6 +11,7 @@ use std::time::Duration;
 use plus_jobs::{job::status_name, Job, JobStatus, StoreError, Timestamp};
 use serde::Serialize;
 
+pub mod event;
 pub mod rules;
 
 pub use rules::{classify, Verdict};
