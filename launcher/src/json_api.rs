@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use crate::ops::{
     monitor::{event::EcsEvent, Policy},
+    request::RetryRuleInput,
     LaunchRequest, Launcher, LauncherError,
 };
 
@@ -127,6 +128,9 @@ pub struct LaunchOp {
     /// A label for the job, shown in lists (at most 200 characters).
     #[serde(default)]
     pub name: Option<String>,
+    /// Retry rules (`[{"on_exit_code": "3", "action": "RETRY"}]`).
+    #[serde(default)]
+    pub retry: Vec<RetryRuleInput>,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -179,6 +183,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 max_attempts: l.max_attempts,
                 job_id: l.job_id,
                 name: l.name,
+                retry: l.retry.into_iter().map(Into::into).collect(),
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),
