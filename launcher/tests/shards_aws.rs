@@ -8,10 +8,63 @@
 use std::collections::BTreeMap;
 
 use plus_jobs::{Backend, BackendConfig, JobStatus};
-use plus_testkit::{create_ecs, default_security_group, default_subnet, FaultProxy, Moto};
+use plus_testkit::{create_ecs, default_security_group, default_subnet, Fault, FaultProxy, Moto};
 use serde_json::{json, Value};
 
 const PLUS: &str = env!("CARGO_BIN_EXE_plus");
+
+/// The emulator's ECS, through the recording proxy.
+struct Ecs {
+    aws: plus_jobs::backend::AwsConfig,
+    cluster: String,
+    task_definition: String,
+    subnet: String,
+    sg: String,
+    proxy: FaultProxy,
+}
+
+impl Ecs {
+    async fn new() -> (Ecs, Backend) {
+        let moto = Moto::shared();
+        let aws = moto.provision().await;
+        let (cluster, task_definition) = create_ecs(&aws).await;
+        let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
+            .await
+            .unwrap();
+        let ecs = Ecs {
+            cluster,
+            task_definition,
+            subnet: default_subnet(&moto.endpoint).await,
+            sg: default_security_group(&moto.endpoint).await,
+            proxy: FaultProxy::start(&moto.endpoint).await,
+            aws,
+        };
+        (ecs, backend)
+    }
+
+    /// The real `plus` on the AWS backend.
+    fn plus(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(PLUS)
+            .args(["--backend", "aws"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("PLUS_USER", "alice")
+            .env("AWS_REGION", &self.aws.region)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", &self.proxy.endpoint)
+            .env("DYNAMO_TABLE", &self.aws.table)
+            .env("DYNAMO_STREAMS_TABLE", &self.aws.streams_table)
+            .env("PRIMARY_BUCKET", &self.aws.bucket)
+            .env("ECS_CLUSTER", &self.cluster)
+            .env("TASK_DEFINITION", &self.task_definition)
+            .env("SUBNETS", &self.subnet)
+            .env("SECURITY_GROUPS", &self.sg)
+            .output()
+            .unwrap()
+    }
+}
 
 /// Items DynamoDB read for the Query and BatchGetItem calls the proxy saw
 /// on the collection `owner`.
@@ -38,12 +91,8 @@ fn items_read(proxy: &FaultProxy, owner: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_shards_read_a_collection_of_2000_items_once() {
-    let moto = Moto::shared();
-    let aws = moto.provision().await;
-    let (cluster, task_definition) = create_ecs(&aws).await;
-    let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
-        .await
-        .unwrap();
+    let (ecs, backend) = Ecs::new().await;
+    let proxy = ecs.proxy.clone();
     let owner = "alice/collections/big";
     let items: Vec<_> = (0..2000)
         .map(|i| {
@@ -55,9 +104,6 @@ async fn four_shards_read_a_collection_of_2000_items_once() {
         .collect();
     // Written straight to the emulator: only the run is counted.
     backend.jobs.put_objects(&items).await.unwrap();
-    let proxy = FaultProxy::start(&moto.endpoint).await;
-    let subnet = default_subnet(&moto.endpoint).await;
-    let sg = default_security_group(&moto.endpoint).await;
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("echo.sh");
     std::fs::write(
@@ -66,26 +112,16 @@ async fn four_shards_read_a_collection_of_2000_items_once() {
     )
     .unwrap();
 
-    let out = std::process::Command::new(PLUS)
-        .args(["--backend", "aws", "launch", "--collection", owner])
-        .arg(&script)
-        .args(["--streaming", "--shards", "4", "--json"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("PLUS_USER", "alice")
-        .env("AWS_REGION", &aws.region)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .env("DYNAMO_TABLE", &aws.table)
-        .env("DYNAMO_STREAMS_TABLE", &aws.streams_table)
-        .env("PRIMARY_BUCKET", &aws.bucket)
-        .env("ECS_CLUSTER", &cluster)
-        .env("TASK_DEFINITION", &task_definition)
-        .env("SUBNETS", &subnet)
-        .env("SECURITY_GROUPS", &sg)
-        .output()
-        .unwrap();
+    let out = ecs.plus(&[
+        "launch",
+        "--collection",
+        owner,
+        script.to_str().unwrap(),
+        "--streaming",
+        "--shards",
+        "4",
+        "--json",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -174,4 +210,49 @@ async fn four_shards_read_a_collection_of_2000_items_once() {
         "REPORT 2,000 items over 4 shards: {read} items read from DynamoDB (shard sizes {sizes:?})"
     );
     assert!(read <= 2200, "{read} items read for a collection of 2,000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_that_cannot_start_every_shard_fails_its_parent_with_the_reason() {
+    let (ecs, backend) = Ecs::new().await;
+    let owner = "alice/collections/few";
+    let items: Vec<_> = (0..10)
+        .map(|i| {
+            json!({"object_id": format!("f-{i}"), "owner": owner})
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    backend.jobs.put_objects(&items).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("echo.sh");
+    std::fs::write(&script, "#!/bin/sh\necho '{}'\n").unwrap();
+    // The first shard's RunTask passes; the second's is refused for good.
+    let missing = r#"{"tasks":[],"failures":[{"arn":"arn:aws:ecs:us-east-1:123456789012:cluster/x","reason":"MISSING"}]}"#;
+    ecs.proxy
+        .inject("ECS:RunTask", Fault::Delay(std::time::Duration::ZERO));
+    ecs.proxy
+        .inject("ECS:RunTask", Fault::Respond(200, missing.into()));
+    let out = ecs.plus(&[
+        "launch",
+        "--collection",
+        owner,
+        script.to_str().unwrap(),
+        "--shards",
+        "3",
+        "--id",
+        "fan-1",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let parent = backend.jobs.get_job("fan-1").await.unwrap().unwrap();
+    assert_eq!(parent.status(), JobStatus::Failed, "{parent:?}");
+    assert!(
+        parent.error.contains("shard 2 of 3 could not be started")
+            && parent.error.contains("MISSING"),
+        "{}",
+        parent.error
+    );
+    assert!(backend.jobs.get_job("fan-1-s2").await.unwrap().is_none());
 }
