@@ -260,6 +260,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_launch_takes_retry_rules_and_refuses_bad_ones_before_writing() {
+        let (launcher, _dir) = local().await;
+        handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "job_id": "j-r", "retry": [{"on_exit_code": "3", "action": "RETRY"}]})).await.unwrap();
+        let job = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-r"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            job["retry"],
+            json!([{"on_exit_code": "3", "action": "RETRY"}])
+        );
+        let rule = json!({"on_exit_code": "1", "action": "RETRY"});
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "retry": vec![rule; 6]}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 5"), "{err}");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "retry": [{"on_reason": "Out(of)*", "action": "RETRY"}]}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retry rule 1: on_reason"), "{err}");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "retry": [{"exit": "3"}]}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `exit`"), "{err}");
+        let list = handle(&launcher, json!({"op": "list", "username": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            list["jobs"].as_array().unwrap().len(),
+            1,
+            "nothing more was written"
+        );
+    }
+
+    #[tokio::test]
     async fn launch_then_status_events_list_and_cancel() {
         let (launcher, _dir) = local().await;
         let out = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-1", "params": {"n": 3}})).await.unwrap();

@@ -425,6 +425,26 @@ async fn a_stopped_tasks_event_settles_its_job_in_one_invocation() {
         JobStatus::Initializing
     );
 
+    // A task someone else started (a service's, say): ignored.
+    let mut foreign = stopped_event(
+        &aws.region,
+        &cluster_arn,
+        &job.fargate_task_arn,
+        "ev-spot",
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        json!({"name": "worker", "exitCode": 1}),
+    );
+    foreign["detail"]["startedBy"] = json!("ecs-svc/1234567890123456789");
+    let (_, out) = invoke(&api, &mut rx, "e-3b", foreign).await;
+    assert!(
+        out["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("not plus-launcher"),
+        "{out}"
+    );
+
     // Out of memory: FAILED with the reason that says what to fix.
     let oom = stopped_event(
         &aws.region,
