@@ -138,3 +138,7 @@ else
   awsj lambda wait function-active-v2 --function-name "$LAMBDA_FUNCTION"
   log "created Lambda $LAMBDA_FUNCTION"
 fi
+# The ECS events rule setup.sh made may invoke it.
+if [[ -n ${ECS_EVENTS_RULE_ARN:-} ]]; then
+  ensure_events_permission "$LAMBDA_FUNCTION" "$ECS_EVENTS_RULE_ARN"
+fi

@@ -116,3 +116,23 @@ resolve_region() {
 
 # Canonical JSON (sorted keys, compact) of stdin, for comparisons.
 canon() { jq -cS '.'; }
+
+# Lets the EventBridge rule RULE_ARN invoke the Lambda FUNCTION (statement
+# plus-ecs-task-stopped), once; prints what it did.
+#   ensure_events_permission FUNCTION RULE_ARN
+ensure_events_permission() {
+  local function=$1 rule_arn=$2 sid=plus-ecs-task-stopped policy
+  policy=$(aws_maybe ResourceNotFoundException lambda get-policy --function-name "$function") || policy='{"Policy": "{}"}'
+  if jq -e --arg sid "$sid" --arg rule "$rule_arn" \
+    '.Policy | fromjson | .Statement // [] | any(.Sid == $sid and (.Condition.ArnLike["AWS:SourceArn"] == $rule))' \
+    <<<"$policy" >/dev/null; then
+    printf '  = lambda permission %s for %s\n' "$sid" "$rule_arn" >&2
+    return
+  fi
+  if jq -e --arg sid "$sid" '.Policy | fromjson | .Statement // [] | any(.Sid == $sid)' <<<"$policy" >/dev/null; then
+    awsj lambda remove-permission --function-name "$function" --statement-id "$sid" >/dev/null
+  fi
+  awsj lambda add-permission --function-name "$function" --statement-id "$sid" \
+    --action lambda:InvokeFunction --principal events.amazonaws.com --source-arn "$rule_arn" >/dev/null
+  printf '  + lambda permission %s for %s\n' "$sid" "$rule_arn" >&2
+}

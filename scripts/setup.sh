@@ -462,6 +462,40 @@ ensure_task_definition() {
   changed "ecs task definition $TASK_DEFINITION:$revision ($image)"
 }
 
+# -------------------------------------------------------------- ECS events
+# The rule that hands each stopped task of this cluster started by the
+# launcher to the launcher Lambda, which settles its job at once (README,
+# "Settling from ECS events"); the scheduled monitor stays the safety net.
+# The Lambda's permission is added here when the function exists, else by
+# deploy.sh when it creates it.
+ensure_ecs_events_rule() {
+  local rule=$PLUS_NAME-task-stopped pattern current target function_arn
+  pattern=$(jq -nc --arg cluster "$CLUSTER_ARN" \
+    '{source: ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+      detail: {clusterArn: [$cluster], lastStatus: ["STOPPED"], startedBy: ["plus-launcher"]}}')
+  current=$(aws_maybe ResourceNotFoundException events describe-rule --name "$rule") || current=""
+  if [[ -n $current ]] && [[ $(jq -r '.EventPattern' <<<"$current" | canon) == "$(canon <<<"$pattern")" ]] &&
+    [[ $(jq -r .State <<<"$current") == ENABLED ]]; then
+    same "events rule $rule (stopped tasks of $ECS_CLUSTER)"
+  else
+    awsj events put-rule --name "$rule" --event-pattern "$pattern" --state ENABLED \
+      --description "plus-worker: stopped tasks of $ECS_CLUSTER, to the launcher" --tags "Key=app,Value=$PLUS_NAME" >/dev/null
+    changed "events rule $rule (stopped tasks of $ECS_CLUSTER)"
+  fi
+  ECS_EVENTS_RULE_ARN=$(arn events "$REGION" "rule/$rule")
+  function_arn=$(arn lambda "$REGION" "function:$LAMBDA_FUNCTION")
+  target=$(awsj events list-targets-by-rule --rule "$rule" | jq -r --arg f "$function_arn" '[.Targets[] | select(.Id == "launcher" and .Arn == $f)] | length')
+  if [[ $target == 1 ]]; then
+    same "events target launcher -> $LAMBDA_FUNCTION"
+  else
+    awsj events put-targets --rule "$rule" --targets "Id=launcher,Arn=$function_arn" >/dev/null
+    changed "events target launcher -> $LAMBDA_FUNCTION"
+  fi
+  if aws_maybe ResourceNotFoundException lambda get-function --function-name "$LAMBDA_FUNCTION" >/dev/null; then
+    ensure_events_permission "$LAMBDA_FUNCTION" "$ECS_EVENTS_RULE_ARN"
+  fi
+}
+
 # -------------------------------------------------------------------- main
 log "DynamoDB"
 ensure_jobs_table
@@ -481,6 +515,8 @@ log "Network"
 ensure_network
 log "Task definition"
 ensure_task_definition
+log "ECS events"
+ensure_ecs_events_rule
 
 for pair in REGION="$REGION" PLUS_NAME="$PLUS_NAME" DYNAMO_TABLE="$DYNAMO_TABLE" \
   DYNAMO_STREAMS_TABLE="$DYNAMO_STREAMS_TABLE" PRIMARY_BUCKET="$PRIMARY_BUCKET" \
@@ -488,7 +524,8 @@ for pair in REGION="$REGION" PLUS_NAME="$PLUS_NAME" DYNAMO_TABLE="$DYNAMO_TABLE"
   SUBNETS="$SUBNETS" SECURITY_GROUPS="$SECURITY_GROUPS" ASSIGN_PUBLIC_IP="$ASSIGN_PUBLIC_IP" \
   ECR_REPOSITORY="$ECR_REPOSITORY" ECR_REPOSITORY_URI="$ECR_REPOSITORY_URI" LOG_GROUP="$LOG_GROUP" \
   TASK_ROLE_ARN="$TASK_ROLE_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" \
-  LAUNCHER_ROLE_ARN="$LAUNCHER_ROLE_ARN" LAMBDA_FUNCTION="$LAMBDA_FUNCTION"; do
+  LAUNCHER_ROLE_ARN="$LAUNCHER_ROLE_ARN" LAMBDA_FUNCTION="$LAMBDA_FUNCTION" \
+  ECS_EVENTS_RULE_ARN="$ECS_EVENTS_RULE_ARN"; do
   env_set "$ENV_FILE" "${pair%%=*}" "${pair#*=}"
 done
 

@@ -24,6 +24,8 @@
 //!   and an attempt's [`Usage`] with its cost estimate.
 //! - [`event`]: the kinds of stream event ([`EventKind`]) and the one
 //!   constructor every writer uses.
+//! - [`retry`]: retry rules (AWS Batch's `evaluateOnExit` shape): which
+//!   failed attempts are tried again.
 //! - [`contract`]: the container contract: the worker's environment
 //!   ([`contract::WorkerEnv`], written by launchers and read by the worker),
 //!   the AWS settings every part reads alike, and owner paths
@@ -45,6 +47,7 @@ pub mod event;
 pub mod job;
 pub mod params;
 pub mod pricing;
+pub mod retry;
 pub mod store;
 
 pub use backend::{Backend, BackendConfig};

@@ -44,6 +44,7 @@ conformance!(
     concurrent_claims_have_one_winner,
     jobs_list_newest_first_in_pages,
     owner_query_pages_in_id_order,
+    an_id_range_is_read_to_its_end_and_no_further,
     events_come_back_after_a_sequence_number,
     active_jobs_of_every_user_are_listed,
     a_claim_checks_the_user_and_keeps_the_first_start,
@@ -824,6 +825,49 @@ async fn owner_query_pages_in_id_order(store: Arc<dyn JobStore>) {
         }
     }
     assert_eq!(seen, (0..7).collect::<Vec<_>>());
+}
+
+async fn an_id_range_is_read_to_its_end_and_no_further(store: Arc<dyn JobStore>) {
+    let owner = "alice/collections/r";
+    assert_eq!(store.owner_id_bounds(owner).await.unwrap(), None);
+    let items: Vec<_> = (0..10)
+        .map(|i| {
+            json!({"object_id": format!("r-{i:02}"), "owner": owner, "i": i})
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    store.put_objects(&items).await.unwrap();
+    assert_eq!(
+        store.owner_id_bounds(owner).await.unwrap(),
+        Some(("r-00".to_owned(), "r-09".to_owned()))
+    );
+    let range = |start: Option<&'static str>, until: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut start = start.map(str::to_owned);
+            loop {
+                let page = store
+                    .query_owner_until(owner, start.as_deref(), until, 3)
+                    .await
+                    .unwrap();
+                seen.extend(page.items.iter().map(|o| o["i"].as_i64().unwrap()));
+                match page.next {
+                    Some(next) => start = Some(next),
+                    None => break,
+                }
+            }
+            seen
+        }
+    };
+    // (start, until]: a bound need not be an id.
+    assert_eq!(range(None, "r-03").await, vec![0, 1, 2, 3]);
+    assert_eq!(range(Some("r-03"), "r-07").await, vec![4, 5, 6, 7]);
+    assert_eq!(range(Some("r-065"), "r-08z").await, vec![7, 8]);
+    assert_eq!(range(Some("r-09"), "r-09").await, Vec::<i64>::new());
+    assert_eq!(range(Some("r-5"), "r-1").await, Vec::<i64>::new());
 }
 
 async fn events_come_back_after_a_sequence_number(store: Arc<dyn JobStore>) {

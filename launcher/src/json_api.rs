@@ -11,12 +11,21 @@
 //! {"op": "list",   "username": "alice"}
 //! {"op": "monitor"}
 //! ```
+//!
+//! It also takes EventBridge's "ECS Task State Change" events (`source`
+//! `aws.ecs`) and settles the job of a stopped task at once (see
+//! [`crate::ops::monitor::event`]); the answer is `{"settled": {...}}` or
+//! `{"ignored": "why"}`.
 
 use plus_jobs::{job::job_json, RunMode, TaskResources};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::ops::{monitor::Policy, LaunchRequest, Launcher, LauncherError};
+use crate::ops::{
+    monitor::{event::EcsEvent, Policy},
+    request::RetryRuleInput,
+    LaunchRequest, Launcher, LauncherError,
+};
 
 /// One operation.
 #[derive(Debug, Deserialize)]
@@ -119,6 +128,9 @@ pub struct LaunchOp {
     /// A label for the job, shown in lists (at most 200 characters).
     #[serde(default)]
     pub name: Option<String>,
+    /// Retry rules (`[{"on_exit_code": "3", "action": "RETRY"}]`).
+    #[serde(default)]
+    pub retry: Vec<RetryRuleInput>,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -142,6 +154,11 @@ pub enum HandlerError {
 /// # Errors
 /// [`HandlerError`] with a sentence for the caller.
 pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerError> {
+    if let Some(ecs) = EcsEvent::parse(&event) {
+        let ecs = ecs.map_err(HandlerError::BadEvent)?;
+        // Boxed: the monitor's future is deep, and this one sits beside the others.
+        return Ok(json!(Box::pin(launcher.settle_task_event(&ecs)).await?));
+    }
     let op: Operation = serde_json::from_value(event).map_err(HandlerError::BadEvent)?;
     Ok(match op {
         Operation::Launch(l) => {
@@ -166,6 +183,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 max_attempts: l.max_attempts,
                 job_id: l.job_id,
                 name: l.name,
+                retry: l.retry.into_iter().map(Into::into).collect(),
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),
@@ -239,6 +257,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most 200"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_launch_takes_retry_rules_and_refuses_bad_ones_before_writing() {
+        let (launcher, _dir) = local().await;
+        handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "job_id": "j-r", "retry": [{"on_exit_code": "3", "action": "RETRY"}]})).await.unwrap();
+        let job = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-r"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            job["retry"],
+            json!([{"on_exit_code": "3", "action": "RETRY"}])
+        );
+        let rule = json!({"on_exit_code": "1", "action": "RETRY"});
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "retry": vec![rule; 6]}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 5"), "{err}");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "retry": [{"on_reason": "Out(of)*", "action": "RETRY"}]}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retry rule 1: on_reason"), "{err}");
+        let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "retry": [{"exit": "3"}]}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `exit`"), "{err}");
+        let list = handle(&launcher, json!({"op": "list", "username": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            list["jobs"].as_array().unwrap().len(),
+            1,
+            "nothing more was written"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,9 @@
 //!   - [`ops::lifecycle`]: cancel, retry, relaunch.
 //!   - [`ops::shards`]: one collection job fanned out across N tasks.
 //!   - [`ops::monitor`]: settling jobs whose worker died without a word;
-//!     its rules for a stopped task are [`ops::monitor::rules`].
+//!     its rules for a stopped task are [`ops::monitor::rules`], and
+//!     [`ops::monitor::event`] settles a job from an ECS task state change
+//!     event the same way.
 //!   - [`ops::data`]: collections and actions as data.
 //! - [`runner`]: where workers run, the port [`runner::Runner`] (the only
 //!   place that chooses between them) and its adapters [`runner::local`]
@@ -24,7 +26,8 @@
 //! - [`aws`]: the AWS backend's configuration, and the AWS launcher put
 //!   together from it.
 //! - [`cli`]: the `plus` command line, the only module that prints.
-//! - [`json_api`]: the JSON operations (`{"op": "launch", ...}`).
+//! - [`json_api`]: the JSON operations (`{"op": "launch", ...}`) and ECS
+//!   task state change events.
 //! - [`http`]: the HTTP API and the live page; its routes are in
 //!   [`http::router`].
 //!

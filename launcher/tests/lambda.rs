@@ -227,3 +227,238 @@ async fn the_lambda_binary_serves_operations_through_the_runtime_api() {
     );
     eprintln!("REPORT plus-lambda init (process start to first poll of the Runtime API): {init:?}");
 }
+
+/// A stand-in Lambda Runtime API on port 0, and the queue it serves.
+async fn runtime_api() -> (
+    RuntimeApi,
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<(String, String, Value)>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let api = RuntimeApi {
+        events: Arc::default(),
+        first_poll: Arc::default(),
+        results: tx,
+    };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(outcome))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (api, addr, rx)
+}
+
+/// Invokes the function once with `event` and returns (kind, answer).
+async fn invoke(
+    api: &RuntimeApi,
+    rx: &mut mpsc::UnboundedReceiver<(String, String, Value)>,
+    id: &str,
+    event: Value,
+) -> (String, Value) {
+    api.events.lock().unwrap().push_back((id.to_owned(), event));
+    let (got, kind, answer) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("the function answers")
+        .unwrap();
+    assert_eq!(got, id);
+    (kind, answer)
+}
+
+/// An "ECS Task State Change" event for a STOPPED task, in the shape of
+/// AWS's documented example (ECS developer guide, "Amazon ECS task state
+/// change events"): the emulator sends no ECS events, so the test invokes
+/// the function with the event EventBridge would deliver.
+fn stopped_event(
+    region: &str,
+    cluster_arn: &str,
+    task_arn: &str,
+    job_id: &str,
+    stop_code: &str,
+    stopped_reason: &str,
+    container: Value,
+) -> Value {
+    json!({
+        "version": "0",
+        "id": "3317b2af-7005-947d-b652-f55e762e571a",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": "123456789012",
+        "time": "2026-12-01T11:30:00Z",
+        "region": region,
+        "resources": [task_arn],
+        "detail": {
+            "attachments": [],
+            "availabilityZone": format!("{region}a"),
+            "clusterArn": cluster_arn,
+            "containers": [container],
+            "createdAt": "2026-12-01T11:20:00.000Z",
+            "launchType": "FARGATE",
+            "cpu": "256",
+            "memory": "512",
+            "desiredStatus": "STOPPED",
+            "group": "family:plus-worker",
+            "lastStatus": "STOPPED",
+            "overrides": {
+                "containerOverrides": [{
+                    "name": "worker",
+                    "environment": [
+                        {"name": "RUN_MODE", "value": "RUN_SCRIPT"},
+                        {"name": "JOB_ID", "value": job_id}
+                    ]
+                }]
+            },
+            "startedBy": "plus-launcher",
+            "stopCode": stop_code,
+            "stoppedAt": "2026-12-01T11:29:58.000Z",
+            "stoppedReason": stopped_reason,
+            "stoppingAt": "2026-12-01T11:29:50.000Z",
+            "taskArn": task_arn,
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/plus-worker:1",
+            "updatedAt": "2026-12-01T11:29:58.000Z",
+            "version": 5
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_tasks_event_settles_its_job_in_one_invocation() {
+    let moto = Moto::shared();
+    let aws = moto.provision().await;
+    let (cluster, task_definition) = create_ecs(&aws).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let subnet = default_subnet(&moto.endpoint).await;
+    let sg = default_security_group(&moto.endpoint).await;
+    let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
+        .await
+        .unwrap();
+    let (api, addr, mut rx) = runtime_api().await;
+    let mut child = tokio::process::Command::new(LAMBDA)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "plus")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "group")
+        .env("AWS_REGION", &aws.region)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("DYNAMO_TABLE", &aws.table)
+        .env("DYNAMO_STREAMS_TABLE", &aws.streams_table)
+        .env("PRIMARY_BUCKET", &aws.bucket)
+        .env("ECS_CLUSTER", &cluster)
+        .env("TASK_DEFINITION", &task_definition)
+        .env("SUBNETS", &subnet)
+        .env("SECURITY_GROUPS", &sg)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let cluster_arn = format!("arn:aws:ecs:{}:123456789012:cluster/{cluster}", aws.region);
+    let task_of = |id: &'static str| {
+        let jobs = backend.jobs.clone();
+        async move { jobs.get_job(id).await.unwrap().unwrap().fargate_task_arn }
+    };
+    for id in ["ev-spot", "ev-oom"] {
+        let (kind, out) = invoke(&api, &mut rx, id, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": id, "max_attempts": 3})).await;
+        assert_eq!(kind, "response", "{out}");
+    }
+
+    // Fargate Spot took the task back: relaunched as attempt 2 at once.
+    let spot_task = task_of("ev-spot").await;
+    assert!(spot_task.starts_with("arn:aws:ecs:"), "{spot_task}");
+    let spot = stopped_event(
+        &aws.region,
+        &cluster_arn,
+        &spot_task,
+        "ev-spot",
+        "SpotInterruption",
+        "Your Spot Task was interrupted.",
+        json!({"name": "worker", "exitCode": 143, "lastStatus": "STOPPED"}),
+    );
+    let (kind, out) = invoke(&api, &mut rx, "e-1", spot.clone()).await;
+    assert_eq!(kind, "response", "{out}");
+    assert_eq!(out["settled"]["action"], "relaunched", "{out}");
+    let job = backend.jobs.get_job("ev-spot").await.unwrap().unwrap();
+    assert_eq!(job.attempt, Some(2), "{job:?}");
+    assert_eq!(job.status(), JobStatus::Initializing);
+    assert_ne!(job.fargate_task_arn, spot_task, "a new task runs attempt 2");
+    assert_eq!(job.attempts.len(), 1, "attempt 1 is recorded: {job:?}");
+
+    // A second delivery of the same event changes nothing.
+    let (kind, out) = invoke(&api, &mut rx, "e-2", spot).await;
+    assert_eq!(kind, "response", "{out}");
+    assert!(
+        out["ignored"].as_str().unwrap().contains("earlier task"),
+        "{out}"
+    );
+    let again = backend.jobs.get_job("ev-spot").await.unwrap().unwrap();
+    assert_eq!(again.attempt, Some(2));
+    assert_eq!(again.fargate_task_arn, job.fargate_task_arn);
+
+    // Another cluster's task: ignored, the job is left alone.
+    let other = stopped_event(
+        &aws.region,
+        "arn:aws:ecs:us-east-1:123456789012:cluster/someone-else",
+        &job.fargate_task_arn,
+        "ev-spot",
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        json!({"name": "worker", "exitCode": 1}),
+    );
+    let (_, out) = invoke(&api, &mut rx, "e-3", other).await;
+    assert!(
+        out["ignored"].as_str().unwrap().contains("another cluster"),
+        "{out}"
+    );
+    assert_eq!(
+        backend
+            .jobs
+            .get_job("ev-spot")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(),
+        JobStatus::Initializing
+    );
+
+    // A task someone else started (a service's, say): ignored.
+    let mut foreign = stopped_event(
+        &aws.region,
+        &cluster_arn,
+        &job.fargate_task_arn,
+        "ev-spot",
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        json!({"name": "worker", "exitCode": 1}),
+    );
+    foreign["detail"]["startedBy"] = json!("ecs-svc/1234567890123456789");
+    let (_, out) = invoke(&api, &mut rx, "e-3b", foreign).await;
+    assert!(
+        out["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("not plus-launcher"),
+        "{out}"
+    );
+
+    // Out of memory: FAILED with the reason that says what to fix.
+    let oom = stopped_event(
+        &aws.region,
+        &cluster_arn,
+        &task_of("ev-oom").await,
+        "ev-oom",
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        json!({"name": "worker", "exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage", "lastStatus": "STOPPED"}),
+    );
+    let (_, out) = invoke(&api, &mut rx, "e-4", oom).await;
+    assert_eq!(out["settled"]["action"], "failed", "{out}");
+    let job = backend.jobs.get_job("ev-oom").await.unwrap().unwrap();
+    assert_eq!(job.status(), JobStatus::Failed);
+    assert!(job.error.contains("more --memory"), "{}", job.error);
+    child.kill().await.unwrap();
+}

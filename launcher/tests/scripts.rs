@@ -17,7 +17,7 @@ use std::{
 };
 
 use plus_testkit::{FaultProxy, Moto};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const REGION: &str = "us-east-1";
 
@@ -506,6 +506,40 @@ fn deploy_registers_a_revision_with_the_image_and_ships_the_lambda() {
     ] {
         assert_eq!(vars[key], s[key], "{key}");
     }
+
+    // Stopped tasks of this cluster started by the launcher go to the
+    // launcher Lambda, which EventBridge may invoke.
+    let rule_arn = &s["ECS_EVENTS_RULE_ARN"];
+    let rule_name = rule_arn.rsplit('/').next().unwrap();
+    let rule = aws(&["events", "describe-rule", "--name", rule_name]);
+    let pattern: Value = serde_json::from_str(rule["EventPattern"].as_str().unwrap()).unwrap();
+    assert_eq!(pattern["source"], json!(["aws.ecs"]));
+    assert_eq!(pattern["detail-type"], json!(["ECS Task State Change"]));
+    assert_eq!(pattern["detail"]["lastStatus"], json!(["STOPPED"]));
+    assert_eq!(pattern["detail"]["startedBy"], json!(["plus-launcher"]));
+    let cluster = pattern["detail"]["clusterArn"][0].as_str().unwrap();
+    assert!(
+        cluster.ends_with(&format!(":cluster/{}", s["ECS_CLUSTER"])),
+        "{cluster}"
+    );
+    let targets = aws(&["events", "list-targets-by-rule", "--rule", rule_name]);
+    assert_eq!(targets["Targets"][0]["Arn"], f["FunctionArn"], "{targets}");
+    let policy = aws(&[
+        "lambda",
+        "get-policy",
+        "--function-name",
+        &s["LAMBDA_FUNCTION"],
+    ]);
+    let policy: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
+    assert!(
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|st| st["Principal"]["Service"] == "events.amazonaws.com"
+                && st["Condition"]["ArnLike"]["AWS:SourceArn"] == rule_arn.as_str()),
+        "{policy}"
+    );
 
     // setup.sh after a deploy keeps the deployed image.
     let log = d.run_ok("setup.sh", &[], &[]);

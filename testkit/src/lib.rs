@@ -375,6 +375,8 @@ struct ProxyState {
     bodies: Vec<(String, String)>,
     /// The S3 requests: method, path and query, and headers.
     s3: Vec<S3Request>,
+    /// DynamoDB calls that were answered: target, request body, answer.
+    exchanges: Vec<(String, String, String)>,
     /// S3 multipart uploads in flight, for [`validate::S3Uploads`].
     uploads: validate::S3Uploads,
 }
@@ -653,6 +655,7 @@ impl FaultProxy {
                             } else {
                                 None
                             };
+                            let request_body = body.clone();
                             let resp = client
                                 .request(Request::from_parts(parts, Full::new(body)))
                                 .await
@@ -660,6 +663,13 @@ impl FaultProxy {
                             let (mut parts, body) = resp.into_parts();
                             let mut body =
                                 body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            if options.record && target.starts_with("DynamoDB:") {
+                                state.lock().unwrap().exchanges.push((
+                                    target.clone(),
+                                    String::from_utf8_lossy(&request_body).into_owned(),
+                                    String::from_utf8_lossy(&body).into_owned(),
+                                ));
+                            }
                             if target.starts_with("ECS:") {
                                 body = fix_ecs_shapes(body);
                                 parts.headers.remove("content-length");
@@ -728,6 +738,20 @@ impl FaultProxy {
             .iter()
             .filter(|(t, _)| t.contains(target))
             .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// The DynamoDB calls whose target contains `target` that the emulator
+    /// answered, as (request body, answer body), in order: what was read
+    /// (an answer's `Count`, `ScannedCount`, `Responses`) can be counted.
+    pub fn exchanges(&self, target: &str) -> Vec<(String, String)> {
+        self.state
+            .lock()
+            .unwrap()
+            .exchanges
+            .iter()
+            .filter(|(t, _, _)| t.contains(target))
+            .map(|(_, q, a)| (q.clone(), a.clone()))
             .collect()
     }
 

@@ -20,7 +20,7 @@
 //!   control.rs        Control / StopReason: stop the work once, remember why
 //!   watchers.rs       what runs beside the work: heartbeat, timeout, SIGTERM, event flush
 //!   heartbeat.rs      the lease refresh; notices a cancel request or a lost lease; writes progress
-//!   ending.rs         Ending: a Finish to record, or a lost lease
+//!   ending.rs         Ending: a Finish to record, or a lost lease; retry rules on a failure
 //!   record.rs         the final write: log, last events, one conditional write
 //!   usage.rs          this attempt's usage (task size x claim to end) and cost
 //!   metrics.rs        the CloudWatch Embedded Metric Format record of the job's end

@@ -45,7 +45,7 @@ async fn run(
     let (ctx, collector) = JobContext::open(config, &backend, job, lease).await;
 
     let watchers = Watchers::spawn(&ctx, shutdown);
-    let ending = modes::run(&ctx).await;
+    let ending = job::ending::with_retry_rules(&ctx, modes::run(&ctx).await);
     watchers.stop();
 
     // Every script's readers are done (the modes wait for them): close the

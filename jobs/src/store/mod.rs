@@ -231,6 +231,27 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Page<Object>, StoreError>;
 
+    /// As [`JobStore::query_owner`], but only the objects whose id is at most
+    /// `until`: one range of a collection split by id (a shard), read
+    /// without reading past its end.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn query_owner_until(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        until: &str,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError>;
+
+    /// The smallest and the largest id among the objects whose `owner` is
+    /// `owner` (keys only: two items read), `None` when there are none.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn owner_id_bounds(&self, owner: &str) -> Result<Option<(String, String)>, StoreError>;
+
     /// Appends events to their streams.
     ///
     /// # Errors

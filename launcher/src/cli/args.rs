@@ -199,6 +199,20 @@ pub struct ScriptOpts {
     /// How many attempts an interrupted job gets.
     #[arg(long)]
     pub max_attempts: Option<u32>,
+    /// Try a failed attempt again when the exit code matches this glob
+    /// (`3`, `1*`); a RETRY rule, while --max-attempts allows.
+    #[arg(long, value_name = "GLOB")]
+    pub retry_on_exit_code: Vec<String>,
+    /// Try a failed attempt again when its reason matches this glob
+    /// (`OutOfMemoryError*`); a RETRY rule.
+    #[arg(long, value_name = "GLOB")]
+    pub retry_on_reason: Vec<String>,
+    /// A retry rule in full, AWS Batch's evaluateOnExit:
+    /// `exit=GLOB,reason=GLOB,status=GLOB,action=RETRY|EXIT` (any of the
+    /// conditions; action RETRY when left out). Rules apply in order:
+    /// --retry first, then --retry-on-exit-code, then --retry-on-reason.
+    #[arg(long, value_name = "RULE")]
+    pub retry: Vec<String>,
     /// Use this job id (a retried launch with the same id is harmless).
     #[arg(long)]
     pub id: Option<String>,

@@ -73,6 +73,28 @@ pub async fn follow(
             let status = job.status();
             let finished = is_terminal(status)
                 || (status == JobStatus::Interrupted && (worker.is_none() || exited.is_some()));
+            // Ended INTERRUPTED on its own (a retry rule, or a SIGTERM that
+            // was not a person's Ctrl-C): relaunch it here and follow the
+            // next attempt, as the monitor would.
+            if finished
+                && status == JobStatus::Interrupted
+                && exited.is_some()
+                && !job.stopped_by_user
+                && crate::ops::lifecycle::attempts_left(&job)
+            {
+                match launcher.relaunch(job, JobStatus::Interrupted).await {
+                    Ok(next) => {
+                        worker = next.worker;
+                        continue;
+                    }
+                    // Someone else (a monitor) relaunched or settled it.
+                    Err(LauncherError::Conflict(_)) => {
+                        worker = None;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             if finished {
                 for event in launcher.events(username, id, after, 10_000).await?.events {
                     bar.print(&printer, &event);

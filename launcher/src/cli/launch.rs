@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use plus_jobs::{job::status_name, RunMode};
+use plus_jobs::{job::status_name, retry::RetryRule, RunMode};
 
 use super::{
     args::{Command, ScriptOpts},
@@ -106,6 +106,7 @@ pub fn script_request(
         params: parse_params(&opts.params)?,
         timeout_seconds: opts.timeout,
         max_attempts: opts.max_attempts,
+        retry: retry_rules(opts)?,
         job_id: opts.id.clone(),
         // Without --name, the script's file name labels the job in lists.
         name: opts
@@ -121,6 +122,59 @@ pub fn script_request(
         },
         ..LaunchRequest::default()
     })
+}
+
+/// The retry rules of `--retry`, `--retry-on-exit-code` and
+/// `--retry-on-reason`, in that order (checked by the launch itself).
+///
+/// # Errors
+/// [`CliError::Usage`] for a `--retry` that is not `key=value,...` with the
+/// keys `exit`, `reason`, `status` and `action`.
+pub fn retry_rules(opts: &ScriptOpts) -> Result<Vec<RetryRule>, CliError> {
+    let mut rules = Vec::new();
+    for text in &opts.retry {
+        let mut rule = RetryRule {
+            action: "RETRY".into(),
+            ..RetryRule::default()
+        };
+        for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--retry {text:?}: {part:?} is not key=value; write e.g. --retry exit=3,action=RETRY"
+                ))
+            })?;
+            let slot = match key.trim() {
+                "exit" | "on_exit_code" => &mut rule.on_exit_code,
+                "reason" | "on_reason" => &mut rule.on_reason,
+                "status" | "on_status_reason" => &mut rule.on_status_reason,
+                "action" => &mut rule.action,
+                other => {
+                    return Err(CliError::Usage(format!(
+                        "--retry {text:?}: unknown key {other:?}; the keys are exit, reason, status and action"
+                    )))
+                }
+            };
+            *slot = value.to_owned();
+        }
+        rules.push(rule);
+    }
+    let retry = |on_exit_code: String, on_reason: String| RetryRule {
+        on_exit_code,
+        on_reason,
+        action: "RETRY".into(),
+        ..RetryRule::default()
+    };
+    rules.extend(
+        opts.retry_on_exit_code
+            .iter()
+            .map(|c| retry(c.clone(), String::new())),
+    );
+    rules.extend(
+        opts.retry_on_reason
+            .iter()
+            .map(|r| retry(String::new(), r.clone())),
+    );
+    Ok(rules)
 }
 
 /// Launches `req` and reports it; with `wait`, follows it to its end.

@@ -297,6 +297,8 @@ pub struct LaunchBody {
     pub tolerated_failure_percent: Option<f32>,
     /// A label for the job, shown in lists (at most 200 characters).
     pub name: Option<String>,
+    /// Retry rules (AWS Batch's `evaluateOnExit` shape, at most 5).
+    pub retry: Option<Vec<crate::ops::request::RetryRuleInput>>,
 }
 
 /// The `script` of a [`LaunchBody`].
@@ -392,6 +394,12 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
         tolerated_failure_percent: body.tolerated_failure_percent,
         job_id: body.object_id.filter(|i| !i.is_empty()),
         name: body.name.filter(|n| !n.is_empty()),
+        retry: body
+            .retry
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         // Fields added to LaunchRequest later keep their defaults until the
         // HTTP API reads them.
         ..LaunchRequest::default()

@@ -14,7 +14,7 @@ use crate::runner::WorkerRef;
 
 /// Attempts a job gets when it does not say (`max_attempts`): an
 /// interruption (SIGTERM, Spot) is not the job's fault, so it is relaunched.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub use plus_jobs::retry::DEFAULT_MAX_ATTEMPTS;
 
 /// Whether `job` may run another attempt (`max_attempts`, default
 /// [`DEFAULT_MAX_ATTEMPTS`]). The one rule `plus retry` and the monitor share.

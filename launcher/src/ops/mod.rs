@@ -164,17 +164,22 @@ impl Launcher {
         req: &LaunchRequest,
         shape: impl FnOnce(&mut Job),
     ) -> Result<Created, LauncherError> {
-        let prepared = request::prepare(req)?;
+        let mut prepared = request::prepare(req)?;
         if req.run_mode == plus_jobs::RunMode::RunAction {
             // Only the user's own action runs; anything else reads as missing.
             let id = prepared.job.action_id.as_str();
-            data::get_action(self.jobs().as_ref(), &req.username, id)
+            let action = data::get_action(self.jobs().as_ref(), &req.username, id)
                 .await
                 .map_err(|e| match e {
                     data::DataError::Store(e) => LauncherError::Store(e),
                     _ => InvalidRequest::NotFound(request::action_not_found(id, &req.username))
                         .into(),
                 })?;
+            // A job of an action gets the action's retry rules unless it
+            // has its own.
+            if prepared.job.retry.is_empty() {
+                prepared.job.retry = action.retry;
+            }
         }
         if let Some((key, bytes)) = &prepared.upload {
             self.backend

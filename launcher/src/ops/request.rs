@@ -55,6 +55,40 @@ pub struct LaunchRequest {
     /// A label a person gives the job (`name`), shown in lists; at most
     /// [`MAX_NAME_CHARS`] characters, no control characters.
     pub name: Option<String>,
+    /// Retry rules (`retry`, AWS Batch's `evaluateOnExit` shape), checked
+    /// by [`plus_jobs::retry::validate`] before anything is written.
+    pub retry: Vec<plus_jobs::retry::RetryRule>,
+}
+
+/// One retry rule as the JSON operation and the HTTP API take it
+/// (`{"on_exit_code": "3", "action": "RETRY"}`): the fields of
+/// [`plus_jobs::retry::RetryRule`], unknown fields refused.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRuleInput {
+    /// Glob on the exit code.
+    #[serde(default)]
+    pub on_exit_code: String,
+    /// Glob on the reason.
+    #[serde(default)]
+    pub on_reason: String,
+    /// Glob on the status reason.
+    #[serde(default)]
+    pub on_status_reason: String,
+    /// `RETRY` or `EXIT`.
+    #[serde(default)]
+    pub action: String,
+}
+
+impl From<RetryRuleInput> for plus_jobs::retry::RetryRule {
+    fn from(r: RetryRuleInput) -> Self {
+        Self {
+            on_exit_code: r.on_exit_code,
+            on_reason: r.on_reason,
+            on_status_reason: r.on_status_reason,
+            action: r.action,
+        }
+    }
 }
 
 /// The longest `name` a job may have, in characters.
@@ -288,6 +322,8 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     }
     job.params = plus_jobs::params::params_struct(&req.params).map_err(InvalidRequest::Field)?;
     job.name = req.name.clone().unwrap_or_default();
+    plus_jobs::retry::validate(&req.retry).map_err(InvalidRequest::Field)?;
+    job.retry = req.retry.clone();
     Ok(Prepared { job, upload })
 }
 

@@ -75,6 +75,53 @@ impl Finish {
     }
 }
 
+/// `ending` with the job's retry rules (`retry`, AWS Batch's
+/// `evaluateOnExit` shape) applied: a FAILED end whose first matching rule
+/// says RETRY is recorded INTERRUPTED instead, while `max_attempts`
+/// allows, so the next attempt runs (the monitor, an ECS event, or on the
+/// local backend the following `plus` relaunches it; a collection resumes
+/// from its checkpoint). The rules see the exit code, and the error
+/// sentence as both `on_reason` and `on_status_reason`. EXIT, no match, or
+/// no attempt left: FAILED as before.
+pub fn with_retry_rules(ctx: &JobContext, ending: Ending) -> Ending {
+    use plus_jobs::retry::{attempts_left, decide, Failure, RetryAction};
+    let Ending::Record(finish) = ending else {
+        return ending;
+    };
+    if finish.status != JobStatus::Failed || ctx.job.retry.is_empty() {
+        return finish.into();
+    }
+    let failure = Failure {
+        exit_code: finish.exit_code,
+        reason: &finish.error,
+        status_reason: &finish.error,
+    };
+    if decide(&ctx.job.retry, &failure) != Some(RetryAction::Retry) {
+        return finish.into();
+    }
+    let attempt = ctx.job.attempt.unwrap_or(1);
+    if !attempts_left(&ctx.job) {
+        return Finish {
+            error: format!(
+                "{}; a retry rule would try it again, but its {attempt} attempt(s) are used up (max_attempts)",
+                finish.error
+            ),
+            ..finish
+        }
+        .into();
+    }
+    Finish {
+        status: JobStatus::Interrupted,
+        error: format!(
+            "{}; a retry rule tries it again as attempt {}",
+            finish.error,
+            attempt + 1
+        ),
+        ..finish
+    }
+    .into()
+}
+
 /// The [`Ending`] of work that was told to stop for `reason`.
 pub fn stopped(ctx: &JobContext, reason: StopReason, exit: Option<Exit>) -> Ending {
     let exit_code = exit.map(Exit::code);

@@ -279,6 +279,86 @@ impl JobStore for DynamoStore {
         self.owner_page(owner, start, limit, true).await
     }
 
+    async fn query_owner_until(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        until: &str,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError> {
+        if start.is_some_and(|s| s >= until) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        // One sort-key condition bounds both ends (an ExclusiveStartKey
+        // outside the condition is refused), so a page starts at `start`
+        // itself, which is dropped: one extra item per page at most.
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", s(until))
+            .limit(limit.clamp(1, 1000) as i32);
+        query = match start {
+            Some(start) => query
+                .key_condition_expression("#owner = :owner AND object_id BETWEEN :start AND :until")
+                .expression_attribute_values(":start", s(start)),
+            None => query.key_condition_expression("#owner = :owner AND object_id <= :until"),
+        };
+        let out = query
+            .send()
+            .await
+            .map_err(|e| classify(e, "Query", &self.table))?;
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = item
+                .get("object_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if Some(id.as_str()) == start {
+                continue;
+            }
+            items.push(from_item(&id, item)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("object_id").and_then(|v| v.as_s().ok()).cloned());
+        Ok(Page { items, next })
+    }
+
+    async fn owner_id_bounds(&self, owner: &str) -> Result<Option<(String, String)>, StoreError> {
+        let end = |forward: bool| async move {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(owner))
+                .projection_expression("object_id")
+                .scan_index_forward(forward)
+                .limit(1)
+                .send()
+                .await
+                .map_err(|e| classify(e, "Query", &self.table))?;
+            Ok::<_, StoreError>(
+                out.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .next()
+                    .and_then(|i| i.get("object_id").and_then(|v| v.as_s().ok()).cloned()),
+            )
+        };
+        Ok(end(true).await?.zip(end(false).await?))
+    }
+
     async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError> {
         let items = events.iter().map(event_to_item).collect();
         self.batch_write(&self.streams_table, items).await

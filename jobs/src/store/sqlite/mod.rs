@@ -410,6 +410,54 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn query_owner_until(
+        &self,
+        owner: &str,
+        start: Option<&str>,
+        until: &str,
+        limit: usize,
+    ) -> Result<Page<Object>, StoreError> {
+        let owner = owner.to_owned();
+        let start = start.map(str::to_owned);
+        let until = until.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT object_id, body FROM objects WHERE owner = ?1 AND (?2 IS NULL OR object_id > ?2)
+                     AND object_id <= ?4 ORDER BY object_id ASC LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let items: Vec<Object> =
+                id_bodies(&mut stmt, params![owner, start, limit as i64 + 1, until])?
+                    .into_iter()
+                    .map(|(_, object)| object)
+                    .collect();
+            Ok(paginate(items, limit, |o: &Object| {
+                o.get("object_id").and_then(Value::as_str).unwrap_or_default().to_owned()
+            }))
+        })
+        .await
+    }
+
+    async fn owner_id_bounds(&self, owner: &str) -> Result<Option<(String, String)>, StoreError> {
+        let owner = owner.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT MIN(object_id), MAX(object_id) FROM objects WHERE owner = ?1",
+                params![owner],
+                |row| {
+                    Ok((
+                        row.get::<_, Option<String>>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                    ))
+                },
+            )
+            .map(|(a, b)| a.zip(b))
+            .map_err(sql_error)
+        })
+        .await
+    }
+
     async fn append_events(&self, events: &[StreamEvent]) -> Result<(), StoreError> {
         let events = events.to_vec();
         self.with(move |conn| {

@@ -344,6 +344,7 @@ pub async fn put_action(
         params: plus_jobs::params::params_struct(&params).map_err(DataError::Invalid)?,
         created_at,
         updated_at: now,
+        retry: Vec::new(),
     };
     let Ok(Value::Object(object)) = serde_json::to_value(&action) else {
         return Err(DataError::Invalid("the action cannot be serialized".into()));

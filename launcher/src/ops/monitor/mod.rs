@@ -11,6 +11,7 @@ use std::time::Duration;
 use plus_jobs::{job::status_name, Job, JobStatus, StoreError, Timestamp};
 use serde::Serialize;
 
+pub mod event;
 pub mod rules;
 
 pub use rules::{classify, Verdict};
@@ -165,8 +166,12 @@ impl Launcher {
             }
             None => Ok(None),
             Some(TaskState::Stopped(task)) => {
-                match classify(task, job.cancel_requested) {
-                    Verdict::Spot(reason) => {
+                match rules::with_retry_rules(
+                    classify(task, job.cancel_requested),
+                    task,
+                    &job.retry,
+                ) {
+                    Verdict::Spot(reason) | Verdict::Transient(reason) => {
                         // RUNNING -> INTERRUPTED, then relaunch; a task that
                         // stopped before any worker claimed it is relaunched
                         // from INITIALIZING (it was never running).

@@ -5,9 +5,17 @@
 //! jobs `{parent}-s0` .. `{parent}-s{N-1}`, each a full RUN_COLLECTION job
 //! with `shard_index`, `shard_count` and `parent_id`, its own task, its own
 //! progress, checkpoint, results (`jobs/{shard}/results.jsonl`) and retries.
-//! A shard runs the items whose id hashes to its index (FNV-1a 64 modulo N,
-//! see `plus_worker::collection::shard_of`): a deterministic partition that
-//! needs no coordination.
+//! A shard runs one range of item ids (`shard_after`, `shard_until`): the
+//! launch reads the collection's first and last id (keys only, two items)
+//! and splits the span between them ([`rules::split_ids`]), so each shard
+//! reads only its own items and the shards together read the collection
+//! once. Shards written before ranges existed run the items whose id hashes
+//! to their index (FNV-1a 64 modulo N, see
+//! `plus_worker::collection::shard_of`), each reading every item.
+//!
+//! A fan-out whose shards cannot all be written and started leaves its
+//! parent FAILED with the reason (never waiting for shards that do not
+//! exist); the shards already started run on.
 //!
 //! The parent's status is derived from its shards whenever it is read
 //! ([`Launcher::aggregate`], called by [`Launcher::status`], hence by `plus
@@ -82,23 +90,65 @@ impl Launcher {
             }
         };
         let mut workers = Vec::new();
+        match self.start_shards(&parent, count, &mut workers).await {
+            Ok(()) => Ok(LaunchedShards { parent, workers }),
+            Err((index, e)) => {
+                let reason = format!(
+                    "shard {} of {count} could not be started ({e}); {} shard(s) before it were started and run on: launch the collection again",
+                    index + 1,
+                    index,
+                );
+                self.settle_failed(&parent, &reason).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes and starts the shards of `parent`, each with its range of ids;
+    /// the index of the shard that failed, with why.
+    async fn start_shards(
+        &self,
+        parent: &Job,
+        count: u32,
+        workers: &mut Vec<LocalWorker>,
+    ) -> Result<(), (u32, LauncherError)> {
+        let bounds = self
+            .jobs()
+            .owner_id_bounds(&parent.collection_owner)
+            .await
+            .map_err(|e| (0, e.into()))?;
+        let splits = bounds
+            .map(|(first, last)| rules::split_ids(&first, &last, count))
+            .unwrap_or_default();
         for index in 0..count {
+            let i = index as usize;
+            let (after, until) = if splits.is_empty() {
+                (String::new(), String::new())
+            } else {
+                let after = i.checked_sub(1).map(|j| splits[j].clone());
+                (
+                    after.unwrap_or_default(),
+                    splits.get(i).cloned().unwrap_or_default(),
+                )
+            };
             let shard = Job {
                 object_id: shard_id(&parent.object_id, index),
                 shard_index: index,
                 shard_count: count,
                 parent_id: parent.object_id.clone(),
+                shard_after: after,
+                shard_until: until,
                 ..parent.clone()
             };
             match self.jobs().create_job(&shard).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err((index, e.into())),
             }
-            let (_, worker) = self.start(shard).await?;
+            let (_, worker) = self.start(shard).await.map_err(|e| (index, e))?;
             workers.extend(worker);
         }
-        Ok(LaunchedShards { parent, workers })
+        Ok(())
     }
 
     /// The parent's status and progress derived from its shards, written

@@ -20,6 +20,73 @@ pub fn shard_id(parent: &str, index: u32) -> String {
     format!("{parent}-s{index}")
 }
 
+/// Where `count` shards split the ids from `first` to `last`: `count - 1`
+/// sorted boundaries; shard `i` takes the ids after boundary `i - 1` and up
+/// to boundary `i` (the first shard from the start, the last to the end),
+/// so every id is in exactly one shard whatever the boundaries are, and
+/// each shard reads only its own items. The boundaries interpolate between
+/// `first` and `last` in the alphabet each position uses at both ends
+/// (digits, hex, base 32/36/62, else printable ASCII), so ids that are
+/// numbered, hex, ULIDs or UUIDs split into shards of about equal size; ids
+/// bunched unevenly give uneven shards, never a lost or doubled item.
+pub fn split_ids(first: &str, last: &str, count: u32) -> Vec<String> {
+    const POSITIONS: usize = 12;
+    let prefix: String = first
+        .chars()
+        .zip(last.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let a: Vec<char> = first[prefix.len()..].chars().collect();
+    let b: Vec<char> = last[prefix.len()..].chars().collect();
+    let len = a.len().max(b.len()).clamp(1, POSITIONS);
+    let alphabets: Vec<Vec<char>> = (0..len)
+        .map(|k| alphabet(a.get(k).copied(), b.get(k).copied()))
+        .collect();
+    let value = |s: &[char]| -> u128 {
+        alphabets.iter().enumerate().fold(0u128, |acc, (k, abc)| {
+            let digit = s.get(k).map_or(0, |c| {
+                abc.iter().position(|x| x == c).unwrap_or(abc.len() - 1)
+            });
+            acc * abc.len() as u128 + digit as u128
+        })
+    };
+    let (lo, hi) = (value(&a), value(&b));
+    let mut out: Vec<String> = (1..count)
+        .map(|i| {
+            let mut v = lo + hi.saturating_sub(lo) * u128::from(i) / u128::from(count);
+            let mut digits = vec![' '; len];
+            for k in (0..len).rev() {
+                let r = alphabets[k].len() as u128;
+                digits[k] = alphabets[k][(v % r) as usize];
+                v /= r;
+            }
+            format!("{prefix}{}", digits.into_iter().collect::<String>())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The smallest usual alphabet holding both characters (a missing one
+/// fits any).
+fn alphabet(a: Option<char>, b: Option<char>) -> Vec<char> {
+    let classes: [&dyn Fn(char) -> bool; 5] = [
+        &|c: char| c.is_ascii_digit(),
+        &|c: char| c.is_ascii_digit() || ('a'..='f').contains(&c),
+        &|c: char| c.is_ascii_digit() || c.is_ascii_uppercase(),
+        &|c: char| c.is_ascii_digit() || c.is_ascii_lowercase(),
+        &|c: char| c.is_ascii_alphanumeric(),
+    ];
+    let fits = |class: &dyn Fn(char) -> bool| a.is_none_or(class) && b.is_none_or(class);
+    for class in classes {
+        if fits(class) {
+            return (' '..='~').filter(|c| class(*c)).collect();
+        }
+    }
+    (' '..='~').collect()
+}
+
 /// When the shards ran: the earliest start and, once every shard ended,
 /// the latest end (RFC 3339 UTC timestamps of one format sort as text).
 pub fn span(shards: &[Option<Job>]) -> (Option<String>, Option<String>) {
@@ -121,6 +188,39 @@ mod tests {
             },
             ..Job::default()
         })
+    }
+
+    #[test]
+    fn ids_split_into_sorted_ranges_of_about_equal_size() {
+        let b = split_ids("item-00000", "item-01999", 4);
+        assert_eq!(b, ["item-00499", "item-00999", "item-01499"]);
+        let ids: Vec<String> = (0..2000).map(|i| format!("item-{i:05}")).collect();
+        let sizes = |b: &[String]| {
+            let mut sizes = vec![0; b.len() + 1];
+            for id in &ids {
+                sizes[b.iter().filter(|x| x.as_str() < id.as_str()).count()] += 1;
+            }
+            sizes
+        };
+        assert_eq!(sizes(&b), [500, 500, 500, 500]);
+        // Random hex ids split about evenly.
+        let hex: Vec<String> = (0..4000u64)
+            .map(|i| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        let mut sorted = hex.clone();
+        sorted.sort();
+        let b = split_ids(&sorted[0], &sorted[3999], 4);
+        let mut sizes = vec![0; 4];
+        for id in &hex {
+            sizes[b.iter().filter(|x| x.as_str() < id.as_str()).count()] += 1;
+        }
+        assert!(sizes.iter().all(|s| (800..1200).contains(s)), "{sizes:?}");
+        // Odd ends still give sorted boundaries.
+        for (a, z) in [("a", "a"), ("x", "xyz"), ("1", "99"), ("é", "ü")] {
+            let b = split_ids(a, z, 5);
+            assert_eq!(b.len(), 4);
+            assert!(b.windows(2).all(|w| w[0] <= w[1]), "{a}..{z}: {b:?}");
+        }
     }
 
     #[test]

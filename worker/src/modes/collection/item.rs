@@ -75,6 +75,29 @@ pub struct Shard {
     pub count: u32,
 }
 
+/// A shard's range of item ids: after `after` (empty: from the first) and
+/// at most `until` (empty: to the last). A shard with a range reads only
+/// its own items.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdRange {
+    /// Exclusive lower bound; empty for none.
+    pub after: String,
+    /// Inclusive upper bound; empty for none.
+    pub until: String,
+}
+
+impl IdRange {
+    /// The range of `job`, when it is a shard with one.
+    pub fn of(job: &plus_jobs::Job) -> Option<IdRange> {
+        let has =
+            job.shard_count > 1 && !(job.shard_after.is_empty() && job.shard_until.is_empty());
+        has.then(|| IdRange {
+            after: job.shard_after.clone(),
+            until: job.shard_until.clone(),
+        })
+    }
+}
+
 /// The shard an item id belongs to among `count`: FNV-1a (64 bit) of the id's
 /// bytes modulo `count`. Deterministic across processes, machines and
 /// versions, so every shard agrees on the partition without talking.

@@ -4,8 +4,9 @@
 //!
 //! - [`reader`] streams the items (`JobStore::query_owner`, ascending
 //!   `object_id`) page by page into a bounded channel: read-ahead is bounded,
-//!   so memory does not grow with the collection. A shard keeps only the
-//!   items whose id hashes to it ([`shard_of`]). The total is known as
+//!   so memory does not grow with the collection. A shard reads only its
+//!   range of ids ([`IdRange`]); one written before ranges existed keeps
+//!   the items whose id hashes to it ([`shard_of`]). The total is known as
 //!   soon as the reader reads the last page ([`Run::poll_total`]).
 //! - The items run in one of two modes: [`per_item`] (one process per item,
 //!   the item as JSON on stdin, `PLUS_ITEM_ID` set, bounded concurrency) or
@@ -38,7 +39,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 pub use error::CollectionError;
-pub use item::{shard_of, Done, Item, Shard};
+pub use item::{shard_of, Done, IdRange, Item, Shard};
 
 use crate::{
     job::{ending, Ending, Finish, JobContext, StopReason},
@@ -184,6 +185,10 @@ pub async fn run(ctx: &JobContext) -> Ending {
         Ok(r) => r,
         Err(e) => return Finish::failed(e.to_string()).into(),
     };
+    // A shard with a range of ids reads only that range; the hash
+    // partition is for shards written before ranges existed.
+    let range = IdRange::of(job);
+    let shard = if range.is_some() { None } else { shard };
     let start_after = results.resume_after().map(str::to_owned);
     if let Some(cp) = &start_after {
         info!(checkpoint = %cp, "resuming after the checkpoint");
@@ -205,11 +210,19 @@ pub async fn run(ctx: &JobContext) -> Ending {
     );
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     let read_total = Arc::new(OnceLock::new());
+    // Resume after the checkpoint, else start at the range's start.
+    let start_after = start_after.or_else(|| {
+        range
+            .as_ref()
+            .map(|r| r.after.clone())
+            .filter(|a| !a.is_empty())
+    });
     let reader = tokio::spawn(reader::read(
         ctx.jobs.clone(),
         owner.clone(),
         start_after,
         shard,
+        range.map(|r| r.until).filter(|u| !u.is_empty()),
         tx,
         read_total.clone(),
     ));

@@ -23,7 +23,8 @@ pub enum Msg {
     Failed(CollectionError),
 }
 
-/// Reads the items of `owner` after `start_after` (of `shard`, if any) and
+/// Reads the items of `owner` after `start_after` and up to `until` (of
+/// `shard`, if any; a shard with a range of ids passes no `shard`) and
 /// sends them to `tx` in ascending id order. Memory holds one page plus the
 /// channel's capacity. Transient store errors are retried with backoff.
 ///
@@ -36,13 +37,22 @@ pub async fn read(
     owner: String,
     start_after: Option<String>,
     shard: Option<Shard>,
+    until: Option<String>,
     tx: mpsc::Sender<Msg>,
     total: Arc<OnceLock<u64>>,
 ) {
     let mut after = start_after;
     let mut seq = 0u64;
     loop {
-        let query = || async { jobs.query_owner(&owner, after.as_deref(), PAGE_SIZE).await };
+        let query = || async {
+            match &until {
+                Some(until) => {
+                    jobs.query_owner_until(&owner, after.as_deref(), until, PAGE_SIZE)
+                        .await
+                }
+                None => jobs.query_owner(&owner, after.as_deref(), PAGE_SIZE).await,
+            }
+        };
         let page = query
             .retry(
                 ExponentialBuilder::default()
