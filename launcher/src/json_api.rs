@@ -119,6 +119,9 @@ pub struct LaunchOp {
     /// A label for the job, shown in lists (at most 200 characters).
     #[serde(default)]
     pub name: Option<String>,
+    /// Higher is admitted first when work waits (default 0).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -166,6 +169,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 max_attempts: l.max_attempts,
                 job_id: l.job_id,
                 name: l.name,
+                priority: l.priority,
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),

@@ -107,7 +107,7 @@ pub async fn list(
                 .filter(|s| *s != JobStatus::Unspecified)
                 .ok_or_else(|| {
                     ApiError::BadRequest(format!(
-                        "status {s:?} is not a status: use INITIALIZING, RUNNING, SUCCEEDED, FAILED, CANCELLED or INTERRUPTED"
+                        "status {s:?} is not a status: use QUEUED, INITIALIZING, RUNNING, SUCCEEDED, FAILED, CANCELLED or INTERRUPTED"
                     ))
                 })?,
         ),
@@ -291,6 +291,8 @@ pub struct LaunchBody {
     pub tolerated_failure_percent: Option<f32>,
     /// A label for the job, shown in lists (at most 200 characters).
     pub name: Option<String>,
+    /// Higher is admitted first when work waits (default 0).
+    pub priority: Option<i32>,
 }
 
 /// The `script` of a [`LaunchBody`].
@@ -386,6 +388,7 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
         tolerated_failure_percent: body.tolerated_failure_percent,
         job_id: body.object_id.filter(|i| !i.is_empty()),
         name: body.name.filter(|n| !n.is_empty()),
+        priority: body.priority.unwrap_or_default(),
         // Fields added to LaunchRequest later keep their defaults until the
         // HTTP API reads them.
         ..LaunchRequest::default()

@@ -55,6 +55,8 @@ pub struct LaunchRequest {
     /// A label a person gives the job (`name`), shown in lists; at most
     /// [`MAX_NAME_CHARS`] characters, no control characters.
     pub name: Option<String>,
+    /// `priority`: higher is admitted first when work waits (default 0).
+    pub priority: i32,
 }
 
 /// The longest `name` a job may have, in characters.
@@ -284,6 +286,7 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     }
     job.params = plus_jobs::params::params_struct(&req.params).map_err(InvalidRequest::Field)?;
     job.name = req.name.clone().unwrap_or_default();
+    job.priority = req.priority;
     Ok(Prepared { job, upload })
 }
 
