@@ -109,11 +109,25 @@ impl Command {
     }
 }
 
-/// After a local worker's job ended (`PLUS_LOCAL_DIR` names the local
-/// folder): one dispatcher pass over the local backend, starting the queued
-/// jobs the freed capacity admits. Problems go to the worker's log; the
-/// monitor's pass (`plus monitor`) and the next launch dispatch too.
-async fn dispatch_after_local_job() {
+/// After `plus worker` ended its job on the local backend
+/// (`PLUS_LOCAL_DIR` names the local folder): one dispatcher pass, starting
+/// the queued jobs the freed capacity admits, so queued work starts with
+/// no command needed. Problems go to the worker's log; the monitor's pass
+/// (`plus monitor`) and the next launch dispatch too. Nothing on AWS.
+pub fn dispatch_after_local_job() {
+    if std::env::var_os("PLUS_LOCAL_DIR").is_none() {
+        return;
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch_local()),
+        Err(e) => eprintln!("plus-worker: queued jobs were not dispatched: {e}"),
+    }
+}
+
+async fn dispatch_local() {
     let Some(dir) = std::env::var_os("PLUS_LOCAL_DIR").map(PathBuf::from) else {
         return;
     };
@@ -205,11 +219,7 @@ async fn serve_addr(addr: &str) -> Result<std::net::SocketAddr, CliError> {
 /// ([`report`] words it with its causes).
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     if matches!(cli.command, Command::Worker) {
-        let code = plus_worker::main_entry().await;
-        // Its job ended: on the local backend the worker itself runs the
-        // dispatcher, so queued jobs start with no command needed.
-        dispatch_after_local_job().await;
-        return Ok(code);
+        return Ok(plus_worker::main_entry().await);
     }
     let user = cli.username();
     let launcher = cli.launcher().await?;
