@@ -195,9 +195,13 @@ pub fn can_transition(from: JobStatus, to: JobStatus) -> bool {
         (from, to),
         (Initializing, Running)
             | (Running, Succeeded | Failed | Interrupted)
-            | (Interrupted, Initializing | Failed)
+            | (Interrupted, Initializing | Queued | Failed)
             | (Initializing, Failed)
-            | (Initializing | Running | Interrupted, Cancelled)
+            // Admitted; or sent back to wait when RunTask was refused for
+            // capacity, quota or throttling.
+            | (Queued, Initializing)
+            | (Initializing, Queued)
+            | (Initializing | Running | Interrupted | Queued, Cancelled)
     )
 }
 
@@ -207,6 +211,7 @@ pub fn sources_of(to: JobStatus) -> Vec<JobStatus> {
         JobStatus::Initializing,
         JobStatus::Running,
         JobStatus::Interrupted,
+        JobStatus::Queued,
     ]
     .into_iter()
     .filter(|from| can_transition(*from, to))
@@ -365,6 +370,7 @@ mod tests {
                 Failed,
                 Cancelled,
                 Interrupted,
+                Queued,
             ] {
                 assert!(!can_transition(from, to), "{from:?} -> {to:?}");
             }
@@ -381,8 +387,14 @@ mod tests {
         assert!(!can_transition(Initializing, Succeeded));
         assert_eq!(
             sources_of(Cancelled),
-            vec![Initializing, Running, Interrupted]
+            vec![Initializing, Running, Interrupted, Queued]
         );
         assert_eq!(sources_of(Running), vec![Initializing]);
+        assert_eq!(sources_of(Initializing), vec![Interrupted, Queued]);
+        assert!(can_transition(Initializing, Queued));
+        assert!(
+            !can_transition(Queued, Running),
+            "a queued job has no task to claim it"
+        );
     }
 }

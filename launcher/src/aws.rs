@@ -6,7 +6,7 @@
 use plus_jobs::{backend::AwsConfig, contract::AwsSettings, Backend, BackendConfig, StoreError};
 
 use crate::{
-    ops::Launcher,
+    ops::{admission::Limits, Launcher},
     runner::{ecs::EcsSettings, EcsRunner, Runner},
 };
 
@@ -149,21 +149,24 @@ pub async fn reader_from_env() -> Result<Launcher, SetupError> {
 }
 
 /// A launcher on the AWS backend with these settings; the SDK clients are
-/// built once here and shared.
+/// built once here and shared. Its admission limits are read from the
+/// environment (`PLUS_MAX_VCPUS`, default the account's Fargate vCPU quota
+/// or 6; `PLUS_MAX_RUNNING_PER_USER`; `PLUS_DEFAULT_TASK_VCPUS`).
 ///
 /// # Errors
-/// When the backend cannot be opened.
+/// When the backend cannot be opened or a limit is invalid.
 pub async fn launcher_with(aws: AwsConfig, settings: EcsSettings) -> Result<Launcher, SetupError> {
+    let limits = Limits::aws_from(|k| std::env::var(k).ok()).map_err(SetupError::NotConfigured)?;
     let backend = Backend::open(&BackendConfig::Aws(aws)).await?;
     let sdk = backend
         .sdk
         .clone()
         .expect("the AWS backend has an SDK config");
     let ecs = aws_sdk_ecs::Client::new(&sdk);
-    Ok(Launcher::new(
-        backend,
-        Runner::Ecs(EcsRunner::new(ecs, settings)),
-    ))
+    let limits = limits
+        .resolve_aws(&aws_sdk_servicequotas::Client::new(&sdk))
+        .await;
+    Ok(Launcher::new(backend, Runner::Ecs(EcsRunner::new(ecs, settings))).with_limits(limits))
 }
 
 #[cfg(test)]

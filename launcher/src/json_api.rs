@@ -131,6 +131,9 @@ pub struct LaunchOp {
     /// Retry rules (`[{"on_exit_code": "3", "action": "RETRY"}]`).
     #[serde(default)]
     pub retry: Vec<RetryRuleInput>,
+    /// Higher is admitted first when work waits (default 0).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -184,6 +187,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 job_id: l.job_id,
                 name: l.name,
                 retry: l.retry.into_iter().map(Into::into).collect(),
+                priority: l.priority,
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),

@@ -17,7 +17,10 @@ fn main() -> std::process::ExitCode {
     let json = cli.json;
     if matches!(cli.command, Command::Worker) {
         // The worker builds its own runtime (a small blocking pool).
-        return std::process::ExitCode::from(plus_worker::main());
+        let code = plus_worker::main();
+        // Its job ended: a local worker starts the queued jobs it made room for.
+        cli::dispatch_after_local_job();
+        return std::process::ExitCode::from(code);
     }
     // Warnings (a record the store skipped, a job the monitor could not
     // settle) reach the person at the terminal; RUST_LOG widens it.

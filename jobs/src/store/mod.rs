@@ -106,13 +106,16 @@ pub(crate) fn active_after(status: i32) -> Option<bool> {
 /// The attributes that describe how an attempt ended: a write that starts
 /// a new attempt (status INITIALIZING or RUNNING) removes those it does not
 /// set itself, so the record never shows an earlier attempt's error as the
-/// current one (earlier attempts live on in `attempts`).
+/// current one (earlier attempts live on in `attempts`). Any write of a
+/// status other than QUEUED also removes `queue_reason` unless it sets it:
+/// the job no longer waits.
 pub(crate) fn cleared_by(status: i32) -> &'static [&'static str] {
     match JobStatus::try_from(status) {
         Ok(JobStatus::Initializing | JobStatus::Running) => {
-            &["error", "exit_code", "stopped_by_user"]
+            &["error", "exit_code", "stopped_by_user", "queue_reason"]
         }
-        _ => &[],
+        Ok(JobStatus::Queued | JobStatus::Unspecified) | Err(_) => &[],
+        Ok(_) => &["queue_reason"],
     }
 }
 
@@ -185,7 +188,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Page<Job>, StoreError>;
 
-    /// Jobs that have not ended (INITIALIZING, RUNNING, INTERRUPTED), of
+    /// Jobs that have not ended (QUEUED, INITIALIZING, RUNNING, INTERRUPTED), of
     /// every user: what the monitor looks after. A full scan of the jobs
     /// table on DynamoDB (filtered server-side), so run it on a schedule, not
     /// per request.

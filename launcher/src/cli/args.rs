@@ -219,6 +219,9 @@ pub struct ScriptOpts {
     /// A label for the job, shown in lists (at most 200 characters).
     #[arg(long, value_name = "LABEL")]
     pub name: Option<String>,
+    /// Admission order when work waits: higher first, FIFO within (default 0).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub priority: Option<i32>,
     /// The task's CPU units (AWS: 256, 512, 1024, 2048, 4096, 8192, 16384).
     #[arg(long)]
     pub cpu: Option<u32>,

@@ -113,6 +113,7 @@ pub fn script_request(
             .name
             .clone()
             .or_else(|| script.and_then(|p| default_name(p))),
+        priority: opts.priority.unwrap_or(0),
         resources: plus_jobs::TaskResources {
             cpu: opts.cpu.unwrap_or(0),
             memory: opts.memory.unwrap_or(0),

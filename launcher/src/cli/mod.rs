@@ -32,7 +32,7 @@ pub use args::{ActionCommand, BackendKind, Cli, CollectionCommand, Command, Scri
 pub use error::{parse_failed, print_error, report, CliError};
 
 use crate::{
-    ops::{monitor::Policy, Launcher},
+    ops::{admission::Limits, monitor::Policy, Launcher},
     runner::{local::LOCAL_BUCKET, LocalRunner, Runner},
 };
 
@@ -79,7 +79,12 @@ impl Cli {
                     dir: dir.display().to_string(),
                     source,
                 })?;
-                Ok(Launcher::new(backend, Runner::Local(LocalRunner::new(dir))))
+                let limits = Limits::local_from(|k| std::env::var(k).ok())
+                    .map_err(|problems| CliError::Usage(problems.join("; ")))?;
+                Ok(
+                    Launcher::new(backend, Runner::Local(LocalRunner::new(dir)))
+                        .with_limits(limits),
+                )
             }
             BackendKind::Aws if self.command.starts_work() => {
                 Ok(crate::aws::launcher_from_env().await?)
@@ -103,6 +108,56 @@ impl Command {
                 | Self::Monitor { .. }
                 | Self::Serve { .. }
         )
+    }
+}
+
+/// After `plus worker` ended its job on the local backend
+/// (`PLUS_LOCAL_DIR` names the local folder): one dispatcher pass, starting
+/// the queued jobs the freed capacity admits, so queued work starts with
+/// no command needed. Problems go to the worker's log; the monitor's pass
+/// (`plus monitor`) and the next launch dispatch too. Nothing on AWS.
+pub fn dispatch_after_local_job() {
+    if std::env::var_os("PLUS_LOCAL_DIR").is_none() {
+        return;
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch_local()),
+        Err(e) => eprintln!("plus-worker: queued jobs were not dispatched: {e}"),
+    }
+}
+
+async fn dispatch_local() {
+    let Some(dir) = std::env::var_os("PLUS_LOCAL_DIR").map(PathBuf::from) else {
+        return;
+    };
+    let limits = match Limits::local_from(|k| std::env::var(k).ok()) {
+        Ok(limits) => limits,
+        Err(problems) => {
+            eprintln!(
+                "plus-worker: queued jobs were not dispatched: {}",
+                problems.join("; ")
+            );
+            return;
+        }
+    };
+    let config = BackendConfig::Local {
+        dir: dir.clone(),
+        bucket: LOCAL_BUCKET.into(),
+    };
+    let result = match Backend::open(&config).await {
+        Ok(backend) => {
+            Launcher::new(backend, Runner::Local(LocalRunner::new(dir)))
+                .with_limits(limits)
+                .dispatch()
+                .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
+        eprintln!("plus-worker: queued jobs were not dispatched: {e}");
     }
 }
 
@@ -226,6 +281,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             let policy = Policy {
                 stale_after: std::time::Duration::from_secs(*stale_after),
                 start_timeout: std::time::Duration::from_secs(*start_timeout),
+                ..Policy::default()
             };
             loop {
                 let settled = launcher.monitor(&policy).await?;
@@ -259,7 +315,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::List { status, limit } => {
             let status = match status {
                 Some(s) => Some(JobStatus::from_str_name(&s.to_uppercase()).filter(|s| *s != JobStatus::Unspecified).ok_or_else(|| {
-                    CliError::Usage(format!("--status {s:?} is not a status: use INITIALIZING, RUNNING, SUCCEEDED, FAILED, CANCELLED or INTERRUPTED"))
+                    CliError::Usage(format!("--status {s:?} is not a status: use QUEUED, INITIALIZING, RUNNING, SUCCEEDED, FAILED, CANCELLED or INTERRUPTED"))
                 })?),
                 None => None,
             };

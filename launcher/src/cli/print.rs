@@ -53,6 +53,7 @@ pub fn print_status(job: &Job) {
     row("job", &job.object_id);
     row("name", &job.name);
     row("status", status_name(job.status()));
+    row("waiting", &job.queue_reason);
     row("mode", job.run_mode().as_str_name());
     row("user", &job.username);
     row(

@@ -495,7 +495,11 @@ pub async fn list(
         rows.push(vec![
             j.object_id.clone(),
             label(j),
-            status_name(j.status()).into(),
+            [status_name(j.status()), &j.queue_reason].join(if j.queue_reason.is_empty() {
+                ""
+            } else {
+                ": "
+            }),
             j.run_mode().as_str_name().into(),
             j.created_at.clone(),
             super::follow::duration(j).unwrap_or_else(|| "-".into()),

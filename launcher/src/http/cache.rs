@@ -16,7 +16,8 @@ use plus_jobs::JobStatus;
 
 /// Poll hint while a job is starting or running: output arrives steadily.
 pub const POLL_ACTIVE: Duration = Duration::from_secs(1);
-/// Poll hint while a job is INTERRUPTED and waits to be relaunched.
+/// Poll hint while a job is INTERRUPTED and waits to be relaunched, or
+/// QUEUED and waits for capacity.
 pub const POLL_WAITING: Duration = Duration::from_secs(5);
 /// Poll hint for a job listing that has jobs still going.
 pub const POLL_LIST: Duration = Duration::from_secs(3);
@@ -25,7 +26,7 @@ pub const POLL_LIST: Duration = Duration::from_secs(3);
 pub fn poll_hint(status: JobStatus) -> Option<Duration> {
     match status {
         JobStatus::Initializing | JobStatus::Running => Some(POLL_ACTIVE),
-        JobStatus::Interrupted => Some(POLL_WAITING),
+        JobStatus::Interrupted | JobStatus::Queued => Some(POLL_WAITING),
         _ => None,
     }
 }

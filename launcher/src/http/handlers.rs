@@ -107,7 +107,7 @@ pub async fn list(
                 .filter(|s| *s != JobStatus::Unspecified)
                 .ok_or_else(|| {
                     ApiError::BadRequest(format!(
-                        "status {s:?} is not a status: use INITIALIZING, RUNNING, SUCCEEDED, FAILED, CANCELLED or INTERRUPTED"
+                        "status {s:?} is not a status: use QUEUED, INITIALIZING, RUNNING, SUCCEEDED, FAILED, CANCELLED or INTERRUPTED"
                     ))
                 })?,
         ),
@@ -299,6 +299,8 @@ pub struct LaunchBody {
     pub name: Option<String>,
     /// Retry rules (AWS Batch's `evaluateOnExit` shape, at most 5).
     pub retry: Option<Vec<crate::ops::request::RetryRuleInput>>,
+    /// Higher is admitted first when work waits (default 0).
+    pub priority: Option<i32>,
 }
 
 /// The `script` of a [`LaunchBody`].
@@ -400,6 +402,7 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
             .into_iter()
             .map(Into::into)
             .collect(),
+        priority: body.priority.unwrap_or_default(),
         // Fields added to LaunchRequest later keep their defaults until the
         // HTTP API reads them.
         ..LaunchRequest::default()

@@ -5,6 +5,8 @@
 //! The CLI, the JSON operations and the HTTP API are thin faces over it;
 //! nothing here prints.
 //!
+//! - [`admission`]: limits, the queue and the dispatcher (work waits as
+//!   QUEUED instead of failing).
 //! - [`request`]: the launch request and its validation.
 //! - [`resources`]: Fargate's task-size rules.
 //! - [`lifecycle`]: cancel, retry and relaunch.
@@ -13,6 +15,7 @@
 //! - [`data`]: collections and actions as data.
 //! - [`views`]: what a job shows: attempts and logs, outputs, results.
 
+pub mod admission;
 pub mod data;
 mod error;
 pub mod lifecycle;
@@ -100,12 +103,30 @@ enum Created {
 pub struct Launcher {
     backend: Backend,
     runner: Runner,
+    limits: admission::Limits,
 }
 
 impl Launcher {
-    /// A launcher over `backend` whose workers run on `runner`.
+    /// A launcher over `backend` whose workers run on `runner`, with no
+    /// limit on what runs at once (see [`Launcher::with_limits`]).
     pub fn new(backend: Backend, runner: Runner) -> Self {
-        Self { backend, runner }
+        Self {
+            backend,
+            runner,
+            limits: admission::Limits::default(),
+        }
+    }
+
+    /// The same launcher, admitting work within `limits`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: admission::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits it admits work within.
+    pub fn limits(&self) -> &admission::Limits {
+        &self.limits
     }
 
     /// The job store.
@@ -121,6 +142,7 @@ impl Launcher {
         Self {
             backend: self.backend.clone(),
             runner: self.runner.attached(true),
+            limits: self.limits.clone(),
         }
     }
 
@@ -130,12 +152,16 @@ impl Launcher {
         Self {
             backend: self.backend.clone(),
             runner: self.runner.attached(false),
+            limits: self.limits.clone(),
         }
     }
 
     /// Validates `req`, writes the record (only if no job has its id), and
-    /// starts its worker. A worker that cannot be started leaves the job
-    /// FAILED with the reason, never INITIALIZING.
+    /// starts its worker; when a limit says wait, the record is QUEUED with
+    /// its `queue_reason` and no worker starts (the dispatcher starts it).
+    /// A worker that cannot be started leaves the job FAILED with the
+    /// reason, never INITIALIZING; one refused for capacity, quota or
+    /// throttling leaves it QUEUED.
     ///
     /// # Errors
     /// [`LauncherError::Invalid`] before any write; store errors; and
@@ -146,6 +172,11 @@ impl Launcher {
                 job,
                 worker: None,
                 created: false,
+            }),
+            Created::New(job) if job.status() == JobStatus::Queued => Ok(Launched {
+                job,
+                worker: None,
+                created: true,
             }),
             Created::New(job) => self.start(job).await.map(|(job, worker)| Launched {
                 job,
@@ -189,8 +220,20 @@ impl Launcher {
         }
         let mut job = prepared.job;
         shape(&mut job);
+        // The hold on admission lasts until the record is written.
+        let (admission, dispatch_due) = self.admit(&mut job).await?;
         match self.jobs().create_job(&job).await {
-            Ok(()) => Ok(Created::New(job)),
+            Ok(()) => {
+                drop(admission);
+                if dispatch_due {
+                    // Jobs were waiting while capacity was free (their
+                    // dispatcher did not run): start them now.
+                    if let Err(e) = self.detached().dispatch().await {
+                        tracing::warn!(error = %e, "dispatch after a launch failed");
+                    }
+                }
+                Ok(Created::New(job))
+            }
             Err(StoreError::Conflict { .. }) => {
                 match self.status(&req.username, &job.object_id).await {
                     Err(LauncherError::NotFound(id)) => Err(LauncherError::Conflict(format!(
@@ -212,6 +255,32 @@ impl Launcher {
     ) -> Result<(Job, Option<LocalWorker>), LauncherError> {
         let started = match self.runner.start(&job).await {
             Ok(started) => started,
+            // Capacity, quota or throttling after the runner's retries: the
+            // job waits for the dispatcher instead of failing.
+            Err(e) if e.is_retryable() => {
+                let patch = Job {
+                    status: JobStatus::Queued as i32,
+                    queue_reason: format!("the task could not start yet: {e}"),
+                    updated_at: Timestamp::now().to_string(),
+                    ..Job::default()
+                };
+                let expect = Expect::status([JobStatus::Initializing]);
+                let job = match self
+                    .jobs()
+                    .update_job(&job.object_id, &expect, &patch)
+                    .await
+                {
+                    Ok(job) => {
+                        self.append_status(&job.object_id, JobStatus::Queued).await;
+                        job
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        self.jobs().get_job(&job.object_id).await?.unwrap_or(job)
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                return Ok((job, None));
+            }
             Err(e) => {
                 self.fail(&job.object_id, JobStatus::Initializing, &e.to_string())
                     .await?;

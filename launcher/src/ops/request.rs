@@ -58,6 +58,8 @@ pub struct LaunchRequest {
     /// Retry rules (`retry`, AWS Batch's `evaluateOnExit` shape), checked
     /// by [`plus_jobs::retry::validate`] before anything is written.
     pub retry: Vec<plus_jobs::retry::RetryRule>,
+    /// `priority`: higher is admitted first when work waits (default 0).
+    pub priority: i32,
 }
 
 /// One retry rule as the JSON operation and the HTTP API take it
@@ -324,6 +326,7 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     job.name = req.name.clone().unwrap_or_default();
     plus_jobs::retry::validate(&req.retry).map_err(InvalidRequest::Field)?;
     job.retry = req.retry.clone();
+    job.priority = req.priority;
     Ok(Prepared { job, upload })
 }
 

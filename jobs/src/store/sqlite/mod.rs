@@ -305,7 +305,7 @@ impl JobStore for SqliteStore {
                 .prepare_cached(
                     "SELECT object_id, body FROM objects
                      WHERE json_extract(body, '$.object_type') = 'PlusScriptJob'
-                       AND json_extract(body, '$.status') IN ('INITIALIZING', 'RUNNING', 'INTERRUPTED')
+                       AND json_extract(body, '$.status') IN ('QUEUED', 'INITIALIZING', 'RUNNING', 'INTERRUPTED')
                        AND (?1 IS NULL OR object_id > ?1)
                      ORDER BY object_id LIMIT ?2",
                 )

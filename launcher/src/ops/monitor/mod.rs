@@ -27,6 +27,10 @@ pub struct Policy {
     pub stale_after: Duration,
     /// An INITIALIZING job older than this whose task has not started fails.
     pub start_timeout: Duration,
+    /// An INITIALIZING job with no task after this long (its launcher or
+    /// dispatcher stopped between admitting it and starting it) is started
+    /// again, with the same RunTask `clientToken`.
+    pub restart_after: Duration,
 }
 
 impl Default for Policy {
@@ -34,6 +38,7 @@ impl Default for Policy {
         Self {
             stale_after: Duration::from_secs(120),
             start_timeout: Duration::from_secs(600),
+            restart_after: Duration::from_secs(30),
         }
     }
 }
@@ -94,6 +99,14 @@ impl Launcher {
                 }
             }
         }
+        // Capacity the pass freed (or that was free) goes to queued jobs.
+        for job_id in self.dispatch().await?.started {
+            settled.push(Settled {
+                job_id,
+                action: "started".into(),
+                reason: "admitted from the queue".into(),
+            });
+        }
         Ok(settled)
     }
 
@@ -146,6 +159,28 @@ impl Launcher {
                 // Another host's: it cannot be told from here.
                 None => {}
             }
+        }
+        if status == JobStatus::Queued {
+            // The dispatcher's, after this pass.
+            return Ok(None);
+        }
+        let waited = age(first_nonempty(&job.updated_at, &job.created_at));
+        if status == JobStatus::Initializing
+            && matches!(worker, WorkerRef::None)
+            && !stale
+            && waited > policy.restart_after
+        {
+            // Admitted but never started (its launcher stopped in between):
+            // start it now; the same clientToken makes a repeat harmless.
+            let (started, _) = self.detached().start(job.clone()).await?;
+            return settled(
+                "started",
+                format!(
+                    "it was admitted {} s ago but no task was started; started it ({})",
+                    waited.as_secs(),
+                    status_name(started.status())
+                ),
+            );
         }
         if !matches!(worker, WorkerRef::Ecs { .. }) {
             if stale && status == JobStatus::Initializing {

@@ -54,12 +54,36 @@ pub struct EcsRunner {
     /// Task definitions registered for other images, by key (so each is
     /// registered once, not once per job).
     registered: Arc<Mutex<HashMap<String, String>>>,
+    /// The task definition's vCPUs, read once.
+    default_vcpus: Arc<tokio::sync::OnceCell<Option<f64>>>,
+}
+
+/// The least time between two RunTask calls of one process: at most 10
+/// calls a second sustained, half of ECS's RunTask rate (about 20/s per
+/// account, shared by every launcher).
+pub const RUN_TASK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Waits for this process's next RunTask slot (a token bucket of one token
+/// refilled every [`RUN_TASK_INTERVAL`]).
+async fn pace() {
+    static NEXT: Mutex<Option<tokio::time::Instant>> = Mutex::const_new(None);
+    let slot = {
+        let mut next = NEXT.lock().await;
+        let now = tokio::time::Instant::now();
+        let slot = next.map_or(now, |n| n.max(now));
+        *next = Some(slot + RUN_TASK_INTERVAL);
+        slot
+    };
+    tokio::time::sleep_until(slot).await;
 }
 
 /// Whether a RunTask failure may pass if tried again.
 fn retryable_failure(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
     r.contains("capacity is unavailable")
+        // The account's Fargate vCPU (or task) quota: "You've reached the
+        // limit on the number of vCPUs you can run concurrently".
+        || r.contains("reached the limit on the number of")
         || r.contains("throttl")
         || r.contains("rate exceeded")
         || r.starts_with("resource:")
@@ -133,7 +157,27 @@ impl EcsRunner {
             client,
             settings,
             registered: Arc::default(),
+            default_vcpus: Arc::default(),
         }
+    }
+
+    /// The vCPUs of `TASK_DEFINITION` (its task-level `cpu` / 1024), read
+    /// once; `None` when it cannot be read or says nothing.
+    pub async fn default_vcpus(&self) -> Option<f64> {
+        *self
+            .default_vcpus
+            .get_or_init(|| async {
+                let out = self
+                    .client
+                    .describe_task_definition()
+                    .task_definition(&self.settings.task_definition)
+                    .send()
+                    .await
+                    .ok()?;
+                let cpu: f64 = out.task_definition?.cpu?.trim().parse().ok()?;
+                (cpu > 0.0).then_some(cpu / 1024.0)
+            })
+            .await
     }
 
     /// The container environment of `job`: exactly the contract of
@@ -225,6 +269,7 @@ impl EcsRunner {
             .build();
         let tag = |k: &str, v: &str| Tag::builder().key(k).value(tag_value(v)).build();
         let attempt_once = || async {
+            pace().await;
             let mut request = self.client.run_task();
             request = if spot {
                 // Spot needs a capacity-provider strategy (the cluster must
@@ -346,7 +391,9 @@ impl EcsRunner {
 /// Adds what to do to a RunTask failure.
 fn hint(msg: &str) -> String {
     let m = msg.to_ascii_lowercase();
-    let fix = if m.contains("capacity is unavailable") {
+    let fix = if m.contains("reached the limit on the number of") {
+        "the account's Fargate quota is reached: the job waits; raise the quota in Service Quotas (fargate L-3032A538) or lower PLUS_MAX_VCPUS"
+    } else if m.contains("capacity is unavailable") {
         "Fargate had no capacity after several tries: retry later, use another subnet or availability zone, or launch without --spot"
     } else if m.contains("clusternotfound") || m.contains("cluster not found") {
         "ECS_CLUSTER names no cluster in this region: run scripts/setup.sh or fix ECS_CLUSTER"
