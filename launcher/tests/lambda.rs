@@ -353,6 +353,9 @@ async fn a_stopped_tasks_event_settles_its_job_in_one_invocation() {
         .env("TASK_DEFINITION", &task_definition)
         .env("SUBNETS", &subnet)
         .env("SECURITY_GROUPS", &sg)
+        // Room for two default-sized tasks: a third launch waits.
+        .env("PLUS_MAX_VCPUS", "0.5")
+        .env("PLUS_DEFAULT_TASK_VCPUS", "0.25")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -460,5 +463,56 @@ async fn a_stopped_tasks_event_settles_its_job_in_one_invocation() {
     let job = backend.jobs.get_job("ev-oom").await.unwrap().unwrap();
     assert_eq!(job.status(), JobStatus::Failed);
     assert!(job.error.contains("more --memory"), "{}", job.error);
+
+    // Capacity freed by a task whose job ended on its own (the worker wrote
+    // SUCCEEDED, then the task stopped) goes to the queue at that event.
+    for id in ["ev-done", "ev-waits"] {
+        let (kind, out) = invoke(
+            &api,
+            &mut rx,
+            id,
+            json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": id}),
+        )
+        .await;
+        assert_eq!(kind, "response", "{out}");
+    }
+    let waits = backend.jobs.get_job("ev-waits").await.unwrap().unwrap();
+    assert_eq!(waits.status(), JobStatus::Queued, "{waits:?}");
+    let done_task = task_of("ev-done").await;
+    let patch = plus_jobs::Job {
+        status: JobStatus::Succeeded as i32,
+        completed_at: plus_jobs::Timestamp::now().to_string(),
+        ..plus_jobs::Job::default()
+    };
+    backend
+        .jobs
+        .update_job(
+            "ev-done",
+            &plus_jobs::Expect::status([JobStatus::Initializing]),
+            &patch,
+        )
+        .await
+        .unwrap();
+    let done = stopped_event(
+        &aws.region,
+        &cluster_arn,
+        &done_task,
+        "ev-done",
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        json!({"name": "worker", "exitCode": 0, "lastStatus": "STOPPED"}),
+    );
+    let (_, out) = invoke(&api, &mut rx, "e-5", done).await;
+    assert!(
+        out["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("already SUCCEEDED"),
+        "{out}"
+    );
+    assert_eq!(out["started"], json!(["ev-waits"]), "{out}");
+    let started = backend.jobs.get_job("ev-waits").await.unwrap().unwrap();
+    assert_eq!(started.status(), JobStatus::Initializing);
+    assert!(started.fargate_task_arn.starts_with("arn:aws:ecs:"));
     child.kill().await.unwrap();
 }

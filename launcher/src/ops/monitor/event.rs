@@ -107,9 +107,13 @@ pub struct EventOutcome {
     /// The job settled, when one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settled: Option<Settled>,
-    /// Why nothing was done, when nothing was.
+    /// Why the job was not settled, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// Queued jobs the dispatcher started in the capacity the stopped task
+    /// freed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
 }
 
 impl EcsEvent {
@@ -162,18 +166,35 @@ impl Launcher {
     /// attempts remain, otherwise FAILED with the classified reason. Events
     /// of other clusters, of tasks the launcher did not start, of tasks not
     /// yet stopped, or about a task the job no longer runs are ignored with a
-    /// log line and the reason in the answer.
+    /// log line and the reason in the answer. Any stopped task of ours
+    /// freed capacity: the dispatcher then starts queued jobs in it (the
+    /// answer's `started`).
     ///
     /// # Errors
     /// Store or ECS errors; a job whose state moved on meanwhile is not an
     /// error (nothing changes).
     pub async fn settle_task_event(&self, event: &EcsEvent) -> Result<EventOutcome, LauncherError> {
         let d = &event.detail;
+        let mut outcome = self.settle_stopped(event).await?;
+        // A stopped task of ours freed capacity, whether its job was settled
+        // here or had already ended on its own: queued work takes it now.
+        let ours = matches!(&self.runner, Runner::Ecs(ecs) if same_cluster(&d.cluster_arn, &ecs.settings.cluster))
+            && d.started_by == STARTED_BY
+            && d.last_status == "STOPPED";
+        if ours {
+            outcome.started = self.dispatch().await?.started;
+        }
+        Ok(outcome)
+    }
+
+    async fn settle_stopped(&self, event: &EcsEvent) -> Result<EventOutcome, LauncherError> {
+        let d = &event.detail;
         let ignore = |why: String| {
             tracing::info!(task = %d.task_arn, cluster = %d.cluster_arn, reason = %why, "ECS event ignored");
             Ok(EventOutcome {
                 settled: None,
                 ignored: Some(why),
+                started: Vec::new(),
             })
         };
         let Runner::Ecs(ecs) = &self.runner else {
@@ -227,10 +248,10 @@ impl Launcher {
         match settled {
             Some(s) => {
                 tracing::info!(job_id = %s.job_id, action = %s.action, reason = %s.reason, "settled from an ECS event");
-                // dispatch: fill the freed capacity (Launcher::dispatch once admission lands)
                 Ok(EventOutcome {
                     settled: Some(s),
                     ignored: None,
+                    started: Vec::new(),
                 })
             }
             None => ignore(format!("job {job_id} needs nothing done")),
