@@ -377,6 +377,7 @@ ensure_roles() {
        Condition: {ArnEquals: {"ecs:cluster": $cluster}}},
       {Sid: "PerJobImages", Effect: "Allow", Action: ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], Resource: "*"},
       {Sid: "WatchWorkerTasks", Effect: "Allow", Action: ["ecs:DescribeTasks", "ecs:StopTask"], Resource: $tasks},
+      {Sid: "ReadVcpuQuota", Effect: "Allow", Action: "servicequotas:GetServiceQuota", Resource: "*"},
       {Sid: "TagWorkerTasks", Effect: "Allow", Action: "ecs:TagResource", Resource: $tasks,
        Condition: {StringEquals: {"ecs:CreateAction": "RunTask"}}},
       {Sid: "PassWorkerRoles", Effect: "Allow", Action: "iam:PassRole", Resource: [$task_role, $exec_role],

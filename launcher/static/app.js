@@ -449,6 +449,8 @@ function renderFacts(job) {
   $("job-facts").replaceChildren(
     ...fact("Runs", runs(job)),
     ...fact("Mode", job.run_mode),
+    ...fact("Waiting", job.status === "QUEUED" ? job.queue_reason || "for capacity" : null),
+    ...fact("Priority", job.priority ? job.priority : null),
     ...fact("Shard of", job.parent_id ? idLink(job.parent_id, job.parent_id) : null),
     // A sharded job runs no attempt of its own: its shards do.
     ...fact("Attempt", job.shard_count && !job.parent_id ? null : job.attempt),
