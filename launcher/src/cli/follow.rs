@@ -37,6 +37,12 @@ impl Printer {
     }
 }
 
+/// Set when a person pressed Ctrl-C on `plus run` (or `--wait`): the
+/// worker saves the job as INTERRUPTED, and `follow` must not take that for
+/// an interruption to relaunch (the person's stop wins; `plus retry`
+/// resumes it).
+pub static CTRL_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Follows job `id` until it ends (or is INTERRUPTED with no worker left),
 /// printing its events. When `worker` is the job's local process and it
 /// exits without recording an end, the job is settled as FAILED with the
@@ -80,6 +86,7 @@ pub async fn follow(
                 && status == JobStatus::Interrupted
                 && exited.is_some()
                 && !job.stopped_by_user
+                && !CTRL_C.load(std::sync::atomic::Ordering::SeqCst)
                 && crate::ops::lifecycle::attempts_left(&job)
             {
                 match launcher.relaunch(job, JobStatus::Interrupted).await {

@@ -227,11 +227,9 @@ pub async fn report_launched(
     }
     // Ctrl-C reaches the worker too (same process group): it stops the
     // script and saves the job as INTERRUPTED, and we wait to show that.
-    let pressed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = pressed.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            super::follow::CTRL_C.store(true, std::sync::atomic::Ordering::SeqCst);
             if !json {
                 eprintln!("\nstopping: the worker saves the job's state first...");
             }
@@ -243,7 +241,7 @@ pub async fn report_launched(
     };
     let mut job = follow(launcher, user, &id, launched.worker, printer, 0).await?;
     let stopped_by_you = job.status() == plus_jobs::JobStatus::Interrupted
-        && pressed.load(std::sync::atomic::Ordering::SeqCst);
+        && super::follow::CTRL_C.load(std::sync::atomic::Ordering::SeqCst);
     if stopped_by_you {
         // A person's stop, not a Spot interruption: the monitor leaves it
         // for `plus retry`.
