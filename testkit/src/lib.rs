@@ -430,6 +430,24 @@ impl ProxyOptions {
     };
 }
 
+/// Answers an API request (not S3) in the emulator's place: given its
+/// target (`ECS:RunTask`) and body, `Some((status, JSON))` is the answer,
+/// `None` forwards it. For what the emulator only stores and never does
+/// (a simulated Fargate's quota, rate and start failures in the benches).
+pub type Intercept = std::sync::Arc<dyn Fn(&str, &[u8]) -> Option<(u16, String)> + Send + Sync>;
+
+/// Sees each forwarded API request (not S3): its target, body and answer.
+pub type Observe = std::sync::Arc<dyn Fn(&str, &[u8], &[u8]) + Send + Sync>;
+
+/// Code a [`FaultProxy`] runs around the requests it forwards.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Runs before forwarding (after faults and validation).
+    pub intercept: Option<Intercept>,
+    /// Runs on each answer the emulator gave.
+    pub observe: Option<Observe>,
+}
+
 /// DynamoDB operations that write.
 const DYNAMODB_WRITES: [&str; 5] = [
     "DynamoDB:PutItem",
@@ -459,6 +477,15 @@ impl FaultProxy {
 
     /// Starts a proxy to `upstream` with `options`.
     pub async fn start_with(upstream: &str, options: ProxyOptions) -> FaultProxy {
+        Self::start_with_hooks(upstream, options, Hooks::default()).await
+    }
+
+    /// Starts a proxy to `upstream` with `options` that runs `hooks`.
+    pub async fn start_with_hooks(
+        upstream: &str,
+        options: ProxyOptions,
+        hooks: Hooks,
+    ) -> FaultProxy {
         use http_body_util::{BodyExt, Full};
         use hyper::{body::Bytes, service::service_fn, Request, Response};
         use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -478,19 +505,21 @@ impl FaultProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (state, client, upstream, writes) = (
+                let (state, client, upstream, writes, hooks) = (
                     shared.clone(),
                     client.clone(),
                     upstream.clone(),
                     writes.clone(),
+                    hooks.clone(),
                 );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (state, client, upstream, writes) = (
+                        let (state, client, upstream, writes, hooks) = (
                             state.clone(),
                             client.clone(),
                             upstream.clone(),
                             writes.clone(),
+                            hooks.clone(),
                         );
                         async move {
                             let target = req
@@ -637,6 +666,17 @@ impl FaultProxy {
                                 }
                                 None => {}
                             }
+                            if let (Some(intercept), false) =
+                                (&hooks.intercept, target.starts_with("S3:"))
+                            {
+                                if let Some((status, text)) = intercept(&target, &body) {
+                                    return Ok(Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/x-amz-json-1.1")
+                                        .body(Full::new(Bytes::from(text)))
+                                        .unwrap());
+                                }
+                            }
                             let path = parts
                                 .uri
                                 .path_and_query()
@@ -673,7 +713,13 @@ impl FaultProxy {
                             if target.starts_with("ECS:") {
                                 body = fix_ecs_shapes(body);
                                 parts.headers.remove("content-length");
-                            } else if target.starts_with("S3:") {
+                            }
+                            if let (Some(observe), false) =
+                                (&hooks.observe, target.starts_with("S3:"))
+                            {
+                                observe(&target, &request_body, &body);
+                            }
+                            if target.starts_with("S3:") {
                                 if options.validate {
                                     state
                                         .lock()
