@@ -431,6 +431,86 @@ async fn the_monitor_settles_stopped_tasks_and_relaunches_interrupted_jobs() {
     );
 }
 
+/// A live task whose worker stopped beating (stuck, or cut off from
+/// DynamoDB) is stopped, not left running and not failed at once: the
+/// stopped task is settled by its event or the next pass. A task that
+/// stays INITIALIZING past `--start-timeout` is stopped and its job FAILED
+/// with the reason. A fresh job is left alone. (The emulator moves a task
+/// one state towards STOPPED on each DescribeTasks, so one pass is run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_stops_a_stuck_worker_and_a_task_that_never_started() {
+    let t = Aws::new().await;
+    let script = t.script("echo hi\n");
+    let launch = || t.launch(&[&script])["job_id"].as_str().unwrap().to_owned();
+    let (stuck, never, fresh) = (launch(), launch(), launch());
+    let long_ago = "2026-01-01T00:00:00.000Z";
+    let running_but_silent = Job {
+        status: JobStatus::Running as i32,
+        heartbeat_at: long_ago.into(),
+        ..Job::default()
+    };
+    let launched_long_ago = Job {
+        updated_at: long_ago.into(),
+        ..Job::default()
+    };
+    for (id, patch) in [(&stuck, running_but_silent), (&never, launched_long_ago)] {
+        t.backend
+            .jobs
+            .update_job(id, &Expect::status([JobStatus::Initializing]), &patch)
+            .await
+            .unwrap();
+    }
+    assert_eq!(t.job(&never).await.updated_at, long_ago);
+
+    let out = t.plus(&["monitor", "--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settled = report["settled"].as_array().unwrap();
+    let of = |id: &str| {
+        settled
+            .iter()
+            .find(|s| s["job_id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(settled.len(), 2, "the fresh job is left alone: {report}");
+
+    assert_eq!(of(&stuck)["action"], "stopped", "{report}");
+    let reason = of(&stuck)["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("heartbeat is") && reason.contains("stuck or cut off"),
+        "{reason}"
+    );
+    let stuck_job = t.job(&stuck).await;
+    assert_eq!(
+        t.task(&stuck_job.fargate_task_arn).await.last_status(),
+        Some("STOPPED")
+    );
+    assert_eq!(
+        stuck_job.status(),
+        JobStatus::Running,
+        "the stopped task settles it, not the pass that stopped it"
+    );
+
+    assert_eq!(of(&never)["action"], "failed", "{report}");
+    let never_job = t.job(&never).await;
+    assert_eq!(never_job.status(), JobStatus::Failed);
+    assert!(
+        never_job.error.contains("did not start within 600 s"),
+        "{}",
+        never_job.error
+    );
+    assert_eq!(
+        t.task(&never_job.fargate_task_arn).await.last_status(),
+        Some("STOPPED")
+    );
+    assert_eq!(t.job(&fresh).await.status(), JobStatus::Initializing);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_writes_cancelled_and_stops_the_task() {
     let t = Aws::new().await;
