@@ -134,6 +134,10 @@ pub struct LaunchOp {
     /// Higher is admitted first when work waits (default 0).
     #[serde(default)]
     pub priority: i32,
+    /// Secrets for the script's environment: env var name -> reference
+    /// (`plus/USER/...` or its ARN, `ssm:/plus/USER/...`).
+    #[serde(default)]
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -188,6 +192,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 name: l.name,
                 retry: l.retry.into_iter().map(Into::into).collect(),
                 priority: l.priority,
+                secrets: l.secrets,
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),
@@ -196,6 +201,8 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 },
                 ..LaunchRequest::default()
             };
+            crate::ops::request::refuse_env_secrets(&req.secrets)
+                .map_err(crate::ops::LauncherError::from)?;
             let launched = launcher.launch(&req).await?;
             json!({ "job_id": launched.job.object_id, "status": launched.job.status().as_str_name(), "created": launched.created })
         }
@@ -386,7 +393,7 @@ mod tests {
             ..plus_jobs::Script::default()
         };
         launcher
-            .put_action("bob", "bobact", script, serde_json::Map::new())
+            .put_action("bob", "bobact", script, serde_json::Map::new(), Default::default())
             .await
             .unwrap();
         launcher

@@ -18,7 +18,7 @@ use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, Instrument};
 
-use super::{events::LINE_BYTES, EventSink, Piece, Stream};
+use super::{events::LINE_BYTES, EventSink, Mask, Piece, Stream};
 
 /// Pieces waiting for the collector at most.
 const QUEUE: usize = 256;
@@ -76,8 +76,13 @@ impl LogFile {
 impl Collector {
     /// Starts collecting into a log file of the worker's own made next to
     /// `path` (see the module docs); returns the collector and the sender
-    /// every script's output goes to.
-    pub fn spawn(path: PathBuf, events: EventSink) -> (Collector, mpsc::Sender<Piece>) {
+    /// every script's output goes to. Every piece is masked with `mask`
+    /// (the job's secret values) before it is written anywhere.
+    pub fn spawn(
+        path: PathBuf,
+        events: EventSink,
+        mask: Mask,
+    ) -> (Collector, mpsc::Sender<Piece>) {
         let (tx, rx) = mpsc::channel::<Piece>(QUEUE);
         let close = CancellationToken::new();
         let (log, writer) = match LogFile::create(&path).and_then(|log| {
@@ -95,7 +100,7 @@ impl Collector {
                 (log, None)
             }
         };
-        let task = tokio::spawn(collect(rx, close.clone(), writer, events).in_current_span());
+        let task = tokio::spawn(collect(rx, close.clone(), writer, events, mask).in_current_span());
         (Collector { close, task, log }, tx)
     }
 
@@ -173,6 +178,7 @@ async fn collect(
     close: CancellationToken,
     file: Option<tokio::fs::File>,
     events: EventSink,
+    mask: Mask,
 ) -> bool {
     let mut ok = file.is_some();
     let mut log = file.map(|f| tokio::io::BufWriter::with_capacity(256 * 1024, f));
@@ -189,8 +195,9 @@ async fn collect(
                 Err(_) => break,
             },
         };
+        let bytes = mask.apply(&piece.bytes);
         if let Some(w) = log.as_mut() {
-            if let Err(e) = w.write_all(&piece.bytes).await {
+            if let Err(e) = w.write_all(&bytes).await {
                 error!(error = %e, "writing the log file failed");
                 ok = false;
                 log = None;
@@ -200,7 +207,7 @@ async fn collect(
             Stream::Stdout => &mut out,
             Stream::Stderr => &mut err,
         };
-        lines.feed(&piece.bytes, piece.stream, &events);
+        lines.feed(&bytes, piece.stream, &events);
     }
     out.finish(Stream::Stdout, &events);
     err.finish(Stream::Stderr, &events);

@@ -85,7 +85,7 @@ async fn actions_round_trip_and_refuse_other_objects() {
     };
     let mut params = Map::new();
     params.insert("size".into(), serde_json::json!(2));
-    put_action(&store, "alice", "resize", script.clone(), params)
+    put_action(&store, "alice", "resize", script.clone(), params, Default::default())
         .await
         .unwrap();
     let a = get_action(&store, "alice", "resize").await.unwrap();
@@ -103,7 +103,7 @@ async fn actions_round_trip_and_refuse_other_objects() {
     )
     .await
     .unwrap();
-    let err = put_action(&store, "alice", "item1", script, Map::new())
+    let err = put_action(&store, "alice", "item1", script, Map::new(), Default::default())
         .await
         .unwrap_err();
     assert!(
