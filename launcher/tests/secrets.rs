@@ -40,6 +40,16 @@ impl Home {
         cmd
     }
 
+    /// A path in a folder scripts can write whatever user they run as (a
+    /// root worker runs them as another user).
+    fn shared(&self, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir.path().join("shared");
+        let _ = std::fs::create_dir(&dir);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        dir.join(name)
+    }
+
     fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
@@ -91,7 +101,7 @@ const TOKEN: &str = "tok-9f8e7d6c5b4a-value";
 #[test]
 fn an_env_secret_reaches_the_script_and_is_stored_nowhere() {
     let home = Home::new();
-    let seen = home.dir.path().join("seen");
+    let seen = home.shared("seen");
     let script = home.script(
         "show.sh",
         "#!/bin/sh\nprintf '%s' \"$TOKEN\" > \"$1\"\necho \"token is $TOKEN\"\nenv | grep -c MY_TOKEN | sed 's/^/my_token vars: /'\n",
@@ -139,7 +149,7 @@ fn an_env_secret_reaches_the_script_and_is_stored_nowhere() {
 #[test]
 fn an_actions_secrets_reach_its_jobs_under_the_jobs_own() {
     let home = Home::new();
-    let seen = home.dir.path().join("seen");
+    let seen = home.shared("seen");
     let script = home.script(
         "act.sh",
         &format!(
@@ -233,6 +243,10 @@ async fn refused_secrets_exit_2_and_write_nothing_on_aws() {
         ("DYNAMO_TABLE", aws.table.as_str()),
         ("DYNAMO_STREAMS_TABLE", aws.streams_table.as_str()),
         ("PRIMARY_BUCKET", aws.bucket.as_str()),
+        // Refused before any task could start: no real cluster is needed.
+        ("ECS_CLUSTER", "plus-test"),
+        ("TASK_DEFINITION", "plus-worker"),
+        ("SUBNETS", "subnet-12345678"),
         ("MY_TOKEN", TOKEN),
     ];
     for (secret, needles) in REFUSED
