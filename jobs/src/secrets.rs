@@ -116,7 +116,9 @@ impl SecretRef {
             if !is_shell_name(var) {
                 return bad("does not name an environment variable");
             }
-            return Ok(SecretRef::Env { var: var.to_owned() });
+            return Ok(SecretRef::Env {
+                var: var.to_owned(),
+            });
         }
         if let Some(name) = text.strip_prefix("ssm:") {
             if !name.starts_with('/') || name.len() < 2 {
@@ -281,7 +283,9 @@ pub fn parse_pairs(pairs: &[String]) -> Result<HashMap<String, String>, String> 
             .insert(name.to_owned(), reference.to_owned())
             .is_some()
         {
-            return Err(format!("--secret {name} is given twice: give each name once"));
+            return Err(format!(
+                "--secret {name} is given twice: give each name once"
+            ));
         }
     }
     Ok(secrets)
@@ -324,7 +328,10 @@ mod tests {
                 var: "MY_TOKEN".into()
             }
         );
-        assert_eq!(sm("ssm:/plus/alice/token").to_string(), "ssm:/plus/alice/token");
+        assert_eq!(
+            sm("ssm:/plus/alice/token").to_string(),
+            "ssm:/plus/alice/token"
+        );
     }
 
     #[test]
@@ -381,7 +388,14 @@ mod tests {
         for bad in ["1X", "A-B", "", "A B"] {
             assert!(check_env_name(bad).unwrap_err().contains("not a valid"));
         }
-        for reserved in ["JOB_ID", "PLUS_PARAMS", "AWS_SECRET_ACCESS_KEY", "PATH", "ECS_CONTAINER_METADATA_URI_V4", "ACCESS_KEY"] {
+        for reserved in [
+            "JOB_ID",
+            "PLUS_PARAMS",
+            "AWS_SECRET_ACCESS_KEY",
+            "PATH",
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "ACCESS_KEY",
+        ] {
             assert!(
                 check_env_name(reserved).unwrap_err().contains("reserved"),
                 "{reserved}"
@@ -398,7 +412,11 @@ mod tests {
                 .collect::<HashMap<_, _>>()
         };
         let problems = validate(
-            &map(&[("A", "plus/bob/x"), ("JOB_ID", "plus/alice/x"), ("B", "plus/alice/y")]),
+            &map(&[
+                ("A", "plus/bob/x"),
+                ("JOB_ID", "plus/alice/x"),
+                ("B", "plus/alice/y"),
+            ]),
             "alice",
         )
         .unwrap_err();

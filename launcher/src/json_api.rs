@@ -393,7 +393,13 @@ mod tests {
             ..plus_jobs::Script::default()
         };
         launcher
-            .put_action("bob", "bobact", script, serde_json::Map::new(), Default::default())
+            .put_action(
+                "bob",
+                "bobact",
+                script,
+                serde_json::Map::new(),
+                Default::default(),
+            )
             .await
             .unwrap();
         launcher

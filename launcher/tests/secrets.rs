@@ -177,7 +177,14 @@ fn an_actions_secrets_reach_its_jobs_under_the_jobs_own() {
         ("VALUE_C", "value-of-c"),
     ];
     let out = home.plus(
-        &["launch", "--action", "act", "--wait", "--secret", "B=env:VALUE_C"],
+        &[
+            "launch",
+            "--action",
+            "act",
+            "--wait",
+            "--secret",
+            "B=env:VALUE_C",
+        ],
         &env,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -192,7 +199,14 @@ fn an_actions_secrets_reach_its_jobs_under_the_jobs_own() {
     );
     // A refused reference is refused for an action too.
     let out = home.plus(
-        &["action", "put", "bad", script.to_str().unwrap(), "--secret", "A=plus/bob/x"],
+        &[
+            "action",
+            "put",
+            "bad",
+            script.to_str().unwrap(),
+            "--secret",
+            "A=plus/bob/x",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -206,28 +220,36 @@ const REFUSED: [(&str, &[&str]); 5] = [
     ("DB=prod/db", &["prod/db", "plus/alice/"]),
     ("DB=ssm:/plus/bob/x", &["ssm:/plus/bob/x", "/plus/alice/"]),
     ("JOB_ID=plus/alice/x", &["JOB_ID", "reserved"]),
-    ("1DB=plus/alice/x", &["1DB", "not a valid environment variable name"]),
+    (
+        "1DB=plus/alice/x",
+        &["1DB", "not a valid environment variable name"],
+    ),
 ];
 
 #[test]
 fn refused_secrets_exit_2_and_write_nothing_locally() {
     let home = Home::new();
     let script = home.script("x.sh", "echo hi\n");
-    for (secret, needles) in REFUSED
-        .iter()
-        .copied()
-        .chain([("T=env:NOT_SET_ANYWHERE", &["NOT_SET_ANYWHERE", "not set"][..])])
-    {
+    for (secret, needles) in REFUSED.iter().copied().chain([(
+        "T=env:NOT_SET_ANYWHERE",
+        &["NOT_SET_ANYWHERE", "not set"][..],
+    )]) {
         for verb in ["run", "launch"] {
             let out = home.plus(&[verb, script.to_str().unwrap(), "--secret", secret], &[]);
             let stderr = text(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{verb} {secret}: {stderr}");
             for needle in needles {
-                assert!(stderr.contains(needle), "{verb} {secret}: {needle}: {stderr}");
+                assert!(
+                    stderr.contains(needle),
+                    "{verb} {secret}: {needle}: {stderr}"
+                );
             }
         }
     }
-    assert_eq!(home.json(&["list", "--json"])["jobs"], serde_json::json!([]));
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"],
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,13 +271,19 @@ async fn refused_secrets_exit_2_and_write_nothing_on_aws() {
         ("SUBNETS", "subnet-12345678"),
         ("MY_TOKEN", TOKEN),
     ];
-    for (secret, needles) in REFUSED
-        .iter()
-        .copied()
-        .chain([("T=env:MY_TOKEN", &["env:MY_TOKEN", "local backend only"][..])])
-    {
+    for (secret, needles) in REFUSED.iter().copied().chain([(
+        "T=env:MY_TOKEN",
+        &["env:MY_TOKEN", "local backend only"][..],
+    )]) {
         let out = home.plus(
-            &["--backend", "aws", "launch", script.to_str().unwrap(), "--secret", secret],
+            &[
+                "--backend",
+                "aws",
+                "launch",
+                script.to_str().unwrap(),
+                "--secret",
+                secret,
+            ],
             &env,
         );
         let stderr = text(&out.stderr);

@@ -115,9 +115,15 @@ async fn secrets_reach_the_script_and_nothing_else() {
     assert!(log.contains("db=*** token=***"), "{log}");
     // Nowhere in the tables, the bucket or the worker's own output.
     let stored = everything_stored(&w).await;
-    assert!(stored.contains("DB_PASSWORD") && stored.contains(&db_name), "the references are stored");
+    assert!(
+        stored.contains("DB_PASSWORD") && stored.contains(&db_name),
+        "the references are stored"
+    );
     for value in [&db_value, &token_value] {
-        assert!(!stored.contains(value.as_str()), "a secret value is stored:\n{stored}");
+        assert!(
+            !stored.contains(value.as_str()),
+            "a secret value is stored:\n{stored}"
+        );
         assert!(
             !run.stdout.contains(value.as_str()) && !run.stderr.contains(value.as_str()),
             "the worker printed a secret value: {run:?}"
@@ -193,7 +199,13 @@ async fn a_secret_that_cannot_be_read_fails_the_job_naming_what_to_grant() {
         .await;
     let (_, done) = w.run_with(&job, &[]).await;
     assert_eq!(done.status(), JobStatus::Failed);
-    for needle in ["TOKEN", missing.as_str(), "ssm:GetParameter", "parameter/plus/alice/*", "kms:Decrypt"] {
+    for needle in [
+        "TOKEN",
+        missing.as_str(),
+        "ssm:GetParameter",
+        "parameter/plus/alice/*",
+        "kms:Decrypt",
+    ] {
         assert!(done.error.contains(needle), "{needle}: {}", done.error);
     }
     assert!(!ran.exists(), "the script ran");

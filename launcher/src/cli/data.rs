@@ -124,8 +124,7 @@ pub async fn run_action(
                 ..Script::default()
             };
             let params = parse_params(params)?;
-            let secrets =
-                plus_jobs::secrets::parse_pairs(secrets).map_err(CliError::Usage)?;
+            let secrets = plus_jobs::secrets::parse_pairs(secrets).map_err(CliError::Usage)?;
             let action = launcher
                 .put_action(username, id, script, params, secrets)
                 .await?;

@@ -154,10 +154,12 @@ impl LocalRunner {
 pub fn env_refs(job: &Job) -> Vec<(String, String)> {
     plus_jobs::secrets::sorted(&job.secrets)
         .into_iter()
-        .filter_map(|(name, reference)| match plus_jobs::secrets::SecretRef::parse(reference) {
-            Ok(plus_jobs::secrets::SecretRef::Env { var }) => Some((name.clone(), var)),
-            _ => None,
-        })
+        .filter_map(
+            |(name, reference)| match plus_jobs::secrets::SecretRef::parse(reference) {
+                Ok(plus_jobs::secrets::SecretRef::Env { var }) => Some((name.clone(), var)),
+                _ => None,
+            },
+        )
         .collect()
 }
 

@@ -108,8 +108,7 @@ impl<'a> Reader<'a> {
     /// standard chain's.
     async fn sdk(&mut self) -> &aws_config::SdkConfig {
         if self.sdk.is_none() {
-            self.sdk =
-                Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await);
+            self.sdk = Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await);
         }
         self.sdk.as_ref().expect("set above")
     }

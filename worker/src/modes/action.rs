@@ -26,9 +26,7 @@ pub async fn run(ctx: &JobContext) -> Ending {
 ///
 /// # Errors
 /// A [`Finish`] that fails the job with the reason.
-pub async fn resolve(
-    ctx: &JobContext,
-) -> Result<(Script, Value, HashMap<String, String>), Finish> {
+pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value, HashMap<String, String>), Finish> {
     let id = if ctx.job.action_id.is_empty() {
         ctx.config.action_id.clone().unwrap_or_default()
     } else {

@@ -78,11 +78,7 @@ impl Collector {
     /// `path` (see the module docs); returns the collector and the sender
     /// every script's output goes to. Every piece is masked with `mask`
     /// (the job's secret values) before it is written anywhere.
-    pub fn spawn(
-        path: PathBuf,
-        events: EventSink,
-        mask: Mask,
-    ) -> (Collector, mpsc::Sender<Piece>) {
+    pub fn spawn(path: PathBuf, events: EventSink, mask: Mask) -> (Collector, mpsc::Sender<Piece>) {
         let (tx, rx) = mpsc::channel::<Piece>(QUEUE);
         let close = CancellationToken::new();
         let (log, writer) = match LogFile::create(&path).and_then(|log| {
