@@ -271,6 +271,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_launch_takes_secret_references_and_refuses_others_before_writing() {
+        let (launcher, _dir) = local().await;
+        handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-s", "secrets": {"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"}})).await.unwrap();
+        let job = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-s"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            job["secrets"],
+            json!({"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"})
+        );
+        for (secrets, needle) in [
+            (json!({"DB": "plus/bob/db"}), "plus/alice/"),
+            (json!({"JOB_ID": "plus/alice/db"}), "reserved"),
+            (json!({"T": "env:HOME"}), "env: references"),
+        ] {
+            let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-bad", "secrets": secrets}))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let missing = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-bad"}),
+        )
+        .await;
+        assert!(missing.is_err(), "nothing was written");
+    }
+
+    #[tokio::test]
     async fn a_launch_takes_retry_rules_and_refuses_bad_ones_before_writing() {
         let (launcher, _dir) = local().await;
         handle(&launcher, json!({"op": "launch", "username": "alice", "script": "exit 3", "job_id": "j-r", "retry": [{"on_exit_code": "3", "action": "RETRY"}]})).await.unwrap();
