@@ -139,6 +139,15 @@ fn an_env_secret_reaches_the_script_and_is_stored_nowhere() {
         files_containing(&home.home(), TOKEN.as_bytes()),
         Vec::<PathBuf>::new()
     );
+    // A retry of the finished job reads the variable from its own
+    // environment, and is refused without it.
+    let out = home.plus(&["retry", &id], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("MY_TOKEN is not set"));
+    std::fs::remove_file(&seen).unwrap();
+    let out = home.plus(&["retry", &id, "--wait"], &[("MY_TOKEN", TOKEN)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), TOKEN);
     let status = text(&home.plus(&["status", &id], &[]).stdout);
     assert!(
         status.contains("secrets") && status.contains("TOKEN") && status.contains("env:MY_TOKEN"),

@@ -310,11 +310,31 @@ async fn secrets_are_stored_as_references_and_others_are_refused() {
         json!({"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"})
     );
     for (secrets, status, needle) in [
-        (json!({"DB": "plus/bob/db"}), StatusCode::NOT_FOUND, "plus/alice/"),
-        (json!({"DB": "ssm:/prod/db"}), StatusCode::NOT_FOUND, "/plus/alice/"),
-        (json!({"JOB_ID": "plus/alice/db"}), StatusCode::BAD_REQUEST, "reserved"),
-        (json!({"T": "env:HOME"}), StatusCode::BAD_REQUEST, "env: references"),
-        (json!({"T": "no spaces"}), StatusCode::BAD_REQUEST, "reference"),
+        (
+            json!({"DB": "plus/bob/db"}),
+            StatusCode::NOT_FOUND,
+            "plus/alice/",
+        ),
+        (
+            json!({"DB": "ssm:/prod/db"}),
+            StatusCode::NOT_FOUND,
+            "/plus/alice/",
+        ),
+        (
+            json!({"JOB_ID": "plus/alice/db"}),
+            StatusCode::BAD_REQUEST,
+            "reserved",
+        ),
+        (
+            json!({"T": "env:HOME"}),
+            StatusCode::BAD_REQUEST,
+            "env: references",
+        ),
+        (
+            json!({"T": "no spaces"}),
+            StatusCode::BAD_REQUEST,
+            "reference",
+        ),
     ] {
         let mut body = hello();
         body["object_id"] = json!("refused");
