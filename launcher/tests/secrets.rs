@@ -310,3 +310,48 @@ async fn refused_secrets_exit_2_and_write_nothing_on_aws() {
         .unwrap();
     assert_eq!(items.count(), 0, "nothing was written: {:?}", items.items());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_job_reads_secrets_manager_with_the_commands_aws_settings() {
+    let aws = Moto::shared().provision().await;
+    let name = format!("plus/alice/local-{}", plus_jobs::JobId::generate().as_str());
+    let value = format!("sm-{}", plus_jobs::JobId::generate().as_str());
+    aws_sdk_secretsmanager::Client::new(&aws.sdk_config().await)
+        .create_secret()
+        .name(&name)
+        .secret_string(&value)
+        .send()
+        .await
+        .unwrap();
+    let home = Home::new();
+    let seen = home.shared("seen");
+    let script = home.script(
+        "sm.sh",
+        &format!(
+            "#!/bin/sh\nprintf '%s' \"$DB\" > {}\necho \"db is $DB\"\nenv | grep -c '^AWS_' | sed 's/^/aws vars: /'\n",
+            seen.display()
+        ),
+    );
+    let secret = format!("DB={name}");
+    let out = home.plus(
+        &["run", script.to_str().unwrap(), "--secret", &secret],
+        &[
+            ("AWS_REGION", aws.region.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_ENDPOINT_URL", aws.endpoint_url.as_deref().unwrap()),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), value);
+    assert!(stdout.contains("db is ***"), "{stdout}");
+    assert!(
+        stdout.contains("aws vars: 0"),
+        "the AWS settings reach the worker, not the script: {stdout}"
+    );
+    assert_eq!(
+        files_containing(&home.home(), value.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+}

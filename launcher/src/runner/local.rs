@@ -129,6 +129,17 @@ impl LocalRunner {
         // The values of `env:` secrets, from this process's environment,
         // reach the worker on its stdin (never as its variables, never in
         // the store); the worker reads them before anything else.
+        // Secrets Manager and SSM references are read with this command's
+        // AWS settings (its AWS_* variables, and ~/.aws through HOME), as
+        // a task's worker reads them with the task role; the worker never
+        // hands them to the script.
+        if reads_aws_secrets(job) {
+            for (k, v) in std::env::vars() {
+                if (k.starts_with("AWS_") || k == "HOME") && !env.iter().any(|(e, _)| *e == k) {
+                    env.push((k, v));
+                }
+            }
+        }
         let stdin = match env_values(job) {
             None => Stdio::null(),
             Some(json) => {
@@ -161,6 +172,16 @@ pub fn env_refs(job: &Job) -> Vec<(String, String)> {
             },
         )
         .collect()
+}
+
+/// Whether the job has a Secrets Manager or SSM secret.
+fn reads_aws_secrets(job: &Job) -> bool {
+    job.secrets.values().any(|r| {
+        !matches!(
+            plus_jobs::secrets::SecretRef::parse(r),
+            Ok(plus_jobs::secrets::SecretRef::Env { .. })
+        )
+    })
 }
 
 /// The values of the job's `env:` secrets set in this process's
