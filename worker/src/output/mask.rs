@@ -2,9 +2,11 @@
 //! script's output before it reaches the log file, the live stream or the
 //! worker's own JSON log.
 //!
-//! Output arrives in line-aligned pieces (see [`super::Piece`]), so a value
-//! is found whenever it sits within one line of under 64 KiB. A value with
-//! newlines is also masked line by line. Values shorter than
+//! Output arrives in line-aligned pieces (see [`super::Piece`]); a piece
+//! cut inside a very long line keeps back an end that could start a value
+//! ([`Mask::partial_tail`]) until the rest arrives, so a value is found
+//! wherever it sits in a line. A value with newlines is also masked line
+//! by line. Values shorter than
 //! [`plus_jobs::secrets::MIN_MASKED_BYTES`] are not masked: masking `1` or
 //! `on` would garble every line and hide nothing.
 
@@ -74,6 +76,33 @@ impl Mask {
             }
         }
         out
+    }
+
+    /// How many bytes at the end of `bytes` could be the start of a value
+    /// (the longest suffix that is a proper prefix of one): a piece cut in
+    /// the middle of a very long line keeps them back until the rest
+    /// arrives, so a value split across pieces is still masked.
+    pub fn partial_tail(&self, bytes: &[u8]) -> usize {
+        let Some(patterns) = self.values.get() else {
+            return 0;
+        };
+        let mut longest = 0;
+        for p in patterns {
+            let window = bytes.len().min(p.len() - 1);
+            let tail = &bytes[bytes.len() - window..];
+            // Candidate starts: where the value's first byte is.
+            for (i, b) in tail.iter().enumerate() {
+                let k = window - i;
+                if k <= longest {
+                    break;
+                }
+                if *b == p[0] && p.starts_with(&tail[i..]) {
+                    longest = k;
+                    break;
+                }
+            }
+        }
+        longest
     }
 
     /// `text` with every value replaced by `***`.
@@ -186,6 +215,21 @@ mod tests {
         let mut v = serde_json::json!({"pw": "is hunter22", "hunter22": [1, "hunter22"]});
         m.apply_json(&mut v);
         assert_eq!(v, serde_json::json!({"pw": "is ***", "***": [1, "***"]}));
+    }
+
+    #[test]
+    fn the_start_of_a_value_at_the_end_is_kept_back() {
+        let m = mask(&["hunter22", "abcdefgh"]);
+        assert_eq!(m.partial_tail(b"xx hunt"), 4);
+        assert_eq!(m.partial_tail(b"xx abcdefg"), 7);
+        assert_eq!(
+            m.partial_tail(b"hunter22"),
+            0,
+            "a whole value is masked, not kept"
+        );
+        assert_eq!(m.partial_tail(b"nothing"), 0);
+        assert_eq!(m.partial_tail(b"h"), 1);
+        assert_eq!(Mask::default().partial_tail(b"hunt"), 0);
     }
 
     #[test]
