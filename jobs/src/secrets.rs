@@ -101,6 +101,15 @@ pub fn is_shell_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Whether `name` is made of Secrets Manager's name characters
+/// (`[A-Za-z0-9/_+=.@-]`, at least one).
+fn is_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+}
+
 impl SecretRef {
     /// Reads a reference. The prefix rule is [`SecretRef::check_owner`].
     ///
@@ -121,8 +130,10 @@ impl SecretRef {
             });
         }
         if let Some(name) = text.strip_prefix("ssm:") {
-            if !name.starts_with('/') || name.len() < 2 {
-                return bad("is not an SSM parameter path (ssm:/plus/USER/NAME)");
+            // SSM's own characters for parameter names.
+            let chars = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+            if !name.starts_with('/') || name.len() < 2 || !name.chars().all(chars) {
+                return bad("is not an SSM parameter path (ssm:/plus/USER/NAME, letters, digits and _./- only)");
             }
             return Ok(SecretRef::Ssm {
                 name: name.to_owned(),
@@ -131,20 +142,24 @@ impl SecretRef {
         if let Some(rest) = text.strip_prefix("arn:") {
             // arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME
             let parts: Vec<&str> = rest.splitn(6, ':').collect();
+            let word = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             return match parts.as_slice() {
-                [_, "secretsmanager", _, _, "secret", name] if !name.is_empty() => {
+                [partition, "secretsmanager", region, account, "secret", name]
+                    if !partition.is_empty()
+                        && word(partition)
+                        && word(region)
+                        && account.chars().all(|c| c.is_ascii_digit())
+                        && is_secret_name(name) =>
+                {
                     Ok(SecretRef::SecretsManager {
                         id: text.to_owned(),
                         name: (*name).to_owned(),
                     })
                 }
-                _ => bad("is an ARN but not of a Secrets Manager secret"),
+                _ => bad("is not the ARN of a Secrets Manager secret"),
             };
         }
-        if !text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
-        {
+        if !is_secret_name(text) {
             return bad("is not a Secrets Manager name (letters, digits and /_+=.@- only)");
         }
         Ok(SecretRef::SecretsManager {
@@ -345,6 +360,9 @@ mod tests {
             "arn:aws:ssm:eu-west-1:1:parameter/plus/alice/x",
             "plus/alice/d b",
             "plus/alice/db\n",
+            "ssm:/plus/alice/a b",
+            "arn:aws:secretsmanager:eu-west-1:12x:secret:plus/alice/db",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:plus/alice/d b",
         ] {
             let e = SecretRef::parse(bad).unwrap_err();
             assert!(e.contains("ssm:/plus/USER/NAME"), "{bad:?}: {e}");
