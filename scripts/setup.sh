@@ -338,8 +338,11 @@ ensure_roles() {
   ensure_role "$EXECUTION_ROLE" "$ecs_trust" pull-and-log "$policy"
   EXECUTION_ROLE_ARN=$ROLE_ARN
 
-  # What the worker does, on exactly these resources, and nothing else.
+  # What the worker does, on exactly these resources, and nothing else. Job
+  # secrets: read access to secret:plus/* and parameter/plus/* only; the
+  # worker itself refuses any prefix but the job user's own plus/USER/.
   policy=$(jq -nc --arg jobs "$JOBS_ARN" --arg streams "$STREAMS_ARN" --arg bucket "$BUCKET_ARN" \
+    --arg secrets "$(arn secretsmanager "$REGION" 'secret:plus/*')" --arg params "$(arn ssm "$REGION" 'parameter/plus/*')" \
     '{Version: "2012-10-17", Statement: [
       {Sid: "JobRecordsAndEvents", Effect: "Allow",
        Action: ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
@@ -348,7 +351,9 @@ ensure_roles() {
        Action: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"],
        Resource: "\($bucket)/jobs/*"},
       {Sid: "ListJobFiles", Effect: "Allow", Action: "s3:ListBucket", Resource: $bucket,
-       Condition: {StringLike: {"s3:prefix": ["jobs/*"]}}}]}')
+       Condition: {StringLike: {"s3:prefix": ["jobs/*"]}}},
+      {Sid: "JobSecrets", Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: $secrets},
+      {Sid: "JobParameters", Effect: "Allow", Action: "ssm:GetParameter", Resource: $params}]}')
   ensure_role "$TASK_ROLE" "$task_trust" worker "$policy"
   TASK_ROLE_ARN=$ROLE_ARN
 

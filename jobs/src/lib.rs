@@ -26,6 +26,9 @@
 //!   constructor every writer uses.
 //! - [`retry`]: retry rules (AWS Batch's `evaluateOnExit` shape): which
 //!   failed attempts are tried again.
+//! - [`secrets`]: secret references (`plus/{user}/...`, `ssm:/plus/{user}/...`,
+//!   `env:NAME`), the prefix rule and the reserved env var names, checked
+//!   alike by the launcher and the worker.
 //! - [`contract`]: the container contract: the worker's environment
 //!   ([`contract::WorkerEnv`], written by launchers and read by the worker),
 //!   the AWS settings every part reads alike, and owner paths
@@ -48,6 +51,7 @@ pub mod job;
 pub mod params;
 pub mod pricing;
 pub mod retry;
+pub mod secrets;
 pub mod store;
 
 pub use backend::{Backend, BackendConfig};

@@ -134,6 +134,10 @@ pub struct LaunchOp {
     /// Higher is admitted first when work waits (default 0).
     #[serde(default)]
     pub priority: i32,
+    /// Secrets for the script's environment: env var name -> reference
+    /// (`plus/USER/...` or its ARN, `ssm:/plus/USER/...`).
+    #[serde(default)]
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 /// Errors the handler returns: the Lambda runtime reports them as the
@@ -188,6 +192,7 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 name: l.name,
                 retry: l.retry.into_iter().map(Into::into).collect(),
                 priority: l.priority,
+                secrets: l.secrets,
                 resources: TaskResources {
                     cpu: l.cpu.unwrap_or(0),
                     memory: l.memory.unwrap_or(0),
@@ -196,6 +201,8 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
                 },
                 ..LaunchRequest::default()
             };
+            crate::ops::request::refuse_env_secrets(&req.secrets)
+                .map_err(crate::ops::LauncherError::from)?;
             let launched = launcher.launch(&req).await?;
             json!({ "job_id": launched.job.object_id, "status": launched.job.status().as_str_name(), "created": launched.created })
         }
@@ -261,6 +268,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most 200"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_launch_takes_secret_references_and_refuses_others_before_writing() {
+        let (launcher, _dir) = local().await;
+        handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-s", "secrets": {"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"}})).await.unwrap();
+        let job = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-s"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            job["secrets"],
+            json!({"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"})
+        );
+        for (secrets, needle) in [
+            (json!({"DB": "plus/bob/db"}), "plus/alice/"),
+            (json!({"JOB_ID": "plus/alice/db"}), "reserved"),
+            (json!({"T": "env:HOME"}), "env: references"),
+        ] {
+            let err = handle(&launcher, json!({"op": "launch", "username": "alice", "script": "echo hi", "job_id": "j-bad", "secrets": secrets}))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let missing = handle(
+            &launcher,
+            json!({"op": "status", "username": "alice", "job_id": "j-bad"}),
+        )
+        .await;
+        assert!(missing.is_err(), "nothing was written");
     }
 
     #[tokio::test]
@@ -386,7 +426,13 @@ mod tests {
             ..plus_jobs::Script::default()
         };
         launcher
-            .put_action("bob", "bobact", script, serde_json::Map::new())
+            .put_action(
+                "bob",
+                "bobact",
+                script,
+                serde_json::Map::new(),
+                Default::default(),
+            )
             .await
             .unwrap();
         launcher

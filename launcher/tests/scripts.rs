@@ -359,8 +359,12 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
             "s3:ListBucket",
             "s3:ListMultipartUploadParts",
             "s3:PutObject",
+            "secretsmanager:GetSecretValue",
+            "ssm:GetParameter",
         ])
     );
+    // Secrets: read access to the plus/ prefixes only (the worker
+    // enforces each user's part).
     assert_eq!(
         resources,
         set(&[
@@ -369,6 +373,8 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
             &streams_arn,
             &format!("arn:aws:s3:::{bucket}"),
             &format!("arn:aws:s3:::{bucket}/jobs/*"),
+            &format!("arn:aws:secretsmanager:{REGION}:123456789012:secret:plus/*"),
+            &format!("arn:aws:ssm:{REGION}:123456789012:parameter/plus/*"),
         ])
     );
 

@@ -72,6 +72,45 @@ pub struct Config {
     /// `REGION` with `PLUS_FARGATE_PRICES` over them. `None` on the local
     /// backend, where nothing is billed.
     pub prices: Option<Prices>,
+    /// `PLUS_SECRETS_STDIN=1`: the local launcher passes the values of the
+    /// job's `env:` secrets as a JSON object on the worker's stdin (never
+    /// as variables of the worker, which a script could read); `main`
+    /// reads them into [`Config::env_secrets`].
+    pub secrets_on_stdin: bool,
+    /// The values of `env:NAME` references, by NAME (see
+    /// [`Config::secrets_on_stdin`]). Empty on AWS.
+    pub env_secrets: EnvValues,
+}
+
+/// The values of `env:` secret references, by variable name; its `Debug`
+/// shows the names only.
+#[derive(Clone, Default)]
+pub struct EnvValues(pub std::collections::HashMap<String, String>);
+
+impl std::fmt::Debug for EnvValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl EnvValues {
+    /// Reads the JSON object the local launcher wrote to `input` (the
+    /// worker's stdin), to its end.
+    ///
+    /// # Errors
+    /// A sentence when it cannot be read or is not an object of strings.
+    pub fn read(mut input: impl std::io::Read) -> Result<EnvValues, String> {
+        let mut text = String::new();
+        input
+            .read_to_string(&mut text)
+            .map_err(|e| format!("the env: secrets on stdin cannot be read: {e}"))?;
+        if text.trim().is_empty() {
+            return Ok(EnvValues::default());
+        }
+        serde_json::from_str(&text).map(EnvValues).map_err(|_| {
+            "the env: secrets on stdin are not a JSON object of strings (PLUS_SECRETS_STDIN is for the local launcher)".to_owned()
+        })
+    }
 }
 
 /// The raw environment, as envy reads it: every variable optional, so that
@@ -91,6 +130,7 @@ struct Raw {
     plus_task_cpu: Option<String>,
     plus_task_memory: Option<String>,
     plus_fargate_prices: Option<String>,
+    plus_secrets_stdin: Option<String>,
     ecs_container_metadata_uri_v4: Option<String>,
     path: Option<String>,
 }
@@ -255,6 +295,8 @@ impl Config {
             script_user,
             task_size,
             prices,
+            secrets_on_stdin: non_empty(raw.plus_secrets_stdin).is_some_and(|v| v != "0"),
+            env_secrets: EnvValues::default(),
         })
     }
 }

@@ -177,7 +177,7 @@ pub async fn main_entry() -> u8 {
     for problem in script::isolation::hardening_problems() {
         tracing::warn!("{problem}");
     }
-    let config = match Config::from_env() {
+    let mut config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(problems = ?e.problems, "bad configuration");
@@ -185,6 +185,16 @@ pub async fn main_entry() -> u8 {
             return Outcome::BadConfig(String::new()).exit_code();
         }
     };
+    if config.secrets_on_stdin {
+        // Read before anything else, to its end: the pipe is then empty.
+        match config::EnvValues::read(std::io::stdin().lock()) {
+            Ok(values) => config.env_secrets = values,
+            Err(e) => {
+                eprintln!("plus-worker: {e}");
+                return Outcome::BadConfig(String::new()).exit_code();
+            }
+        }
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(signals::forward(shutdown.clone()));
     let outcome = run(config, shutdown).await;

@@ -213,6 +213,12 @@ pub struct ScriptOpts {
     /// --retry first, then --retry-on-exit-code, then --retry-on-reason.
     #[arg(long, value_name = "RULE")]
     pub retry: Vec<String>,
+    /// A secret for the script's environment, as NAME=REF: REF is a
+    /// Secrets Manager name under plus/USER/ (or its ARN),
+    /// ssm:/plus/USER/..., or on the local backend env:VARIABLE (read from
+    /// this command's environment). Only the reference is stored.
+    #[arg(long = "secret", value_name = "NAME=REF")]
+    pub secrets: Vec<String>,
     /// Use this job id (a retried launch with the same id is harmless).
     #[arg(long)]
     pub id: Option<String>,
@@ -278,6 +284,10 @@ pub enum ActionCommand {
         /// The program that runs the script (default: its shebang, else /bin/sh).
         #[arg(long)]
         interpreter: Option<String>,
+        /// A secret for its jobs' scripts, as NAME=REF (see `plus run
+        /// --secret`); a job's own --secret of the same NAME wins.
+        #[arg(long = "secret", value_name = "NAME=REF")]
+        secrets: Vec<String>,
     },
     /// Print a stored action as JSON.
     Get {

@@ -111,6 +111,7 @@ pub async fn run_action(
             script,
             params,
             interpreter,
+            secrets,
         } => {
             let source =
                 std::fs::read_to_string(script).map_err(|source| CliError::ReadAction {
@@ -123,7 +124,10 @@ pub async fn run_action(
                 ..Script::default()
             };
             let params = parse_params(params)?;
-            let action = launcher.put_action(username, id, script, params).await?;
+            let secrets = plus_jobs::secrets::parse_pairs(secrets).map_err(CliError::Usage)?;
+            let action = launcher
+                .put_action(username, id, script, params, secrets)
+                .await?;
             if json {
                 println!("{}", serde_json::to_string(&action)?);
             } else {

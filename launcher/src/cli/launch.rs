@@ -114,6 +114,7 @@ pub fn script_request(
             .clone()
             .or_else(|| script.and_then(|p| default_name(p))),
         priority: opts.priority.unwrap_or(0),
+        secrets: plus_jobs::secrets::parse_pairs(&opts.secrets).map_err(CliError::Usage)?,
         resources: plus_jobs::TaskResources {
             cpu: opts.cpu.unwrap_or(0),
             memory: opts.memory.unwrap_or(0),

@@ -138,6 +138,14 @@ fn print_more(job: &Job, outputs: &[OutputFile], shards: &[Job]) {
         }
         section("attempts", &rows);
     }
+    if !job.secrets.is_empty() {
+        // Names and references only: values are never stored.
+        let rows: Vec<Vec<String>> = plus_jobs::secrets::sorted(&job.secrets)
+            .into_iter()
+            .map(|(name, reference)| vec![name.clone(), reference.clone()])
+            .collect();
+        section("secrets", &rows);
+    }
     if !outputs.is_empty() {
         let rows: Vec<Vec<String>> = outputs
             .iter()

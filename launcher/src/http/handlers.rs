@@ -301,6 +301,10 @@ pub struct LaunchBody {
     pub retry: Option<Vec<crate::ops::request::RetryRuleInput>>,
     /// Higher is admitted first when work waits (default 0).
     pub priority: Option<i32>,
+    /// Secrets for the script's environment: env var name -> reference
+    /// (`plus/USER/...` or its ARN, `ssm:/plus/USER/...`; `env:` is refused
+    /// here). Only the references are stored.
+    pub secrets: Option<std::collections::HashMap<String, String>>,
 }
 
 /// The `script` of a [`LaunchBody`].
@@ -374,6 +378,10 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
     if script.s3_key.as_deref().is_some_and(|k| !k.is_empty()) {
         return bad("script.s3_key is not accepted over HTTP (it could name any file in the bucket): send the script's text as script.source, or launch a stored action with action_id".into());
     }
+    let secrets = body.secrets.unwrap_or_default();
+    if let Err(e) = crate::ops::request::refuse_env_secrets(&secrets) {
+        return bad(e.to_string());
+    }
     // Whose collection it is, like every launch check, is `prepare`'s.
     let collection_owner = body.collection_owner.filter(|o| !o.is_empty());
     Ok(LaunchRequest {
@@ -403,6 +411,7 @@ pub fn launch_request(user: &str, body: LaunchBody) -> Result<LaunchRequest, Api
             .map(Into::into)
             .collect(),
         priority: body.priority.unwrap_or_default(),
+        secrets,
         // Fields added to LaunchRequest later keep their defaults until the
         // HTTP API reads them.
         ..LaunchRequest::default()

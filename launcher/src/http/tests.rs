@@ -297,6 +297,57 @@ async fn a_retried_launch_with_the_same_id_is_harmless() {
 }
 
 #[tokio::test]
+async fn secrets_are_stored_as_references_and_others_are_refused() {
+    let app = app().await;
+    let mut body = hello();
+    body["object_id"] = json!("with-secrets");
+    body["secrets"] = json!({"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"});
+    let a = launch(&app, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let job = call(&app, "GET", "/jobs/with-secrets", None).await;
+    assert_eq!(
+        job.body["secrets"],
+        json!({"DB": "plus/alice/db", "T": "ssm:/plus/alice/t"})
+    );
+    for (secrets, status, needle) in [
+        (
+            json!({"DB": "plus/bob/db"}),
+            StatusCode::NOT_FOUND,
+            "plus/alice/",
+        ),
+        (
+            json!({"DB": "ssm:/prod/db"}),
+            StatusCode::NOT_FOUND,
+            "/plus/alice/",
+        ),
+        (
+            json!({"JOB_ID": "plus/alice/db"}),
+            StatusCode::BAD_REQUEST,
+            "reserved",
+        ),
+        (
+            json!({"T": "env:HOME"}),
+            StatusCode::BAD_REQUEST,
+            "env: references",
+        ),
+        (
+            json!({"T": "no spaces"}),
+            StatusCode::BAD_REQUEST,
+            "reference",
+        ),
+    ] {
+        let mut body = hello();
+        body["object_id"] = json!("refused");
+        body["secrets"] = secrets;
+        let a = launch(&app, body).await;
+        assert_eq!(a.status, status, "{:?}", a.body);
+        assert!(a.body.to_string().contains(needle), "{:?}", a.body);
+    }
+    let gone = call(&app, "GET", "/jobs/refused", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "nothing was written");
+}
+
+#[tokio::test]
 async fn bad_launches_are_refused_with_the_reason() {
     let app = app().await;
     let cases = [

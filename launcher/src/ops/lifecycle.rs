@@ -190,8 +190,13 @@ impl Launcher {
                     tolerated_failure_percent: job.tolerated_failure_percent,
                     resources: job.resources,
                     name: job.name,
+                    secrets: job.secrets,
                     ..fresh
                 };
+                // Its `env:` secrets come from this command's environment.
+                self.runner
+                    .check_env_secrets(&copy)
+                    .map_err(super::InvalidRequest::Field)?;
                 self.jobs().create_job(&copy).await?;
                 let (job, worker) = self.start(copy).await?;
                 Ok(Launched {

@@ -211,7 +211,14 @@ impl Launcher {
             if prepared.job.retry.is_empty() {
                 prepared.job.retry = action.retry;
             }
+            // And the action's secrets, the job's own over them by name.
+            prepared.job.secrets =
+                plus_jobs::secrets::merged(&action.secrets, &prepared.job.secrets);
+            request::check_secrets(&prepared.job.secrets, &req.username)?;
         }
+        self.runner
+            .check_env_secrets(&prepared.job)
+            .map_err(InvalidRequest::Field)?;
         if let Some((key, bytes)) = &prepared.upload {
             self.backend
                 .blobs

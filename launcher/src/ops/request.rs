@@ -60,6 +60,10 @@ pub struct LaunchRequest {
     pub retry: Vec<plus_jobs::retry::RetryRule>,
     /// `priority`: higher is admitted first when work waits (default 0).
     pub priority: i32,
+    /// `secrets`: env var name -> reference (DESIGN.md, Secrets), checked
+    /// by [`plus_jobs::secrets::validate`] before anything is written;
+    /// only the references are stored.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 /// One retry rule as the JSON operation and the HTTP API take it
@@ -327,7 +331,53 @@ pub fn prepare(req: &LaunchRequest) -> Result<Prepared, InvalidRequest> {
     plus_jobs::retry::validate(&req.retry).map_err(InvalidRequest::Field)?;
     job.retry = req.retry.clone();
     job.priority = req.priority;
+    check_secrets(&req.secrets, &req.username)?;
+    job.secrets = req.secrets.clone();
     Ok(Prepared { job, upload })
+}
+
+/// Checks a `secrets` map of `username`'s: names that may be environment
+/// variables, well-formed references of the user's own prefix.
+///
+/// # Errors
+/// [`InvalidRequest::Field`] naming a bad name or a malformed reference;
+/// [`InvalidRequest::NotFound`] for a reference outside the user's prefix
+/// (like another user's collection, it is not among theirs), naming the
+/// reference and the prefix allowed.
+pub fn check_secrets(
+    secrets: &std::collections::HashMap<String, String>,
+    username: &str,
+) -> Result<(), InvalidRequest> {
+    use plus_jobs::secrets::{check_env_name, SecretRef};
+    let nothing = |e: String| format!("{e} (nothing was written)");
+    for (name, text) in plus_jobs::secrets::sorted(secrets) {
+        check_env_name(name).map_err(|e| InvalidRequest::Field(nothing(e)))?;
+        let reference = SecretRef::parse(text)
+            .map_err(|e| InvalidRequest::Field(nothing(format!("secret {name}: {e}"))))?;
+        reference
+            .check_owner(username)
+            .map_err(|e| InvalidRequest::NotFound(nothing(format!("secret {name}: {e}"))))?;
+    }
+    Ok(())
+}
+
+/// For the faces that do not run in the user's own shell (the Lambda's
+/// JSON operations, the HTTP API): `env:` references are refused, since
+/// the only environment there is the server's.
+///
+/// # Errors
+/// [`InvalidRequest::Field`] naming the first `env:` secret.
+pub fn refuse_env_secrets(
+    secrets: &std::collections::HashMap<String, String>,
+) -> Result<(), InvalidRequest> {
+    for (name, reference) in plus_jobs::secrets::sorted(secrets) {
+        if reference.starts_with("env:") {
+            return Err(InvalidRequest::Field(format!(
+                "secret {name} ({reference}): env: references are read from the environment of `plus run` / `plus launch` only; here reference a Secrets Manager secret (plus/USER/...) or an SSM parameter (ssm:/plus/USER/...) (nothing was written)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a job's `name`: at most [`MAX_NAME_CHARS`] characters, none of
@@ -448,6 +498,16 @@ mod tests {
             stored["n"], "18446744073709551615",
             "a double cannot hold it: the exact string"
         );
+    }
+
+    #[test]
+    fn secrets_outside_the_users_prefix_are_refused() {
+        let mut req = script_request();
+        req.secrets = [("DB".to_owned(), "plus/bob/x".to_owned())].into();
+        let e = prepare(&req).unwrap_err().to_string();
+        assert!(e.contains("plus/bob/x") && e.contains("plus/alice/"), "{e}");
+        req.secrets = [("DB".to_owned(), "plus/alice/db".to_owned())].into();
+        assert_eq!(prepare(&req).unwrap().job.secrets, req.secrets);
     }
 
     #[test]

@@ -59,7 +59,11 @@ impl LocalRunner {
                 k.starts_with("PLUS_")
                     && !matches!(
                         k.as_str(),
-                        "PLUS_WORKER_BIN" | "PLUS_HOME" | "PLUS_USER" | "PLUS_LOCAL_DIR"
+                        "PLUS_WORKER_BIN"
+                            | "PLUS_HOME"
+                            | "PLUS_USER"
+                            | "PLUS_LOCAL_DIR"
+                            | "PLUS_SECRETS_STDIN"
                     )
             })
             .chain(std::env::vars().filter(|(k, _)| k == "RUST_LOG"))
@@ -115,18 +119,39 @@ impl LocalRunner {
             })
     }
 
-    fn spawn(&self, job: &Job, env: Vec<(String, String)>) -> std::io::Result<Child> {
+    fn spawn(&self, job: &Job, mut env: Vec<(String, String)>) -> std::io::Result<Child> {
         let log = self.worker_log(&job.object_id);
         std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
+        // The values of `env:` secrets, from this process's environment,
+        // reach the worker on its stdin (never as its variables, never in
+        // the store); the worker reads them before anything else.
+        // Secrets Manager and SSM references are read with this command's
+        // AWS settings (its AWS_* variables, and ~/.aws through HOME), as
+        // a task's worker reads them with the task role; the worker never
+        // hands them to the script.
+        if reads_aws_secrets(job) {
+            for (k, v) in std::env::vars() {
+                if (k.starts_with("AWS_") || k == "HOME") && !env.iter().any(|(e, _)| *e == k) {
+                    env.push((k, v));
+                }
+            }
+        }
+        let stdin = match env_values(job) {
+            None => Stdio::null(),
+            Some(json) => {
+                env.push(("PLUS_SECRETS_STDIN".to_owned(), "1".to_owned()));
+                prefilled(json.as_bytes())?
+            }
+        };
         let mut cmd = Command::new(&self.worker[0]);
         cmd.args(&self.worker[1..])
             .env_clear()
             .envs(env)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(log.try_clone()?)
             .stderr(log);
         if !self.attach {
@@ -134,6 +159,65 @@ impl LocalRunner {
         }
         cmd.spawn()
     }
+}
+
+/// The job's `env:` secrets: (secret name, variable), in name order.
+pub fn env_refs(job: &Job) -> Vec<(String, String)> {
+    plus_jobs::secrets::sorted(&job.secrets)
+        .into_iter()
+        .filter_map(
+            |(name, reference)| match plus_jobs::secrets::SecretRef::parse(reference) {
+                Ok(plus_jobs::secrets::SecretRef::Env { var }) => Some((name.clone(), var)),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// Whether the job has a Secrets Manager or SSM secret.
+fn reads_aws_secrets(job: &Job) -> bool {
+    job.secrets.values().any(|r| {
+        !matches!(
+            plus_jobs::secrets::SecretRef::parse(r),
+            Ok(plus_jobs::secrets::SecretRef::Env { .. })
+        )
+    })
+}
+
+/// The values of the job's `env:` secrets set in this process's
+/// environment, as the JSON object the worker reads on its stdin; `None`
+/// when the job has none.
+fn env_values(job: &Job) -> Option<String> {
+    let refs = env_refs(job);
+    if refs.is_empty() {
+        return None;
+    }
+    let values: serde_json::Map<String, serde_json::Value> = refs
+        .into_iter()
+        .filter_map(|(_, var)| Some((var.clone(), std::env::var(&var).ok()?.into())))
+        .collect();
+    Some(serde_json::Value::Object(values).to_string())
+}
+
+/// The most the values of `env:` secrets may take together: they are
+/// written into the worker's stdin pipe before it starts, and a pipe holds
+/// at least 64 KiB.
+pub const MAX_ENV_SECRET_BYTES: usize = 60 * 1024;
+
+/// A pipe holding `bytes`, its write end closed.
+fn prefilled(bytes: &[u8]) -> std::io::Result<Stdio> {
+    use std::io::Write;
+    if bytes.len() > MAX_ENV_SECRET_BYTES {
+        return Err(std::io::Error::other(format!(
+            "the values of the job's env: secrets take {} KiB, over the {} KiB a local worker takes: store big secrets in a file the script reads",
+            bytes.len().div_ceil(1024),
+            MAX_ENV_SECRET_BYTES / 1024
+        )));
+    }
+    let (reader, mut writer) = std::io::pipe()?;
+    writer.write_all(bytes)?;
+    drop(writer);
+    Ok(Stdio::from(reader))
 }
 
 /// A worker process started on this machine.

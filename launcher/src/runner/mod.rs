@@ -84,6 +84,33 @@ impl Runner {
         }
     }
 
+    /// Checks that the job's `env:` secrets can reach its worker: only a
+    /// local worker gets them, from this process's environment, where each
+    /// variable must be set.
+    ///
+    /// # Errors
+    /// A sentence naming the secret, its variable and what to do.
+    pub fn check_env_secrets(&self, job: &Job) -> Result<(), String> {
+        for (name, var) in local::env_refs(job) {
+            match self {
+                Self::Local(_) if std::env::var_os(&var).is_some() => {}
+                Self::Local(_) => {
+                    return Err(format!(
+                        "secret {name} reads env:{var}, but {var} is not set in this command's environment: export {var} first (nothing was written)"
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "secret {name} (env:{var}): env: references work on the local backend only; on AWS store the value in Secrets Manager under {} or in SSM under {} and reference that (nothing was written)",
+                        plus_jobs::secrets::secrets_manager_prefix(&job.username),
+                        plus_jobs::secrets::ssm_prefix(&job.username),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stops `worker` (its worker gets SIGTERM, then SIGKILL after the
     /// grace period). Only ECS tasks are stopped; a local worker is stopped
     /// through its job's `cancel_requested`.

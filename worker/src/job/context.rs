@@ -8,10 +8,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::Control;
+use super::{secrets::ResolvedSecrets, Control};
 use crate::{
     config::Config,
-    output::{Collector, EventSink, Piece, ProgressCell},
+    output::{Collector, EventSink, Mask, Piece, ProgressCell},
     script::Workspace,
 };
 
@@ -36,6 +36,13 @@ pub struct JobContext {
     pub output: mpsc::Sender<Piece>,
     /// The job's progress, written with the heartbeat and the final write.
     pub progress: ProgressCell,
+    /// The backend's AWS SDK configuration (none on the local backend):
+    /// what reads the job's secrets.
+    pub sdk: Option<aws_config::SdkConfig>,
+    /// The job's resolved secrets, added to every script's environment.
+    pub secrets: ResolvedSecrets,
+    /// Their values, masked in the script's output and result.
+    pub mask: Mask,
 }
 
 impl JobContext {
@@ -63,7 +70,8 @@ impl JobContext {
             job.object_id,
             std::process::id()
         ));
-        let (collector, output) = Collector::spawn(log_path, events.clone());
+        let mask = Mask::default();
+        let (collector, output) = Collector::spawn(log_path, events.clone(), mask.clone());
         let ctx = JobContext {
             config,
             jobs: backend.jobs.clone(),
@@ -74,15 +82,19 @@ impl JobContext {
             control: Control::default(),
             output,
             progress: ProgressCell::default(),
+            sdk: backend.sdk.clone(),
+            secrets: ResolvedSecrets::default(),
+            mask,
         };
         (ctx, collector)
     }
 
     /// The environment a script sees: a minimal base plus the PLUS_*
-    /// variables. Never the worker's credentials.
+    /// variables and the job's resolved secrets. Never the worker's
+    /// credentials.
     pub fn script_env(&self, ws: &Workspace, params: &Value, cwd: &Path) -> Vec<(String, String)> {
         let job = &self.job;
-        vec![
+        let mut env = vec![
             ("PATH".into(), self.config.script_path.clone()),
             ("HOME".into(), cwd.display().to_string()),
             ("LANG".into(), "C.UTF-8".into()),
@@ -94,7 +106,9 @@ impl JobContext {
             ("PLUS_PARAMS".into(), params.to_string()),
             ("PLUS_OUTPUT_DIR".into(), ws.output.display().to_string()),
             ("PLUS_RESULT_FILE".into(), ws.result.display().to_string()),
-        ]
+        ];
+        env.extend(self.secrets.vars().iter().cloned());
+        env
     }
 
     /// The job's own params as JSON (PLUS_PARAMS, before an action's

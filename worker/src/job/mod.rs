@@ -11,6 +11,8 @@
 //!   lost leases, and writes progress.
 //! - [`ending`]: [`Ending`], how the work ended ([`Finish`] or a lost lease).
 //! - [`record`](mod@record): the final write.
+//! - [`secrets`]: the job's secrets, checked and read just before its
+//!   first script starts, into the script's environment and the mask.
 //! - [`usage`]: this attempt's usage and cost, added to the record's.
 //! - [`metrics`]: the Embedded Metric Format record printed at the end.
 
@@ -21,6 +23,7 @@ pub mod ending;
 pub mod heartbeat;
 pub mod metrics;
 pub mod record;
+pub mod secrets;
 pub mod usage;
 pub mod watchers;
 

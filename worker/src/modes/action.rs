@@ -1,24 +1,32 @@
 //! RUN_ACTION: load the stored Action, merge its default params under the
 //! job's, and run its script like RUN_SCRIPT.
 
+use std::collections::HashMap;
+
 use plus_jobs::{job::NotAnAction, Script};
 use serde_json::Value;
 
 use crate::job::{struct_to_json, Ending, Finish, JobContext};
 
-/// RUN_ACTION: the action's script, once.
+/// RUN_ACTION: the action's script, once, with the action's secrets under
+/// the job's.
 pub async fn run(ctx: &JobContext) -> Ending {
     match resolve(ctx).await {
-        Ok((script, params)) => super::script::run_once(ctx, &script, &params).await,
+        Ok((script, params, secrets)) => {
+            if let Err(finish) = crate::job::secrets::resolve(ctx, Some(&secrets)).await {
+                return finish.into();
+            }
+            super::script::run_once(ctx, &script, &params).await
+        }
         Err(finish) => finish.into(),
     }
 }
 
-/// The action's script and the merged params.
+/// The action's script, the merged params and the action's secrets.
 ///
 /// # Errors
 /// A [`Finish`] that fails the job with the reason.
-pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value), Finish> {
+pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value, HashMap<String, String>), Finish> {
     let id = if ctx.job.action_id.is_empty() {
         ctx.config.action_id.clone().unwrap_or_default()
     } else {
@@ -44,6 +52,7 @@ pub async fn resolve(ctx: &JobContext) -> Result<(Script, Value), Finish> {
     Ok((
         script,
         merge_params(struct_to_json(action.params.as_ref()), ctx.params()),
+        action.secrets,
     ))
 }
 

@@ -17,8 +17,15 @@ use plus_jobs::RunMode;
 
 use crate::job::{Ending, Finish, JobContext};
 
-/// Runs the job's mode to its end.
+/// Runs the job's mode to its end. Its secrets are resolved first (for
+/// RUN_ACTION, once the action's are known): a secret that is refused or
+/// cannot be read fails the job before any script starts.
 pub async fn run(ctx: &JobContext) -> Ending {
+    if ctx.job.run_mode() != RunMode::RunAction {
+        if let Err(finish) = crate::job::secrets::resolve(ctx, None).await {
+            return finish.into();
+        }
+    }
     match ctx.job.run_mode() {
         RunMode::RunScript => script::run(ctx).await,
         RunMode::RunAction => action::run(ctx).await,

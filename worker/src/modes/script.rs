@@ -50,10 +50,14 @@ pub async fn run_once(ctx: &JobContext, script: &Script, params: &Value) -> Endi
     };
     // What it left is stored within the bounds of a stop (SIGTERM,
     // cancel), never of the timeout: it exited within its limit.
-    let result = tokio::select! {
+    let mut result = tokio::select! {
         result = script::read_result(ctx.blobs.as_ref(), job_id, ws) => result,
         () = ending::artifacts_deadline(ctx) => Err(ScriptError::ResultCutShort),
     };
+    // A secret value in the result would land on the record.
+    if let Ok(Some(value)) = &mut result {
+        ctx.mask.apply_json(value);
+    }
     let outputs = script::upload_outputs(
         ctx.blobs.clone(),
         job_id,

@@ -18,7 +18,7 @@ use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, Instrument};
 
-use super::{events::LINE_BYTES, EventSink, Piece, Stream};
+use super::{events::LINE_BYTES, EventSink, Mask, Piece, Stream};
 
 /// Pieces waiting for the collector at most.
 const QUEUE: usize = 256;
@@ -76,8 +76,9 @@ impl LogFile {
 impl Collector {
     /// Starts collecting into a log file of the worker's own made next to
     /// `path` (see the module docs); returns the collector and the sender
-    /// every script's output goes to.
-    pub fn spawn(path: PathBuf, events: EventSink) -> (Collector, mpsc::Sender<Piece>) {
+    /// every script's output goes to. Every piece is masked with `mask`
+    /// (the job's secret values) before it is written anywhere.
+    pub fn spawn(path: PathBuf, events: EventSink, mask: Mask) -> (Collector, mpsc::Sender<Piece>) {
         let (tx, rx) = mpsc::channel::<Piece>(QUEUE);
         let close = CancellationToken::new();
         let (log, writer) = match LogFile::create(&path).and_then(|log| {
@@ -95,7 +96,7 @@ impl Collector {
                 (log, None)
             }
         };
-        let task = tokio::spawn(collect(rx, close.clone(), writer, events).in_current_span());
+        let task = tokio::spawn(collect(rx, close.clone(), writer, events, mask).in_current_span());
         (Collector { close, task, log }, tx)
     }
 
@@ -173,10 +174,14 @@ async fn collect(
     close: CancellationToken,
     file: Option<tokio::fs::File>,
     events: EventSink,
+    mask: Mask,
 ) -> bool {
     let mut ok = file.is_some();
     let mut log = file.map(|f| tokio::io::BufWriter::with_capacity(256 * 1024, f));
     let (mut out, mut err) = (Lines::default(), Lines::default());
+    // Per stream: the end of a piece cut mid-line that could be the start
+    // of a secret value, kept back until the rest of the line arrives.
+    let (mut out_kept, mut err_kept) = (Vec::new(), Vec::new());
     loop {
         let piece = tokio::select! {
             biased;
@@ -189,25 +194,105 @@ async fn collect(
                 Err(_) => break,
             },
         };
-        if let Some(w) = log.as_mut() {
-            if let Err(e) = w.write_all(&piece.bytes).await {
-                error!(error = %e, "writing the log file failed");
-                ok = false;
-                log = None;
-            }
-        }
-        let lines = match piece.stream {
-            Stream::Stdout => &mut out,
-            Stream::Stderr => &mut err,
+        let (lines, kept) = match piece.stream {
+            Stream::Stdout => (&mut out, &mut out_kept),
+            Stream::Stderr => (&mut err, &mut err_kept),
         };
-        lines.feed(&piece.bytes, piece.stream, &events);
+        let mut bytes = piece.bytes;
+        if !kept.is_empty() {
+            kept.extend_from_slice(&bytes);
+            bytes = std::mem::take(kept);
+        }
+        if !mask.is_empty() && bytes.last() != Some(&b'\n') {
+            let keep = mask.partial_tail(&bytes);
+            *kept = bytes.split_off(bytes.len() - keep);
+        }
+        let masked = mask.apply(&bytes);
+        ok &= write(&mut log, &masked).await;
+        lines.feed(&masked, piece.stream, &events);
     }
-    out.finish(Stream::Stdout, &events);
-    err.finish(Stream::Stderr, &events);
+    for (lines, kept, stream) in [
+        (&mut out, out_kept, Stream::Stdout),
+        (&mut err, err_kept, Stream::Stderr),
+    ] {
+        if !kept.is_empty() {
+            let masked = mask.apply(&kept);
+            ok &= write(&mut log, &masked).await;
+            lines.feed(&masked, stream, &events);
+        }
+        lines.finish(stream, &events);
+    }
     if let Some(mut w) = log {
         if w.flush().await.is_err() {
             ok = false;
         }
     }
     ok
+}
+
+/// Writes `bytes` to the log file, if it is still open; on a failure the
+/// file is given up (the log is then incomplete) and `false` returned.
+async fn write(log: &mut Option<tokio::io::BufWriter<tokio::fs::File>>, bytes: &[u8]) -> bool {
+    let Some(w) = log.as_mut() else {
+        return true;
+    };
+    match w.write_all(bytes).await {
+        Ok(()) => true,
+        Err(e) => {
+            error!(error = %e, "writing the log file failed");
+            *log = None;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_value_split_across_pieces_is_masked_in_the_log_and_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn plus_jobs::JobStore> = Arc::new(
+            plus_jobs::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap(),
+        );
+        let events = EventSink::new(store.clone(), "job-1", 1, 1 << 20);
+        let mask = Mask::default();
+        mask.set(["hunter22-secret"]);
+        let (collector, tx) = Collector::spawn(dir.path().join("log"), events.clone(), mask);
+        // A long line cut inside the value, another stream in between, and
+        // a last piece with no newline that could start the value.
+        for (stream, bytes) in [
+            (Stream::Stdout, &b"start hunter"[..]),
+            (Stream::Stderr, &b"err line\n"[..]),
+            (Stream::Stdout, &b"22-secret end\n"[..]),
+            (Stream::Stdout, &b"tail hunter2"[..]),
+        ] {
+            tx.send(Piece {
+                stream,
+                bytes: bytes.to_vec(),
+            })
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        let (ok, log) = collector.close().await;
+        assert!(ok);
+        let log = std::fs::read_to_string(&*log).unwrap();
+        // The kept-back end follows the other stream's line in the log.
+        assert_eq!(log, "start err line\n*** end\ntail hunter2");
+        events.flush().await.unwrap();
+        let shown: Vec<String> = store
+            .events_after("job-1", 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.data)
+            .collect();
+        let shown = shown.join("\n");
+        assert!(shown.contains("start *** end"), "{shown}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+    }
 }

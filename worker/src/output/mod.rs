@@ -5,6 +5,8 @@
 //! - [`collector`]: the one task that takes every [`Piece`] of script output,
 //!   writes it whole to the log file and splits it into lines for the live
 //!   view.
+//! - [`mask`]: the job's secret values, replaced by `***` in every piece
+//!   before the collector writes it.
 //! - [`progress`]: the progress counters the work updates and the heartbeat
 //!   writes.
 //!
@@ -13,10 +15,12 @@
 
 pub mod collector;
 pub mod events;
+pub mod mask;
 pub mod progress;
 
 pub use collector::Collector;
 pub use events::EventSink;
+pub use mask::Mask;
 pub use progress::ProgressCell;
 
 /// A piece of output is at most this long; a longer line arrives as several

@@ -288,17 +288,19 @@ pub async fn list(
 
 pub use plus_jobs::job::actions_owner;
 
-/// Stores (or replaces) action `id` with `script` and default `params`.
+/// Stores (or replaces) action `id` with `script`, default `params` and
+/// `secrets` (references only, checked like a launch's).
 ///
 /// # Errors
-/// [`DataError::Invalid`] when the id is bad, the script empty, or the id
-/// names something that is not an action.
+/// [`DataError::Invalid`] when the id is bad, the script empty, a secret
+/// refused, or the id names something that is not an action.
 pub async fn put_action(
     jobs: &dyn JobStore,
     username: &str,
     id: &str,
     script: Script,
     params: Map<String, Value>,
+    secrets: std::collections::HashMap<String, String>,
 ) -> Result<Action, DataError> {
     plus_jobs::JobId::parse(id)
         .map_err(|e| DataError::Invalid(format!("the action id {id:?} is not valid: {e}")))?;
@@ -307,6 +309,8 @@ pub async fn put_action(
             "the action's script is empty: there would be nothing to run".into(),
         ));
     }
+    crate::ops::request::check_secrets(&secrets, username)
+        .map_err(|e| DataError::Invalid(e.to_string()))?;
     let now = Timestamp::now().to_string();
     let mut created_at = now.clone();
     if let Some(existing) = jobs.get_object(id).await? {
@@ -345,6 +349,7 @@ pub async fn put_action(
         created_at,
         updated_at: now,
         retry: Vec::new(),
+        secrets,
     };
     let Ok(Value::Object(object)) = serde_json::to_value(&action) else {
         return Err(DataError::Invalid("the action cannot be serialized".into()));
@@ -411,8 +416,9 @@ impl Launcher {
         id: &str,
         script: Script,
         params: Map<String, Value>,
+        secrets: std::collections::HashMap<String, String>,
     ) -> Result<Action, DataError> {
-        put_action(self.jobs().as_ref(), username, id, script, params).await
+        put_action(self.jobs().as_ref(), username, id, script, params, secrets).await
     }
 
     /// [`get_action`] from this launcher's store.

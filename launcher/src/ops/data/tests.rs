@@ -85,9 +85,16 @@ async fn actions_round_trip_and_refuse_other_objects() {
     };
     let mut params = Map::new();
     params.insert("size".into(), serde_json::json!(2));
-    put_action(&store, "alice", "resize", script.clone(), params)
-        .await
-        .unwrap();
+    put_action(
+        &store,
+        "alice",
+        "resize",
+        script.clone(),
+        params,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let a = get_action(&store, "alice", "resize").await.unwrap();
     assert_eq!(a.owner, "alice/actions");
     assert_eq!(a.script.unwrap().source, "echo hi");
@@ -103,9 +110,16 @@ async fn actions_round_trip_and_refuse_other_objects() {
     )
     .await
     .unwrap();
-    let err = put_action(&store, "alice", "item1", script, Map::new())
-        .await
-        .unwrap_err();
+    let err = put_action(
+        &store,
+        "alice",
+        "item1",
+        script,
+        Map::new(),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("is a collection item, not an Action"),
