@@ -514,5 +514,52 @@ async fn a_stopped_tasks_event_settles_its_job_in_one_invocation() {
     let started = backend.jobs.get_job("ev-waits").await.unwrap().unwrap();
     assert_eq!(started.status(), JobStatus::Initializing);
     assert!(started.fargate_task_arn.starts_with("arn:aws:ecs:"));
+
+    // A task that fails at once can stop before its launcher has written the
+    // task's ARN on the record: the event waits for that write instead of
+    // being dropped (which would leave the job to the monitor's next pass).
+    let early = plus_jobs::Job {
+        object_id: "ev-early".into(),
+        fargate_task_arn: String::new(),
+        attempts: Vec::new(),
+        ..started.clone()
+    };
+    backend.jobs.create_job(&early).await.unwrap();
+    let early_task =
+        format!("{cluster_arn}/0f1e2d3c4b5a69788796a5b4c3d2e1f0").replace(":cluster/", ":task/");
+    let late_write = {
+        let (jobs, arn) = (backend.jobs.clone(), early_task.clone());
+        tokio::spawn(async move {
+            // The launcher's write after RunTask answered, a moment late.
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            let patch = plus_jobs::Job {
+                fargate_task_arn: arn,
+                ..plus_jobs::Job::default()
+            };
+            jobs.update_job(
+                "ev-early",
+                &plus_jobs::Expect::status([JobStatus::Initializing]),
+                &patch,
+            )
+            .await
+            .unwrap();
+        })
+    };
+    let failed_to_start = stopped_event(
+        &aws.region,
+        &cluster_arn,
+        &early_task,
+        "ev-early",
+        "TaskFailedToStart",
+        "ResourceInitializationError: failed to configure ENI: attachment timed out: dial tcp 10.0.0.1:443: i/o timeout",
+        json!({"name": "worker", "lastStatus": "STOPPED"}),
+    );
+    let (kind, out) = invoke(&api, &mut rx, "e-6", failed_to_start).await;
+    late_write.await.unwrap();
+    assert_eq!(kind, "response", "{out}");
+    assert_eq!(out["settled"]["action"], "relaunched", "{out}");
+    let early = backend.jobs.get_job("ev-early").await.unwrap().unwrap();
+    assert_eq!(early.attempt, Some(2), "{early:?}");
+    assert_ne!(early.fargate_task_arn, early_task);
     child.kill().await.unwrap();
 }

@@ -24,6 +24,11 @@ use crate::{
     runner::{ContainerExit, Runner, StoppedTask, TaskState, WorkerRef},
 };
 
+/// How long an event waits, at most, for its launcher to record the task's
+/// ARN on the job ([`ARN_WAITS`] x [`ARN_WAIT`]).
+const ARN_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+const ARN_WAITS: u32 = 12;
+
 /// The `startedBy` of every task the launcher starts.
 pub const STARTED_BY: &str = "plus-launcher";
 
@@ -218,9 +223,24 @@ impl Launcher {
         let Some(job_id) = d.job_id() else {
             return ignore("the task's overrides carry no JOB_ID".into());
         };
-        let Some(job) = self.jobs().get_job(job_id).await? else {
+        let Some(mut job) = self.jobs().get_job(job_id).await? else {
             return ignore(format!("job {job_id} was not found"));
         };
+        // A task that fails at once can stop before its launcher has written
+        // the task's ARN on the record (RunTask answered, the write is on its
+        // way): give that write a moment instead of dropping the event.
+        let mut waits = 0;
+        while job.fargate_task_arn.is_empty()
+            && job.status() == plus_jobs::JobStatus::Initializing
+            && waits < ARN_WAITS
+        {
+            waits += 1;
+            tokio::time::sleep(ARN_WAIT).await;
+            match self.jobs().get_job(job_id).await? {
+                Some(now) => job = now,
+                None => return ignore(format!("job {job_id} was not found")),
+            }
+        }
         if job.fargate_task_arn != d.task_arn {
             return ignore(format!(
                 "job {job_id} now runs {} (the event is about an earlier task)",
