@@ -92,7 +92,19 @@ pub fn plan(limits: &Limits, running: &[Running], queued: &[Waiting]) -> Plan {
             .is_some_and(|max| count > 0 && vcpus + job.vcpus > max + 1e-9);
         full = full || machine_full || vcpus_full;
         if full {
-            let why = if let Some(max) = limits.max_running.filter(|m| count >= u64::from(*m)) {
+            let machine = limits.max_running.filter(|m| count >= u64::from(*m));
+            let why = if ahead >= EXACT_PLACES {
+                // Far back in line: no counts that change with every start.
+                match machine {
+                    Some(max) => {
+                        format!("all {max} workers on this machine are busy (PLUS_MAX_RUNNING)")
+                    }
+                    None => format!(
+                        "all {} vCPUs are in use (PLUS_MAX_VCPUS)",
+                        number(limits.max_vcpus.unwrap_or_default())
+                    ),
+                }
+            } else if let Some(max) = machine {
                 format!("{count} of {max} workers running on this machine (PLUS_MAX_RUNNING)")
             } else {
                 let max = limits.max_vcpus.unwrap_or_default();
@@ -115,12 +127,35 @@ pub fn plan(limits: &Limits, running: &[Running], queued: &[Waiting]) -> Plan {
     plan
 }
 
+/// The places in line told exactly; from here on a waiting job's reason
+/// names its place in steps (10 or more, 20 or more, 50 or more, ...) and
+/// its limit without the counts that change with every start, so one
+/// dispatch rewrites the reasons of a handful of jobs, not of every job in
+/// a long line (that was quadratic in a burst).
+pub const EXACT_PLACES: usize = 10;
+
 /// A job's place in the line, in words.
 fn place(ahead: usize) -> String {
     match ahead {
         0 => "next in line".to_owned(),
         1 => "1 job ahead".to_owned(),
-        n => format!("{n} jobs ahead"),
+        n if n < EXACT_PLACES => format!("{n} jobs ahead"),
+        n => format!("{} or more jobs ahead", step(n)),
+    }
+}
+
+/// The largest of 10, 20, 50, 100, 200, 500, ... that is at most `n`
+/// (`n` >= 10).
+fn step(n: usize) -> usize {
+    let (mut best, mut decade) = (EXACT_PLACES, EXACT_PLACES);
+    loop {
+        for s in [decade, 2 * decade, 5 * decade] {
+            if s > n {
+                return best;
+            }
+            best = s;
+        }
+        decade *= 10;
     }
 }
 
@@ -288,6 +323,42 @@ mod tests {
                 "alice has 3 of 3 jobs running (PLUS_MAX_RUNNING_PER_USER)".into()
             )]
         );
+    }
+
+    #[test]
+    fn a_long_line_tells_far_places_in_steps_that_rarely_change() {
+        assert_eq!(place(9), "9 jobs ahead");
+        assert_eq!(place(10), "10 or more jobs ahead");
+        assert_eq!(place(19), "10 or more jobs ahead");
+        assert_eq!(place(20), "20 or more jobs ahead");
+        assert_eq!(place(499), "200 or more jobs ahead");
+        assert_eq!(place(1234), "1000 or more jobs ahead");
+
+        let limits = Limits {
+            max_vcpus: Some(6.0),
+            ..Limits::default()
+        };
+        let line: Vec<_> = (0..1000)
+            .map(|i| waiting(&format!("{i:04}"), "a", 0, 0.25))
+            .collect();
+        let full = vec![running("a", 0.25); 24];
+        let before = plan(&limits, &full, &line);
+        assert_eq!(before.wait[3].1, "6 of 6 vCPUs in use; 3 jobs ahead");
+        assert_eq!(
+            before.wait[500].1,
+            "all 6 vCPUs are in use (PLUS_MAX_VCPUS); 500 or more jobs ahead"
+        );
+        // One job ends and the next starts: only a handful of the 999
+        // reasons still waiting change (the dispatcher rewrites just those).
+        let after = plan(&limits, &full[1..], &line);
+        assert_eq!(after.start, vec!["0000"]);
+        let reasons: HashMap<_, _> = before.wait.iter().cloned().collect();
+        let changed = after
+            .wait
+            .iter()
+            .filter(|(id, why)| reasons.get(id) != Some(why))
+            .count();
+        assert!(changed <= 20, "{changed} reasons changed");
     }
 
     #[test]
