@@ -103,9 +103,11 @@ fi
 lambda_env=$(jq -nc --arg region "$REGION" --arg table "$DYNAMO_TABLE" --arg streams "$DYNAMO_STREAMS_TABLE" \
   --arg bucket "$PRIMARY_BUCKET" --arg cluster "$ECS_CLUSTER" --arg taskdef "$TASK_DEFINITION" \
   --arg container "$CONTAINER_NAME" --arg subnets "$SUBNETS" --arg sgs "$SECURITY_GROUPS" --arg public "$ASSIGN_PUBLIC_IP" \
-  '{Variables: {REGION: $region, DYNAMO_TABLE: $table, DYNAMO_STREAMS_TABLE: $streams, PRIMARY_BUCKET: $bucket,
+  --arg bus "${EVENT_BUS:-}" \
+  '{Variables: ({REGION: $region, DYNAMO_TABLE: $table, DYNAMO_STREAMS_TABLE: $streams, PRIMARY_BUCKET: $bucket,
     ECS_CLUSTER: $cluster, TASK_DEFINITION: $taskdef, CONTAINER_NAME: $container,
-    SUBNETS: $subnets, SECURITY_GROUPS: $sgs, ASSIGN_PUBLIC_IP: $public}}')
+    SUBNETS: $subnets, SECURITY_GROUPS: $sgs, ASSIGN_PUBLIC_IP: $public}
+    + (if $bus == "" then {} else {EVENT_BUS: $bus} end))}')
 if aws_maybe ResourceNotFoundException lambda get-function --function-name "$LAMBDA_FUNCTION" >/dev/null; then
   awsj lambda update-function-code --function-name "$LAMBDA_FUNCTION" --zip-file "fileb://$LAMBDA_ZIP" >/dev/null
   awsj lambda wait function-updated --function-name "$LAMBDA_FUNCTION"

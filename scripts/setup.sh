@@ -27,6 +27,7 @@
 #   LOG_RETENTION_DAYS=30    TASK_CPU=1024   TASK_MEMORY=2048
 #   PLUS_GRACE_SECONDS=90    (script's grace after SIGTERM, inside stopTimeout)
 #   SUBNETS, SECURITY_GROUPS (comma-separated)   ASSIGN_PUBLIC_IP=ENABLED
+#   EVENT_BUS=$PLUS_NAME-jobs   (EventBridge bus of Job State Change events)
 #   LAMBDA_FUNCTION=$PLUS_NAME-launcher   IMAGE (default: the current
 #   revision's image, else $ECR_REPOSITORY_URI:latest)
 #   AWS_ENDPOINT_URL         point every call at an emulator (tests)
@@ -75,6 +76,7 @@ TASK_MEMORY=${TASK_MEMORY:-2048}
 PLUS_GRACE_SECONDS=${PLUS_GRACE_SECONDS:-90}
 ASSIGN_PUBLIC_IP=${ASSIGN_PUBLIC_IP:-ENABLED}
 LAMBDA_FUNCTION=${LAMBDA_FUNCTION:-$PLUS_NAME-launcher}
+EVENT_BUS=${EVENT_BUS:-$PLUS_NAME-jobs}
 EXECUTION_ROLE=${EXECUTION_ROLE:-$PLUS_NAME-task-execution}
 TASK_ROLE=${TASK_ROLE:-$PLUS_NAME-task}
 LAUNCHER_ROLE=${LAUNCHER_ROLE:-$PLUS_NAME-launcher}
@@ -94,6 +96,7 @@ LAMBDA_LOG_GROUP=/aws/lambda/$LAMBDA_FUNCTION
 LAMBDA_LOG_GROUP_ARN=$(arn logs "$REGION" "log-group:$LAMBDA_LOG_GROUP")
 REPO_ARN=$(arn ecr "$REGION" "repository/$ECR_REPOSITORY")
 CLUSTER_ARN=$(arn ecs "$REGION" "cluster/$ECS_CLUSTER")
+EVENT_BUS_ARN=$(arn events "$REGION" "event-bus/$EVENT_BUS")
 
 log "account $ACCOUNT_ID, region $REGION${AWS_ENDPOINT_URL:+, endpoint $AWS_ENDPOINT_URL}, prefix $PLUS_NAME"
 
@@ -343,6 +346,7 @@ ensure_roles() {
   # worker itself refuses any prefix but the job user's own plus/USER/.
   policy=$(jq -nc --arg jobs "$JOBS_ARN" --arg streams "$STREAMS_ARN" --arg bucket "$BUCKET_ARN" \
     --arg secrets "$(arn secretsmanager "$REGION" 'secret:plus/*')" --arg params "$(arn ssm "$REGION" 'parameter/plus/*')" \
+    --arg bus "$EVENT_BUS_ARN" \
     '{Version: "2012-10-17", Statement: [
       {Sid: "JobRecordsAndEvents", Effect: "Allow",
        Action: ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
@@ -353,7 +357,8 @@ ensure_roles() {
       {Sid: "ListJobFiles", Effect: "Allow", Action: "s3:ListBucket", Resource: $bucket,
        Condition: {StringLike: {"s3:prefix": ["jobs/*"]}}},
       {Sid: "JobSecrets", Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: $secrets},
-      {Sid: "JobParameters", Effect: "Allow", Action: "ssm:GetParameter", Resource: $params}]}')
+      {Sid: "JobParameters", Effect: "Allow", Action: "ssm:GetParameter", Resource: $params},
+      {Sid: "PublishJobStateChanges", Effect: "Allow", Action: "events:PutEvents", Resource: $bus}]}')
   ensure_role "$TASK_ROLE" "$task_trust" worker "$policy"
   TASK_ROLE_ARN=$ROLE_ARN
 
@@ -369,6 +374,7 @@ ensure_roles() {
     --arg image_taskdefs "$(arn ecs "$REGION" "task-definition/plus-worker-*"):*" \
     --arg tasks "$(arn ecs "$REGION" "task/$ECS_CLUSTER")/*" --arg cluster "$CLUSTER_ARN" \
     --arg task_role "$TASK_ROLE_ARN" --arg exec_role "$EXECUTION_ROLE_ARN" --arg logs "$LAMBDA_LOG_GROUP_ARN" \
+    --arg bus "$EVENT_BUS_ARN" \
     '{Version: "2012-10-17", Statement: [
       {Sid: "JobRecordsAndEvents", Effect: "Allow",
        Action: ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
@@ -383,6 +389,7 @@ ensure_roles() {
       {Sid: "PerJobImages", Effect: "Allow", Action: ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], Resource: "*"},
       {Sid: "WatchWorkerTasks", Effect: "Allow", Action: ["ecs:DescribeTasks", "ecs:StopTask"], Resource: $tasks},
       {Sid: "ReadVcpuQuota", Effect: "Allow", Action: "servicequotas:GetServiceQuota", Resource: "*"},
+      {Sid: "PublishJobStateChanges", Effect: "Allow", Action: "events:PutEvents", Resource: $bus},
       {Sid: "TagWorkerTasks", Effect: "Allow", Action: "ecs:TagResource", Resource: $tasks,
        Condition: {StringEquals: {"ecs:CreateAction": "RunTask"}}},
       {Sid: "PassWorkerRoles", Effect: "Allow", Action: "iam:PassRole", Resource: [$task_role, $exec_role],
@@ -446,7 +453,7 @@ ensure_task_definition() {
   desired=$(jq -n --arg family "$TASK_DEFINITION" --arg task_role "$TASK_ROLE_ARN" --arg exec_role "$EXECUTION_ROLE_ARN" \
     --arg cpu "$TASK_CPU" --arg memory "$TASK_MEMORY" --arg name "$CONTAINER_NAME" --arg image "$image" \
     --arg region "$REGION" --arg group "$LOG_GROUP" --arg table "$DYNAMO_TABLE" --arg streams "$DYNAMO_STREAMS_TABLE" \
-    --arg bucket "$PRIMARY_BUCKET" --arg grace "$PLUS_GRACE_SECONDS" \
+    --arg bucket "$PRIMARY_BUCKET" --arg grace "$PLUS_GRACE_SECONDS" --arg bus "$EVENT_BUS" \
     '{family: $family, taskRoleArn: $task_role, executionRoleArn: $exec_role, networkMode: "awsvpc",
       requiresCompatibilities: ["FARGATE"], cpu: $cpu, memory: $memory,
       runtimePlatform: {cpuArchitecture: "X86_64", operatingSystemFamily: "LINUX"},
@@ -456,7 +463,7 @@ ensure_task_definition() {
         environment: [
           {name: "REGION", value: $region}, {name: "DYNAMO_TABLE", value: $table},
           {name: "DYNAMO_STREAMS_TABLE", value: $streams}, {name: "PRIMARY_BUCKET", value: $bucket},
-          {name: "PLUS_GRACE_SECONDS", value: $grace}] | sort_by(.name),
+          {name: "PLUS_GRACE_SECONDS", value: $grace}, {name: "EVENT_BUS", value: $bus}] | sort_by(.name),
         logConfiguration: {logDriver: "awslogs", options: {"awslogs-group": $group, "awslogs-region": $region, "awslogs-stream-prefix": "worker"}}}]}')
   if [[ -n $current ]] && [[ $(jq "$TASKDEF_VIEW" <<<"$desired" | canon) == "$(jq ".taskDefinition | $TASKDEF_VIEW" <<<"$current" | canon)" ]]; then
     same "ecs task definition $(jq -r '.taskDefinition | "\(.family):\(.revision)"' <<<"$current") ($image)"
@@ -502,6 +509,17 @@ ensure_ecs_events_rule() {
   fi
 }
 
+# The bus every status change of a job is published to (README, "Job
+# events"): subscribe with a rule on source plus-worker.
+ensure_event_bus() {
+  if aws_maybe ResourceNotFoundException events describe-event-bus --name "$EVENT_BUS" >/dev/null; then
+    same "events bus $EVENT_BUS"
+  else
+    awsj events create-event-bus --name "$EVENT_BUS" --tags "Key=app,Value=$PLUS_NAME" >/dev/null
+    changed "events bus $EVENT_BUS"
+  fi
+}
+
 # -------------------------------------------------------------------- main
 log "DynamoDB"
 ensure_jobs_table
@@ -523,6 +541,8 @@ log "Task definition"
 ensure_task_definition
 log "ECS events"
 ensure_ecs_events_rule
+log "Job events"
+ensure_event_bus
 
 for pair in REGION="$REGION" PLUS_NAME="$PLUS_NAME" DYNAMO_TABLE="$DYNAMO_TABLE" \
   DYNAMO_STREAMS_TABLE="$DYNAMO_STREAMS_TABLE" PRIMARY_BUCKET="$PRIMARY_BUCKET" \
@@ -531,7 +551,7 @@ for pair in REGION="$REGION" PLUS_NAME="$PLUS_NAME" DYNAMO_TABLE="$DYNAMO_TABLE"
   ECR_REPOSITORY="$ECR_REPOSITORY" ECR_REPOSITORY_URI="$ECR_REPOSITORY_URI" LOG_GROUP="$LOG_GROUP" \
   TASK_ROLE_ARN="$TASK_ROLE_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" \
   LAUNCHER_ROLE_ARN="$LAUNCHER_ROLE_ARN" LAMBDA_FUNCTION="$LAMBDA_FUNCTION" \
-  ECS_EVENTS_RULE_ARN="$ECS_EVENTS_RULE_ARN"; do
+  ECS_EVENTS_RULE_ARN="$ECS_EVENTS_RULE_ARN" EVENT_BUS="$EVENT_BUS"; do
   env_set "$ENV_FILE" "${pair%%=*}" "${pair#*=}"
 done
 

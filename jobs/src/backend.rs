@@ -6,6 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 
 use crate::{
+    announce::{Announcing, EventBridge},
     blob::{local::LocalBlobs, s3::S3Blobs, BlobStore},
     store::{dynamodb::DynamoStore, sqlite::SqliteStore, JobStore, StoreError},
 };
@@ -44,6 +45,9 @@ pub struct AwsConfig {
     /// Static keys (`ACCESS_KEY` / `SECRET_KEY`) for older engines; `None`
     /// uses the standard credential chain (the ECS task role).
     pub static_keys: Option<(String, String)>,
+    /// `EVENT_BUS`: the EventBridge bus every status change is published
+    /// to; `None`: no events.
+    pub event_bus: Option<String>,
 }
 
 impl std::fmt::Debug for AwsConfig {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for AwsConfig {
             .field("streams_table", &self.streams_table)
             .field("bucket", &self.bucket)
             .field("endpoint_url", &self.endpoint_url)
+            .field("event_bus", &self.event_bus)
             .field(
                 "static_keys",
                 &self.static_keys.as_ref().map(|_| "<redacted>"),
@@ -108,6 +113,9 @@ pub struct Backend {
     /// The SDK configuration, on the AWS backend (the launcher builds its
     /// ECS client from it).
     pub sdk: Option<SdkConfig>,
+    /// The local backend's feed of state changes (`plus serve` streams
+    /// it); `None` on AWS, where they go to `EVENT_BUS`.
+    pub changes: Option<SqliteStore>,
 }
 
 impl Backend {
@@ -119,12 +127,14 @@ impl Backend {
     pub async fn open(config: &BackendConfig) -> Result<Self, StoreError> {
         match config {
             BackendConfig::Local { dir, bucket } => {
-                let jobs = SqliteStore::open(&dir.join(LOCAL_DB_FILE))?;
+                let store = SqliteStore::open(&dir.join(LOCAL_DB_FILE))?;
                 let blobs = LocalBlobs::new(dir.join("blobs").join(bucket));
+                let jobs = Announcing::new(Arc::new(store.clone()), Arc::new(store.clone()));
                 Ok(Self {
                     jobs: Arc::new(jobs),
                     blobs: Arc::new(blobs),
                     sdk: None,
+                    changes: Some(store),
                 })
             }
             BackendConfig::Aws(aws) => {
@@ -136,10 +146,16 @@ impl Backend {
                     .force_path_style(aws.endpoint_url.is_some())
                     .build();
                 let s3 = aws_sdk_s3::Client::from_conf(s3_config);
+                let mut jobs: Arc<dyn JobStore> =
+                    Arc::new(DynamoStore::new(dynamo, &aws.table, &aws.streams_table));
+                if let Some(bus) = &aws.event_bus {
+                    jobs = Arc::new(Announcing::new(jobs, Arc::new(EventBridge::new(&sdk, bus))));
+                }
                 Ok(Self {
-                    jobs: Arc::new(DynamoStore::new(dynamo, &aws.table, &aws.streams_table)),
+                    jobs,
                     blobs: Arc::new(S3Blobs::new(s3, &aws.bucket)),
                     sdk: Some(sdk),
+                    changes: None,
                 })
             }
         }

@@ -34,6 +34,10 @@
 //!   the AWS settings every part reads alike, and owner paths
 //!   ([`contract::OwnerPath`]).
 //!
+//! - [`announce`]: Job State Change events: a store wrapper that publishes
+//!   every status change after its write, to EventBridge (`EVENT_BUS`) or,
+//!   locally, to the SQLite store's feed that `plus serve` streams.
+//!
 //! Dependencies inside the crate point one way: `store`, `blob`, `backend`
 //! and `contract` use `job`, `params` and `event`; nothing points back. The
 //! test helpers live in the separate, unpublished `plus-testkit` crate.
@@ -42,6 +46,7 @@
 //! [`store::Expect`]); a write that loses a race changes nothing and comes
 //! back as [`StoreError::Conflict`].
 
+pub mod announce;
 pub mod backend;
 pub mod blob;
 pub mod contract;

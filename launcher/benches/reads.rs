@@ -226,6 +226,7 @@ async fn main() {
         streams_table: aws.streams_table.clone(),
         bucket: aws.bucket.clone(),
         endpoint_url: None,
+        event_bus: None,
     };
     let t = Instant::now();
     let mut children = Vec::new();

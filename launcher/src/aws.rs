@@ -31,16 +31,8 @@ pub fn settings_from(
 ) -> Result<(AwsConfig, EcsSettings), SetupError> {
     // The store settings are read as every part reads them (the contract);
     // the ECS ones are the launcher's own.
-    let contract_names = [
-        "REGION",
-        "AWS_REGION",
-        "DYNAMO_TABLE",
-        "DYNAMO_STREAMS_TABLE",
-        "PRIMARY_BUCKET",
-        "AWS_ENDPOINT_URL",
-    ];
     let stores = AwsSettings::from_vars(
-        contract_names
+        AwsSettings::NAMES
             .iter()
             .filter_map(|k| get(k).map(|v| (k.to_string(), v))),
     );
@@ -122,16 +114,8 @@ pub async fn reader_from_env() -> Result<Launcher, SetupError> {
     let (aws, runner) = match settings_from(get) {
         Ok((aws, settings)) => return launcher_with(aws, settings).await,
         Err(SetupError::NotConfigured(problems)) => {
-            let names = [
-                "REGION",
-                "AWS_REGION",
-                "DYNAMO_TABLE",
-                "DYNAMO_STREAMS_TABLE",
-                "PRIMARY_BUCKET",
-                "AWS_ENDPOINT_URL",
-            ];
             let stores = AwsSettings::from_vars(
-                names
+                AwsSettings::NAMES
                     .iter()
                     .filter_map(|k| get(k).map(|v| (k.to_string(), v))),
             )
@@ -166,7 +150,7 @@ pub async fn launcher_with(aws: AwsConfig, settings: EcsSettings) -> Result<Laun
     let limits = limits
         .resolve_aws(&aws_sdk_servicequotas::Client::new(&sdk))
         .await;
-    Ok(Launcher::new(backend, Runner::Ecs(EcsRunner::new(ecs, settings))).with_limits(limits))
+    Ok(Launcher::new(backend, Runner::Ecs(Box::new(EcsRunner::new(ecs, settings)))).with_limits(limits))
 }
 
 #[cfg(test)]

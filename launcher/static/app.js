@@ -74,6 +74,70 @@ function idLink(id, text) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// ---- status changes the server pushes ----
+// `plus serve` streams the caller's Job State Change events (`GET /events`,
+// server-sent events): a view waiting for its next read wakes up as soon
+// as one arrives. Where there is no stream (404: the API on AWS) the views
+// just poll. `body[data-live=stream]` shows the stream is open.
+
+const waiters = new Set();
+let watching = false;
+let lastEventId = null;
+
+// Waits `ms`, or less when a job changes status meanwhile.
+function waitOrChange(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      waiters.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    waiters.add(done);
+  });
+}
+
+async function watchChanges() {
+  if (watching) return;
+  watching = true;
+  let delay = 1000;
+  while (token) {
+    const headers = { Authorization: `Bearer ${token}`, Accept: "text/event-stream" };
+    if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+    try {
+      const res = await fetch("events", { headers, cache: "no-store" });
+      if (res.status === 404) break;
+      if (!res.ok || !res.body) throw new Error(`${res.status}`);
+      document.body.dataset.live = "stream";
+      delay = 1000;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let event = "message";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) event = line.slice(6).trim();
+            else if (line.startsWith("id:")) lastEventId = line.slice(3).trim();
+          }
+          if (event === "job-state-change") for (const wake of [...waiters]) wake();
+        }
+      }
+    } catch {
+      // Dropped: reconnect below, from the last id seen.
+    }
+    delete document.body.dataset.live;
+    await sleep(delay);
+    delay = Math.min(delay * 2, 30000);
+  }
+  watching = false;
+}
+
 function when(iso) {
   if (!iso) return "";
   const d = new Date(iso);
@@ -356,7 +420,7 @@ async function listView() {
       if (e instanceof Unauthorized) return signin(e.message);
       wait = 3000;
     }
-    await sleep(wait);
+    await waitOrChange(wait);
   }
 }
 
@@ -765,7 +829,7 @@ async function jobView(id) {
       if (e instanceof Unauthorized) return signin(e.message);
       wait = 3000;
     }
-    await sleep(Math.max(0, wait - (Date.now() - started)));
+    await waitOrChange(Math.max(0, wait - (Date.now() - started)));
   }
 }
 
@@ -804,6 +868,7 @@ function setFilter(changes) {
 function route() {
   takeTokenFromUrl();
   if (!token) return signin("");
+  watchChanges();
   const m = location.hash.match(/^#\/jobs\/([^?&]+)/);
   if (m) return jobView(decodeURIComponent(m[1]));
   const p = new URLSearchParams(location.hash.replace(/^#\/?\??/, ""));

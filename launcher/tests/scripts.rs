@@ -354,6 +354,7 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
             "dynamodb:PutItem",
             "dynamodb:Query",
             "dynamodb:UpdateItem",
+            "events:PutEvents",
             "s3:AbortMultipartUpload",
             "s3:GetObject",
             "s3:ListBucket",
@@ -375,8 +376,13 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
             &format!("arn:aws:s3:::{bucket}/jobs/*"),
             &format!("arn:aws:secretsmanager:{REGION}:123456789012:secret:plus/*"),
             &format!("arn:aws:ssm:{REGION}:123456789012:parameter/plus/*"),
+            &format!("arn:aws:events:{REGION}:123456789012:event-bus/{n}-jobs"),
         ])
     );
+    // The bus status changes are published to (README, "Job events").
+    assert_eq!(s["EVENT_BUS"], format!("{n}-jobs"));
+    let bus = aws(&["events", "describe-event-bus", "--name", &s["EVENT_BUS"]]);
+    assert_eq!(bus["Name"], s["EVENT_BUS"]);
 
     // Execution role: pull this image, write this log group.
     let doc = &aws(&[
@@ -443,6 +449,7 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
     assert_eq!(env["DYNAMO_STREAMS_TABLE"], streams_table);
     assert_eq!(env["PRIMARY_BUCKET"], bucket);
     assert_eq!(env["REGION"], REGION);
+    assert_eq!(env["EVENT_BUS"], s["EVENT_BUS"]);
     assert!(!env.contains_key("ACCESS_KEY") && !env.contains_key("SECRET_KEY"));
 }
 

@@ -122,6 +122,7 @@ impl Moto {
             bucket: format!("bucket-{suffix}"),
             endpoint_url: Some(self.endpoint.clone()),
             static_keys: Some(("testing".to_owned(), "testing".to_owned())),
+            event_bus: None,
         };
         create_resources(&aws).await;
         aws

@@ -36,6 +36,8 @@ pub mod names {
     pub const COLLECTION_OWNER: &str = "COLLECTION_OWNER";
     /// The action's id (RUN_ACTION).
     pub const ACTION_ID: &str = "ACTION_ID";
+    /// The EventBridge bus for Job State Change events (optional).
+    pub const EVENT_BUS: &str = "EVENT_BUS";
 }
 
 const LAUNCHER_SETS: &str = "the launcher sets it in the task's environment";
@@ -68,6 +70,7 @@ struct Raw {
     access_key: Option<String>,
     secret_key: Option<String>,
     aws_endpoint_url: Option<String>,
+    event_bus: Option<String>,
 }
 
 impl Raw {
@@ -95,9 +98,22 @@ pub struct AwsSettings {
     pub bucket: String,
     /// `AWS_ENDPOINT_URL` (the emulator in tests).
     pub endpoint_url: Option<String>,
+    /// `EVENT_BUS` (optional): where status changes are published.
+    pub event_bus: Option<String>,
 }
 
 impl AwsSettings {
+    /// The variables the settings are read from.
+    pub const NAMES: [&'static str; 7] = [
+        names::REGION,
+        "AWS_REGION",
+        names::DYNAMO_TABLE,
+        names::DYNAMO_STREAMS_TABLE,
+        names::PRIMARY_BUCKET,
+        "AWS_ENDPOINT_URL",
+        names::EVENT_BUS,
+    ];
+
     /// Reads the settings, adding a sentence to `problems` for each missing
     /// one; `hint` says where the names come from.
     fn collect(raw: &Raw, problems: &mut Vec<String>, hint: &str) -> Self {
@@ -132,6 +148,7 @@ impl AwsSettings {
             streams_table,
             bucket,
             endpoint_url: non_empty(raw.aws_endpoint_url.clone()),
+            event_bus: non_empty(raw.event_bus.clone()),
         }
     }
 
@@ -166,6 +183,7 @@ impl AwsSettings {
             bucket: self.bucket.clone(),
             endpoint_url: self.endpoint_url.clone(),
             static_keys: None,
+            event_bus: self.event_bus.clone(),
         }
     }
 
@@ -178,6 +196,9 @@ impl AwsSettings {
             (names::PRIMARY_BUCKET, &self.bucket),
         ] {
             out.push((k.to_owned(), v.clone()));
+        }
+        if let Some(bus) = &self.event_bus {
+            out.push((names::EVENT_BUS.to_owned(), bus.clone()));
         }
     }
 }

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    http::{auth::random_token, router, serve, Auth, ServeError},
+    http::{auth::random_token, router_until, serve, Auth, ServeError},
     ops::Launcher,
 };
 
@@ -55,7 +55,8 @@ pub async fn run(
         token,
         username: username.to_owned(),
     };
-    serve(listener, router(launcher, auth), shutdown).await?;
+    let app = router_until(launcher, auth, shutdown.clone());
+    serve(listener, app, shutdown).await?;
     Ok(())
 }
 

@@ -48,6 +48,7 @@ pub mod lambda;
 pub mod page;
 pub mod routes;
 pub mod state;
+pub mod stream;
 pub mod views;
 
 #[cfg(test)]
@@ -61,7 +62,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, Caller};
 pub use error::ApiError;
-pub use routes::router;
+pub use routes::{router, router_until};
 pub use state::{ApiState, MAX_BODY_BYTES};
 
 /// How long a connection may take to send a request's headers before it

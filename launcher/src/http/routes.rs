@@ -8,22 +8,35 @@ use axum::{
     Router,
 };
 
+use tokio_util::sync::CancellationToken;
+
 use super::{
     auth::Auth,
     handlers, page,
     state::{ApiState, MAX_BODY_BYTES},
-    views,
+    stream, views,
 };
 use crate::ops::Launcher;
 
 /// The HTTP API and the live page, ready to serve locally or in Lambda.
 pub fn router(launcher: Launcher, auth: Auth) -> Router {
-    let state = Arc::new(ApiState { launcher, auth });
+    router_until(launcher, auth, CancellationToken::new())
+}
+
+/// As [`router`]; long-lived answers (the event stream) end when `closing`
+/// is cancelled, so a server stops promptly.
+pub fn router_until(launcher: Launcher, auth: Auth, closing: CancellationToken) -> Router {
+    let state = Arc::new(ApiState {
+        launcher,
+        auth,
+        closing,
+    });
     Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
         .route("/app.css", get(page::style))
         .route("/openapi.yaml", get(page::openapi))
+        .route("/events", get(stream::events))
         .route("/jobs", get(handlers::list).post(handlers::launch))
         .route("/jobs/{id}", get(handlers::status))
         .route("/jobs/{id}/events", get(handlers::events))

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::auth::{Auth, WithAuth};
 use crate::ops::Launcher;
 
@@ -15,6 +17,9 @@ pub struct ApiState {
     pub launcher: Launcher,
     /// How a request's caller is established.
     pub auth: Auth,
+    /// Cancelled when the server stops: long-lived answers (the event
+    /// stream) end then.
+    pub closing: CancellationToken,
 }
 
 impl WithAuth for Arc<ApiState> {

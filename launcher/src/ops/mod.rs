@@ -134,6 +134,12 @@ impl Launcher {
         &self.backend.jobs
     }
 
+    /// The local backend's feed of Job State Change events (`None` on AWS,
+    /// where they go to `EVENT_BUS`).
+    pub fn state_changes(&self) -> Option<&plus_jobs::store::sqlite::SqliteStore> {
+        self.backend.changes.as_ref()
+    }
+
     /// The same launcher, with local workers kept in this process's group
     /// (Ctrl-C reaches them and they save their job as INTERRUPTED): for a
     /// caller that follows the job it launches to its end.

@@ -88,6 +88,7 @@ impl LocalRunner {
             streams_table: LOCAL_STREAMS_TABLE.to_owned(),
             bucket: LOCAL_BUCKET.to_owned(),
             endpoint_url: None,
+            event_bus: None,
         };
         let mut env = super::port::worker_env(job, &stores)?;
         env.push(("PLUS_LOCAL_DIR".to_owned(), self.dir.display().to_string()));

@@ -34,7 +34,7 @@ pub enum Runner {
     /// Child processes on this machine.
     Local(LocalRunner),
     /// ECS Fargate tasks.
-    Ecs(EcsRunner),
+    Ecs(Box<EcsRunner>),
     /// No runner: the AWS backend without its ECS settings, enough to read
     /// records. Starting a worker is refused with `why` (the settings that
     /// are missing and how to set them).

@@ -153,6 +153,8 @@ try {
   );
   assert.equal(await rowOf(`${shardedJob}-s0`).getAttribute("class"), "shard");
   console.error("list shows every job, shards under their parent");
+  // The page listens to the server's stream of status changes.
+  await page.waitForFunction(() => document.body.dataset.live === "stream", null, { timeout: 15000 });
 
   // The status filter and the search.
   await page.locator("#filter-status").selectOption("FAILED");

@@ -17,6 +17,8 @@ use plus_proto::{Job, StreamEvent};
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::Value;
 
+use crate::announce::{Sink, StateChange};
+
 use super::{merge, object_to_job, patch_attributes, Expect, JobStore, Object, Page, StoreError};
 
 const SCHEMA: &str = "
@@ -35,7 +37,15 @@ CREATE TABLE IF NOT EXISTS events (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (stream_id, seq)
 );
+CREATE TABLE IF NOT EXISTS state_changes (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT NOT NULL,
+    body     TEXT NOT NULL
+);
 ";
+
+/// How many state changes the local store keeps (the oldest go first).
+const KEPT_CHANGES: i64 = 10_000;
 
 /// The SQLite adapter of [`JobStore`].
 #[derive(Clone, Debug)]
@@ -96,6 +106,86 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Keeps `change` in the local feed of state changes (the last
+    /// [`KEPT_CHANGES`]) and returns its sequence number.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn record_change(&self, change: &StateChange) -> Result<u64, StoreError> {
+        let body = serde_json::to_string(change).map_err(|e| {
+            StoreError::Rejected(format!("a state change cannot be kept: {e}").into())
+        })?;
+        let username = change.username.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO state_changes (username, body) VALUES (?1, ?2)",
+                params![username, body],
+            )
+            .map_err(sql_error)?;
+            let seq = conn.last_insert_rowid();
+            if seq % 100 == 0 {
+                conn.execute(
+                    "DELETE FROM state_changes WHERE seq <= ?1",
+                    params![seq - KEPT_CHANGES],
+                )
+                .map_err(sql_error)?;
+            }
+            Ok(seq as u64)
+        })
+        .await
+    }
+
+    /// `username`'s state changes after sequence number `after`, oldest
+    /// first, at most `limit`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn changes_after(
+        &self,
+        username: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, StateChange)>, StoreError> {
+        let username = username.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM state_changes
+                     WHERE seq > ?1 AND username = ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![after as i64, username, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                })
+                .map_err(sql_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, body) = row.map_err(sql_error)?;
+                if let Ok(change) = serde_json::from_str(&body) {
+                    out.push((seq, change));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The sequence number of the newest state change (0 when none).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn last_change(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM state_changes", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(sql_error)
+        })
+        .await
     }
 
     /// Runs `f` on the connection on the blocking pool.
@@ -511,5 +601,14 @@ impl JobStore for SqliteStore {
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteStore {
+    async fn publish(&self, change: &StateChange) {
+        if let Err(e) = self.record_change(change).await {
+            tracing::warn!(job_id = %change.job_id, error = %e, "a state change could not be kept in the local feed (the job is not affected)");
+        }
     }
 }
