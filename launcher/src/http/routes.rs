@@ -10,7 +10,7 @@ use axum::{
 
 use super::{
     auth::Auth,
-    handlers, page,
+    handlers, page, schedules,
     state::{ApiState, MAX_BODY_BYTES},
     views,
 };
@@ -33,6 +33,13 @@ pub fn router(launcher: Launcher, auth: Auth) -> Router {
         .route("/jobs/{id}/outputs", get(views::outputs))
         .route("/jobs/{id}/outputs/{*name}", get(views::output))
         .route("/jobs/{id}/results", get(views::results))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{name}",
+            get(schedules::show).delete(schedules::delete),
+        )
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
