@@ -634,4 +634,60 @@ mod tests {
             .unwrap();
         assert_eq!(list["jobs"], json!([]), "nothing was written");
     }
+
+    #[tokio::test]
+    async fn a_schedule_fires_once_per_scheduled_time_and_not_while_paused() {
+        let (launcher, _dir) = local().await;
+        let created = handle(&launcher, json!({"op": "schedule_create", "username": "alice", "name": "hourly", "expression": "rate(1 hour)", "launch": {"script": "echo hi", "params": {"n": 3}}})).await.unwrap();
+        assert_eq!(created["expression"], "rate(1 hour)");
+        let firing = json!({"op": "launch", "username": "alice", "schedule": "hourly", "scheduled_time": "2030-01-31T09:00:00Z"});
+        let first = handle(&launcher, firing.clone()).await.unwrap();
+        assert_eq!(first["created"], true, "{first}");
+        let again = handle(&launcher, firing.clone()).await.unwrap();
+        assert_eq!(again["created"], false);
+        assert_eq!(again["job_id"], first["job_id"]);
+        let jobs = handle(&launcher, json!({"op": "list", "username": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+        assert_eq!(jobs["jobs"][0]["params"], json!({"n": 3}));
+        assert_eq!(jobs["jobs"][0]["name"], "hourly");
+        let shown = handle(
+            &launcher,
+            json!({"op": "schedule_show", "username": "alice", "name": "hourly"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(shown["last_fired_for"], "2030-01-31T09:00:00.000Z");
+        assert_eq!(shown["last_job_id"], first["job_id"]);
+
+        handle(
+            &launcher,
+            json!({"op": "schedule_pause", "username": "alice", "name": "hourly"}),
+        )
+        .await
+        .unwrap();
+        let paused = handle(&launcher, json!({"op": "launch", "username": "alice", "schedule": "hourly", "scheduled_time": "2030-01-31T10:00:00Z"})).await.unwrap();
+        assert!(
+            paused["ignored"].as_str().unwrap().contains("paused"),
+            "{paused}"
+        );
+        let extra = handle(&launcher, json!({"op": "launch", "username": "alice", "schedule": "hourly", "scheduled_time": "2030-01-31T10:00:00Z", "script": "rm -rf /"})).await.unwrap_err().to_string();
+        assert!(
+            extra.contains("only username, schedule and scheduled_time"),
+            "{extra}"
+        );
+        let listed = handle(&launcher, json!({"op": "schedule_list", "username": "bob"}))
+            .await
+            .unwrap();
+        assert_eq!(listed["schedules"], json!([]), "bob sees none of alice's");
+        handle(
+            &launcher,
+            json!({"op": "schedule_delete", "username": "alice", "name": "hourly"}),
+        )
+        .await
+        .unwrap();
+        let err = handle(&launcher, firing).await.unwrap_err().to_string();
+        assert!(err.contains("was not found"), "{err}");
+    }
 }

@@ -312,6 +312,7 @@ pub enum ScheduleCommand {
     /// the schedule and the scheduled time.
     Create {
         /// The schedule's name: 1 to 64 letters, digits, '.', '_' or '-'.
+        #[arg(id = "schedule_name", value_name = "NAME")]
         name: String,
         /// An EventBridge cron expression, six fields with a year, one of
         /// day-of-month and day-of-week `?`: `0 9 ? * MON-FRI *` (or
@@ -364,4 +365,13 @@ pub enum ScheduleCommand {
         /// The schedule's name.
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_grammar_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
