@@ -30,7 +30,9 @@ impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
         match e {
             ScheduleError::Invalid(_) => ApiError::BadRequest(e.to_string()),
-            ScheduleError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            ScheduleError::NotFound(_) | ScheduleError::NotFoundAction(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             ScheduleError::Conflict(_) => ApiError::Conflict(e.to_string()),
             ScheduleError::Launcher(l) => l.into(),
             other => ApiError::Internal(other.to_string()),

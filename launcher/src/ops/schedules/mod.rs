@@ -165,6 +165,9 @@ pub enum ScheduleError {
     /// The name is taken.
     #[error("{0}")]
     Conflict(String),
+    /// The action to schedule is not among the user's.
+    #[error("{0}")]
+    NotFoundAction(String),
     /// The launch of a firing, or the store, failed.
     #[error(transparent)]
     Launcher(#[from] LauncherError),
@@ -459,6 +462,16 @@ impl Launcher {
         let mut probe = new.request.clone();
         probe.job_id = Some(firing_job_id(&username, &new.name, Utc::now()));
         request::prepare(&probe)?;
+        if let (RunMode::RunAction, Some(id)) = (probe.run_mode, probe.action_id.as_deref()) {
+            // Only the user's own action runs; a missing one is said now,
+            // not at the first firing.
+            super::data::get_action(self.jobs().as_ref(), &username, id.trim())
+                .await
+                .map_err(|e| match e {
+                    super::data::DataError::Store(e) => ScheduleError::from(e),
+                    other => ScheduleError::NotFoundAction(other.to_string()),
+                })?;
+        }
         let scheduler = self.aws_scheduler()?;
         let object_id = schedule_object_id(&username, &new.name);
         let (mut launch, upload) =
