@@ -98,6 +98,10 @@ fn schedule_tick() -> std::time::Duration {
 /// and said so; earlier missed ones are skipped, and counted.
 async fn fire_schedules(launcher: Launcher, username: String, shutdown: CancellationToken) {
     use crate::ops::schedules::test_rate_override;
+    if !launcher.fires_schedules_locally() {
+        // On AWS, EventBridge Scheduler fires them.
+        return;
+    }
     let tick = schedule_tick();
     let rate_override = test_rate_override();
     let late_after =

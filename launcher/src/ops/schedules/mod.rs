@@ -412,6 +412,12 @@ impl Launcher {
         self
     }
 
+    /// Whether `plus serve` fires this launcher's schedules (the local
+    /// backend); on AWS, EventBridge Scheduler does.
+    pub fn fires_schedules_locally(&self) -> bool {
+        matches!(self.scheduler, Scheduler::Local)
+    }
+
     async fn read_schedule(&self, username: &str, name: &str) -> Result<Schedule, ScheduleError> {
         let not_found = || ScheduleError::NotFound(name.to_owned());
         let object = self
@@ -652,18 +658,32 @@ impl Launcher {
         let fired_for = Timestamp::parse(&scheduled.to_rfc3339())
             .map(|t| t.to_string())
             .unwrap_or_default();
-        if launched.created && fired_for > schedule.last_fired_for {
-            // Best effort: the job is what counts; the record shows it.
-            let mut updated = schedule;
-            updated.last_fired_for = fired_for;
-            updated.last_job_id = launched.job.object_id.clone();
-            if let Ok(object) = updated.to_object() {
-                if let Err(e) = self.jobs().put_object_if(&object, PutWhen::SameOwner).await {
-                    tracing::warn!(error = %e, schedule = name, "the schedule's last firing was not recorded");
-                }
-            }
+        if launched.created {
+            self.record_firing(username, name, &fired_for, &launched.job.object_id)
+                .await;
         }
         Ok(Some(launched))
+    }
+
+    /// Best effort: notes a firing on the schedule's record (the job is
+    /// what counts). Read again just before the write, and only these two
+    /// fields changed, so a pause or resume meanwhile is kept.
+    async fn record_firing(&self, username: &str, name: &str, fired_for: &str, job_id: &str) {
+        let Ok(mut fresh) = self.read_schedule(username, name).await else {
+            return;
+        };
+        if fired_for <= fresh.last_fired_for.as_str() {
+            return;
+        }
+        fresh.last_fired_for = fired_for.to_owned();
+        if !job_id.is_empty() {
+            fresh.last_job_id = job_id.to_owned();
+        }
+        if let Ok(object) = fresh.to_object() {
+            if let Err(e) = self.jobs().put_object_if(&object, PutWhen::SameOwner).await {
+                tracing::warn!(error = %e, schedule = name, "the schedule's last firing was not recorded");
+            }
+        }
     }
 
     async fn firing_request(
@@ -790,11 +810,8 @@ impl Launcher {
             if firing.error.is_some() {
                 // Record the firing as done, so a refused launch is not
                 // tried again on every tick.
-                let mut updated = schedule.clone();
-                updated.last_fired_for = firing.scheduled_for.clone();
-                if let Ok(object) = updated.to_object() {
-                    let _ = self.jobs().put_object_if(&object, PutWhen::SameOwner).await;
-                }
+                self.record_firing(username, &schedule.name, &firing.scheduled_for, "")
+                    .await;
             }
             fired.push(firing);
         }
