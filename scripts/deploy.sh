@@ -104,10 +104,12 @@ lambda_env=$(jq -nc --arg region "$REGION" --arg table "$DYNAMO_TABLE" --arg str
   --arg bucket "$PRIMARY_BUCKET" --arg cluster "$ECS_CLUSTER" --arg taskdef "$TASK_DEFINITION" \
   --arg container "$CONTAINER_NAME" --arg subnets "$SUBNETS" --arg sgs "$SECURITY_GROUPS" --arg public "$ASSIGN_PUBLIC_IP" \
   --arg bus "${EVENT_BUS:-}" \
+  --arg group "${PLUS_SCHEDULE_GROUP:-}" --arg scheduler_role "${PLUS_SCHEDULER_ROLE_ARN:-}" --arg launcher "${PLUS_LAUNCHER_ARN:-}" \
   '{Variables: ({REGION: $region, DYNAMO_TABLE: $table, DYNAMO_STREAMS_TABLE: $streams, PRIMARY_BUCKET: $bucket,
     ECS_CLUSTER: $cluster, TASK_DEFINITION: $taskdef, CONTAINER_NAME: $container,
-    SUBNETS: $subnets, SECURITY_GROUPS: $sgs, ASSIGN_PUBLIC_IP: $public}
-    + (if $bus == "" then {} else {EVENT_BUS: $bus} end))}')
+    SUBNETS: $subnets, SECURITY_GROUPS: $sgs, ASSIGN_PUBLIC_IP: $public, EVENT_BUS: $bus,
+    PLUS_SCHEDULE_GROUP: $group, PLUS_SCHEDULER_ROLE_ARN: $scheduler_role, PLUS_LAUNCHER_ARN: $launcher}
+    | with_entries(select(.value != "")))}')
 if aws_maybe ResourceNotFoundException lambda get-function --function-name "$LAMBDA_FUNCTION" >/dev/null; then
   awsj lambda update-function-code --function-name "$LAMBDA_FUNCTION" --zip-file "fileb://$LAMBDA_ZIP" >/dev/null
   awsj lambda wait function-updated --function-name "$LAMBDA_FUNCTION"

@@ -10,7 +10,9 @@
 #   ECR       the worker's image repository (scan on push, keeps 20 images)
 #   Logs      the worker's and the launcher Lambda's log groups, with retention
 #   IAM       task execution role, task role (only what the worker does, on
-#             exactly these resources) and the launcher Lambda's role
+#             exactly these resources), the launcher Lambda's role and the
+#             scheduler's role (may only invoke the launcher Lambda)
+#   Scheduler the EventBridge Scheduler group of `plus schedule` schedules
 #   VPC       subnets of the default VPC and an egress-only security group,
 #             unless SUBNETS and SECURITY_GROUPS are given
 #
@@ -28,6 +30,7 @@
 #   PLUS_GRACE_SECONDS=90    (script's grace after SIGTERM, inside stopTimeout)
 #   SUBNETS, SECURITY_GROUPS (comma-separated)   ASSIGN_PUBLIC_IP=ENABLED
 #   EVENT_BUS=$PLUS_NAME-jobs   (EventBridge bus of Job State Change events)
+#   PLUS_SCHEDULE_GROUP=$PLUS_NAME-worker   SCHEDULER_ROLE=$PLUS_NAME-scheduler
 #   LAMBDA_FUNCTION=$PLUS_NAME-launcher   IMAGE (default: the current
 #   revision's image, else $ECR_REPOSITORY_URI:latest)
 #   AWS_ENDPOINT_URL         point every call at an emulator (tests)
@@ -80,6 +83,8 @@ EVENT_BUS=${EVENT_BUS:-$PLUS_NAME-jobs}
 EXECUTION_ROLE=${EXECUTION_ROLE:-$PLUS_NAME-task-execution}
 TASK_ROLE=${TASK_ROLE:-$PLUS_NAME-task}
 LAUNCHER_ROLE=${LAUNCHER_ROLE:-$PLUS_NAME-launcher}
+SCHEDULER_ROLE=${SCHEDULER_ROLE:-$PLUS_NAME-scheduler}
+PLUS_SCHEDULE_GROUP=${PLUS_SCHEDULE_GROUP:-$PLUS_NAME-worker}
 SUBNETS=${SUBNETS:-}
 SECURITY_GROUPS=${SECURITY_GROUPS:-}
 TAGS_JSON=$(jq -nc --arg app "$PLUS_NAME" '[{Key: "app", Value: $app}]')
@@ -97,6 +102,8 @@ LAMBDA_LOG_GROUP_ARN=$(arn logs "$REGION" "log-group:$LAMBDA_LOG_GROUP")
 REPO_ARN=$(arn ecr "$REGION" "repository/$ECR_REPOSITORY")
 CLUSTER_ARN=$(arn ecs "$REGION" "cluster/$ECS_CLUSTER")
 EVENT_BUS_ARN=$(arn events "$REGION" "event-bus/$EVENT_BUS")
+PLUS_LAUNCHER_ARN=$(arn lambda "$REGION" "function:$LAMBDA_FUNCTION")
+SCHEDULES_ARN=$(arn scheduler "$REGION" "schedule/$PLUS_SCHEDULE_GROUP/*")
 
 log "account $ACCOUNT_ID, region $REGION${AWS_ENDPOINT_URL:+, endpoint $AWS_ENDPOINT_URL}, prefix $PLUS_NAME"
 
@@ -324,12 +331,15 @@ ensure_role() {
 }
 
 ensure_roles() {
-  local ecs_trust task_trust lambda_trust policy
+  local ecs_trust task_trust lambda_trust scheduler_trust policy
   ecs_trust=$(jq -nc '{Version: "2012-10-17", Statement: [{Effect: "Allow", Principal: {Service: "ecs-tasks.amazonaws.com"}, Action: "sts:AssumeRole"}]}')
   task_trust=$(jq -nc --arg account "$ACCOUNT_ID" --arg source "$(arn ecs "$REGION" '*')" \
     '{Version: "2012-10-17", Statement: [{Effect: "Allow", Principal: {Service: "ecs-tasks.amazonaws.com"}, Action: "sts:AssumeRole",
       Condition: {StringEquals: {"aws:SourceAccount": $account}, ArnLike: {"aws:SourceArn": $source}}}]}')
   lambda_trust=$(jq -nc '{Version: "2012-10-17", Statement: [{Effect: "Allow", Principal: {Service: "lambda.amazonaws.com"}, Action: "sts:AssumeRole"}]}')
+  scheduler_trust=$(jq -nc --arg account "$ACCOUNT_ID" \
+    '{Version: "2012-10-17", Statement: [{Effect: "Allow", Principal: {Service: "scheduler.amazonaws.com"}, Action: "sts:AssumeRole",
+      Condition: {StringEquals: {"aws:SourceAccount": $account}}}]}')
 
   # What ECS itself needs to start the task: pull this repository's image and
   # write to this log group.
@@ -362,6 +372,14 @@ ensure_roles() {
   ensure_role "$TASK_ROLE" "$task_trust" worker "$policy"
   TASK_ROLE_ARN=$ROLE_ARN
 
+  # EventBridge Scheduler's role for the schedules' target: invoke the
+  # launcher Lambda, nothing else, and only for schedules of this account.
+  policy=$(jq -nc --arg function "$PLUS_LAUNCHER_ARN" \
+    '{Version: "2012-10-17", Statement: [
+      {Sid: "InvokeLauncher", Effect: "Allow", Action: "lambda:InvokeFunction", Resource: [$function, "\($function):*"]}]}')
+  ensure_role "$SCHEDULER_ROLE" "$scheduler_trust" invoke-launcher "$policy"
+  PLUS_SCHEDULER_ROLE_ARN=$ROLE_ARN
+
   # The launcher Lambda: the job records and files, RunTask of this task
   # definition on this cluster (passing exactly the two roles above), and
   # its own logs. FindActiveJobs is the monitor's pass over the jobs table
@@ -375,10 +393,18 @@ ensure_roles() {
     --arg tasks "$(arn ecs "$REGION" "task/$ECS_CLUSTER")/*" --arg cluster "$CLUSTER_ARN" \
     --arg task_role "$TASK_ROLE_ARN" --arg exec_role "$EXECUTION_ROLE_ARN" --arg logs "$LAMBDA_LOG_GROUP_ARN" \
     --arg bus "$EVENT_BUS_ARN" \
+    --arg schedules "$SCHEDULES_ARN" --arg scheduler_role "$PLUS_SCHEDULER_ROLE_ARN" \
     '{Version: "2012-10-17", Statement: [
       {Sid: "JobRecordsAndEvents", Effect: "Allow",
-       Action: ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+       Action: ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
        Resource: [$jobs, "\($jobs)/index/owner-index", $streams]},
+      {Sid: "Schedules", Effect: "Allow",
+       Action: ["scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule", "scheduler:UpdateSchedule"],
+       Resource: $schedules},
+      {Sid: "ListSchedules", Effect: "Allow", Action: "scheduler:ListSchedules", Resource: "*"},
+      {Sid: "PassSchedulerRole", Effect: "Allow", Action: "iam:PassRole", Resource: $scheduler_role,
+       Condition: {StringEquals: {"iam:PassedToService": "scheduler.amazonaws.com"}}},
+      {Sid: "ScheduleScripts", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: "\($bucket)/schedules/*"},
       {Sid: "FindActiveJobs", Effect: "Allow", Action: ["dynamodb:Query", "dynamodb:BatchGetItem"],
        Resource: [$jobs, "\($jobs)/index/active-index"]},
       {Sid: "JobFiles", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: "\($bucket)/jobs/*"},
@@ -520,6 +546,18 @@ ensure_event_bus() {
   fi
 }
 
+# --------------------------------------------------------------- Schedules
+# The EventBridge Scheduler group every schedule of `plus schedule create`
+# lives in (README, "Schedules").
+ensure_schedule_group() {
+  if aws_maybe ResourceNotFoundException scheduler get-schedule-group --name "$PLUS_SCHEDULE_GROUP" >/dev/null; then
+    same "scheduler schedule group $PLUS_SCHEDULE_GROUP"
+  else
+    awsj scheduler create-schedule-group --name "$PLUS_SCHEDULE_GROUP" --tags "Key=app,Value=$PLUS_NAME" >/dev/null
+    changed "scheduler schedule group $PLUS_SCHEDULE_GROUP"
+  fi
+}
+
 # -------------------------------------------------------------------- main
 log "DynamoDB"
 ensure_jobs_table
@@ -543,6 +581,8 @@ log "ECS events"
 ensure_ecs_events_rule
 log "Job events"
 ensure_event_bus
+log "Schedules"
+ensure_schedule_group
 
 for pair in REGION="$REGION" PLUS_NAME="$PLUS_NAME" DYNAMO_TABLE="$DYNAMO_TABLE" \
   DYNAMO_STREAMS_TABLE="$DYNAMO_STREAMS_TABLE" PRIMARY_BUCKET="$PRIMARY_BUCKET" \
@@ -551,7 +591,8 @@ for pair in REGION="$REGION" PLUS_NAME="$PLUS_NAME" DYNAMO_TABLE="$DYNAMO_TABLE"
   ECR_REPOSITORY="$ECR_REPOSITORY" ECR_REPOSITORY_URI="$ECR_REPOSITORY_URI" LOG_GROUP="$LOG_GROUP" \
   TASK_ROLE_ARN="$TASK_ROLE_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" \
   LAUNCHER_ROLE_ARN="$LAUNCHER_ROLE_ARN" LAMBDA_FUNCTION="$LAMBDA_FUNCTION" \
-  ECS_EVENTS_RULE_ARN="$ECS_EVENTS_RULE_ARN" EVENT_BUS="$EVENT_BUS"; do
+  ECS_EVENTS_RULE_ARN="$ECS_EVENTS_RULE_ARN" EVENT_BUS="$EVENT_BUS" PLUS_SCHEDULE_GROUP="$PLUS_SCHEDULE_GROUP" \
+  PLUS_SCHEDULER_ROLE_ARN="$PLUS_SCHEDULER_ROLE_ARN" PLUS_LAUNCHER_ARN="$PLUS_LAUNCHER_ARN"; do
   env_set "$ENV_FILE" "${pair%%=*}" "${pair#*=}"
 done
 

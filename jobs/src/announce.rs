@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::{
     job::status_name,
-    store::{Expect, JobStore, Object, Page, StoreError},
+    store::{Expect, JobStore, Object, Page, PutWhen, StoreError},
 };
 
 /// The events' `source`.
@@ -201,6 +201,14 @@ impl JobStore for Announcing {
 
     async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError> {
         self.inner.import_items(owner, items).await
+    }
+
+    async fn put_object_if(&self, object: &Object, when: PutWhen) -> Result<(), StoreError> {
+        self.inner.put_object_if(object, when).await
+    }
+
+    async fn delete_object(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.delete_object(id, owner).await
     }
 
     async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {

@@ -66,6 +66,6 @@ pub use job::{JobId, Timestamp};
 pub use plus_proto::{
     Action, Job, JobStatus, Progress, RunMode, Script, StreamEvent, TaskResources, Usage,
 };
-pub use store::{Expect, JobStore, Page, StoreError};
+pub use store::{Expect, JobStore, Page, PutWhen, StoreError};
 
 pub use error::{error_chain, Cause};

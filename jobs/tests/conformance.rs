@@ -53,7 +53,72 @@ conformance!(
     a_claim_checks_the_jobs_origin,
     active_is_set_exactly_while_a_job_is_unfinished,
     a_new_attempt_clears_the_last_ones_ending,
+    system_objects_are_written_and_deleted_only_by_their_owner,
 );
+
+/// A schedule (a system object) is created only where its id is free,
+/// updated only over its owner's object of its kind, and deleted only by
+/// its owner.
+async fn system_objects_are_written_and_deleted_only_by_their_owner(store: Arc<dyn JobStore>) {
+    use plus_jobs::PutWhen;
+    let object = |owner: &str, every: &str| {
+        json!({"object_id": "sched-1", "object_type": "Schedule", "owner": owner, "expression": every})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    store
+        .put_object_if(&object("alice/schedules", "rate(1 hour)"), PutWhen::Absent)
+        .await
+        .unwrap();
+    let err = store
+        .put_object_if(&object("bob/schedules", "rate(1 day)"), PutWhen::Absent)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let err = store
+        .put_object_if(&object("bob/schedules", "rate(1 day)"), PutWhen::SameOwner)
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_conflict(),
+        "another owner's object is never replaced: {err}"
+    );
+    store
+        .put_object_if(
+            &object("alice/schedules", "rate(2 hours)"),
+            PutWhen::SameOwner,
+        )
+        .await
+        .unwrap();
+    let read = store.get_object("sched-1").await.unwrap().unwrap();
+    assert_eq!(read["expression"], "rate(2 hours)");
+    assert_eq!(read["owner"], "alice/schedules");
+    let err = store
+        .delete_object("sched-1", "bob/schedules")
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(store.get_object("sched-1").await.unwrap().is_some());
+    store
+        .delete_object("sched-1", "alice/schedules")
+        .await
+        .unwrap();
+    assert!(store.get_object("sched-1").await.unwrap().is_none());
+    let err = store
+        .delete_object("sched-1", "alice/schedules")
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "a second delete finds nothing: {err}");
+    let err = store
+        .put_object_if(
+            &object("alice/schedules", "rate(1 hour)"),
+            PutWhen::SameOwner,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "an update does not create: {err}");
+}
 
 /// A relaunch (INTERRUPTED -> INITIALIZING) and the next claim leave no
 /// error, exit code or person's stop of the attempt before on the record:

@@ -6,7 +6,7 @@
 use plus_jobs::{backend::AwsConfig, contract::AwsSettings, Backend, BackendConfig, StoreError};
 
 use crate::{
-    ops::{admission::Limits, Launcher},
+    ops::{admission::Limits, schedules::Scheduler, Launcher},
     runner::{ecs::EcsSettings, EcsRunner, Runner},
 };
 
@@ -129,7 +129,34 @@ pub async fn reader_from_env() -> Result<Launcher, SetupError> {
         Err(e) => return Err(e),
     };
     let backend = Backend::open(&BackendConfig::Aws(aws)).await?;
-    Ok(Launcher::new(backend, runner))
+    let scheduler = scheduler_from_env(&backend);
+    Ok(Launcher::new(backend, runner).with_scheduler(scheduler))
+}
+
+/// The schedules' adapter on AWS: EventBridge Scheduler when
+/// `PLUS_SCHEDULER_ROLE_ARN` and `PLUS_LAUNCHER_ARN` are set (group
+/// `PLUS_SCHEDULE_GROUP`, default `plus-worker`); otherwise schedules can
+/// be read but not created or changed, and the refusal names the
+/// variables.
+pub fn scheduler_from_env(backend: &Backend) -> Scheduler {
+    use crate::ops::schedules::aws::{settings_from, AwsScheduler};
+    match (settings_from(|k| std::env::var(k).ok()), &backend.sdk) {
+        (Ok((group, role, target)), Some(sdk)) => Scheduler::Aws(AwsScheduler::new(
+            aws_sdk_scheduler::Client::new(sdk),
+            group,
+            role,
+            target,
+        )),
+        (Err(missing), _) => Scheduler::Unconfigured {
+            why: format!(
+                "schedules cannot be created or changed on AWS: {}",
+                missing.join("; ")
+            ),
+        },
+        (Ok(_), None) => Scheduler::Unconfigured {
+            why: "schedules need the AWS backend's SDK configuration".into(),
+        },
+    }
 }
 
 /// A launcher on the AWS backend with these settings; the SDK clients are
@@ -150,7 +177,13 @@ pub async fn launcher_with(aws: AwsConfig, settings: EcsSettings) -> Result<Laun
     let limits = limits
         .resolve_aws(&aws_sdk_servicequotas::Client::new(&sdk))
         .await;
-    Ok(Launcher::new(backend, Runner::Ecs(Box::new(EcsRunner::new(ecs, settings)))).with_limits(limits))
+    let scheduler = scheduler_from_env(&backend);
+    Ok(Launcher::new(
+        backend,
+        Runner::Ecs(Box::new(EcsRunner::new(ecs, settings))),
+    )
+    .with_limits(limits)
+    .with_scheduler(scheduler))
 }
 
 #[cfg(test)]

@@ -10,7 +10,18 @@
 //! {"op": "cancel", "username": "alice", "job_id": "..."}
 //! {"op": "list",   "username": "alice"}
 //! {"op": "monitor"}
+//! {"op": "schedule_create", "username": "alice", "name": "nightly",
+//!  "expression": "cron(0 2 * * ? *)", "timezone": "Europe/Paris",
+//!  "launch": {"script": "echo hi"}}
+//! {"op": "schedule_list" | "schedule_show" | "schedule_pause" |
+//!  "schedule_resume" | "schedule_delete", "username": "alice", "name": "nightly"}
+//! {"op": "launch", "username": "alice", "schedule": "nightly",
+//!  "scheduled_time": "2030-01-31T02:00:00Z"}
 //! ```
+//!
+//! The last is what a schedule's EventBridge target sends: it launches the
+//! schedule's stored request with a job id derived from the schedule and
+//! the scheduled time, so a repeated delivery launches once.
 //!
 //! It also takes EventBridge's "ECS Task State Change" events (`source`
 //! `aws.ecs`) and settles the job of a stopped task at once (see
@@ -24,6 +35,7 @@ use serde_json::{json, Value};
 use crate::ops::{
     monitor::{event::EcsEvent, Policy},
     request::RetryRuleInput,
+    schedules::{parse_scheduled_time, NewSchedule, Schedule, ScheduleError},
     LaunchRequest, Launcher, LauncherError,
 };
 
@@ -71,6 +83,59 @@ pub enum Operation {
     },
     /// One monitor pass (for an EventBridge schedule).
     Monitor,
+    /// Create a schedule.
+    ScheduleCreate(Box<ScheduleCreateOp>),
+    /// The caller's schedules.
+    ScheduleList {
+        /// The caller.
+        username: String,
+    },
+    /// One schedule.
+    ScheduleShow {
+        /// The caller.
+        username: String,
+        /// The schedule's name.
+        name: String,
+    },
+    /// Pause a schedule.
+    SchedulePause {
+        /// The caller.
+        username: String,
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resume a paused schedule.
+    ScheduleResume {
+        /// The caller.
+        username: String,
+        /// The schedule's name.
+        name: String,
+    },
+    /// Delete a schedule (here and on EventBridge Scheduler).
+    ScheduleDelete {
+        /// The caller.
+        username: String,
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+/// The fields of `schedule_create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleCreateOp {
+    /// The caller.
+    pub username: String,
+    /// The schedule's name.
+    pub name: String,
+    /// `rate(...)`, `cron(...)` or `at(...)`.
+    pub expression: String,
+    /// An IANA time zone (default UTC).
+    #[serde(default)]
+    pub timezone: String,
+    /// What each firing launches: a launch operation's fields (its
+    /// `username` is the caller's).
+    pub launch: LaunchOp,
 }
 
 fn default_limit() -> usize {
@@ -82,7 +147,16 @@ fn default_limit() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct LaunchOp {
     /// Who launches it.
+    #[serde(default)]
     pub username: String,
+    /// A schedule's firing: launch this schedule's stored request (no
+    /// other launch field is given).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// With `schedule`: the scheduled time (RFC 3339), from
+    /// `<aws.scheduler.scheduled-time>`; the job id derives from it.
+    #[serde(default)]
+    pub scheduled_time: Option<String>,
     /// `RUN_SCRIPT` (default), `RUN_COLLECTION` or `RUN_ACTION`.
     #[serde(default)]
     pub run_mode: Option<String>,
@@ -154,6 +228,9 @@ pub enum HandlerError {
     /// The operation failed.
     #[error(transparent)]
     Launcher(#[from] LauncherError),
+    /// A schedule operation failed.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 }
 
 /// Handles one event.
@@ -169,42 +246,48 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
     let op: Operation = serde_json::from_value(event).map_err(HandlerError::BadEvent)?;
     Ok(match op {
         Operation::Launch(l) => {
-            let run_mode = match l.run_mode.as_deref() {
-                None => RunMode::RunScript,
-                Some(m) => RunMode::from_str_name(m)
-                    .filter(|m| *m != RunMode::Unspecified)
-                    .ok_or_else(|| HandlerError::BadRunMode(m.to_owned()))?,
-            };
-            let req = LaunchRequest {
-                username: l.username,
-                run_mode,
-                script: l.script.map(String::into_bytes),
-                script_key: l.script_key,
-                script_name: "the event's script".into(),
-                interpreter: l.interpreter,
-                args: l.args,
-                params: l.params,
-                collection_owner: l.collection_owner,
-                action_id: l.action_id,
-                timeout_seconds: l.timeout_seconds,
-                max_attempts: l.max_attempts,
-                job_id: l.job_id,
-                name: l.name,
-                retry: l.retry.into_iter().map(Into::into).collect(),
-                priority: l.priority,
-                secrets: l.secrets,
-                resources: TaskResources {
-                    cpu: l.cpu.unwrap_or(0),
-                    memory: l.memory.unwrap_or(0),
-                    spot: l.spot,
-                    ..TaskResources::default()
-                },
-                ..LaunchRequest::default()
-            };
+            if let Some(name) = l.schedule.clone() {
+                return fire(launcher, *l, &name).await;
+            }
+            let req = launch_request(*l)?;
             crate::ops::request::refuse_env_secrets(&req.secrets)
                 .map_err(crate::ops::LauncherError::from)?;
             let launched = launcher.launch(&req).await?;
             json!({ "job_id": launched.job.object_id, "status": launched.job.status().as_str_name(), "created": launched.created })
+        }
+        Operation::ScheduleCreate(c) => {
+            let c = *c;
+            let mut launch = c.launch;
+            launch.username.clone_from(&c.username);
+            let request = launch_request(launch)?;
+            let schedule = launcher
+                .create_schedule(NewSchedule {
+                    name: c.name,
+                    expression: c.expression,
+                    timezone: c.timezone,
+                    request,
+                })
+                .await?;
+            schedule.view()
+        }
+        Operation::ScheduleList { username } => {
+            let all = launcher.list_schedules(&username).await?;
+            json!({ "schedules": all.iter().map(Schedule::view).collect::<Vec<_>>() })
+        }
+        Operation::ScheduleShow { username, name } => {
+            launcher.show_schedule(&username, &name).await?.view()
+        }
+        Operation::SchedulePause { username, name } => launcher
+            .set_schedule_state(&username, &name, false)
+            .await?
+            .view(),
+        Operation::ScheduleResume { username, name } => launcher
+            .set_schedule_state(&username, &name, true)
+            .await?
+            .view(),
+        Operation::ScheduleDelete { username, name } => {
+            launcher.delete_schedule(&username, &name).await?;
+            json!({ "deleted": name })
         }
         Operation::Status { username, job_id } => {
             job_json(&launcher.status(&username, &job_id).await?)
@@ -236,6 +319,81 @@ pub async fn handle(launcher: &Launcher, event: Value) -> Result<Value, HandlerE
         }
         Operation::Monitor => json!({ "settled": launcher.monitor(&Policy::default()).await? }),
     })
+}
+
+/// The launch request of a launch operation's fields.
+fn launch_request(l: LaunchOp) -> Result<LaunchRequest, HandlerError> {
+    let run_mode = match l.run_mode.as_deref() {
+        None => RunMode::RunScript,
+        Some(m) => RunMode::from_str_name(m)
+            .filter(|m| *m != RunMode::Unspecified)
+            .ok_or_else(|| HandlerError::BadRunMode(m.to_owned()))?,
+    };
+    Ok(LaunchRequest {
+        username: l.username,
+        run_mode,
+        script: l.script.map(String::into_bytes),
+        script_key: l.script_key,
+        script_name: "the event's script".into(),
+        interpreter: l.interpreter,
+        args: l.args,
+        params: l.params,
+        collection_owner: l.collection_owner,
+        action_id: l.action_id,
+        timeout_seconds: l.timeout_seconds,
+        max_attempts: l.max_attempts,
+        job_id: l.job_id,
+        name: l.name,
+        retry: l.retry.into_iter().map(Into::into).collect(),
+        priority: l.priority,
+        secrets: l.secrets,
+        resources: TaskResources {
+            cpu: l.cpu.unwrap_or(0),
+            memory: l.memory.unwrap_or(0),
+            spot: l.spot,
+            ..TaskResources::default()
+        },
+        ..LaunchRequest::default()
+    })
+}
+
+/// A schedule's firing (the launch operation an EventBridge schedule
+/// sends): the schedule's stored request, launched once per scheduled time.
+async fn fire(launcher: &Launcher, l: LaunchOp, name: &str) -> Result<Value, HandlerError> {
+    let Some(time) = l.scheduled_time.as_deref() else {
+        return Err(ScheduleError::Invalid(format!(
+            "the launch of schedule {name} has no scheduled_time: the schedule's target input passes <aws.scheduler.scheduled-time>"
+        ))
+        .into());
+    };
+    let extra = l.script.is_some()
+        || l.script_key.is_some()
+        || l.action_id.is_some()
+        || l.collection_owner.is_some()
+        || l.job_id.is_some()
+        || !l.params.is_empty()
+        || !l.secrets.is_empty();
+    if extra {
+        return Err(ScheduleError::Invalid(format!(
+            "the launch of schedule {name} carries other launch fields: a firing launches the schedule's stored request, so send only username, schedule and scheduled_time"
+        ))
+        .into());
+    }
+    let scheduled = parse_scheduled_time(time)?;
+    Ok(
+        match launcher.fire_schedule(&l.username, name, scheduled).await? {
+            Some(launched) => json!({
+                "job_id": launched.job.object_id,
+                "status": launched.job.status().as_str_name(),
+                "created": launched.created,
+                "schedule": name,
+                "scheduled_time": time,
+            }),
+            None => {
+                json!({ "ignored": format!("schedule {name} is paused: resume it with `plus schedule resume {name}`") })
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -475,5 +633,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(list["jobs"], json!([]), "nothing was written");
+    }
+
+    #[tokio::test]
+    async fn a_schedule_fires_once_per_scheduled_time_and_not_while_paused() {
+        let (launcher, _dir) = local().await;
+        let created = handle(&launcher, json!({"op": "schedule_create", "username": "alice", "name": "hourly", "expression": "rate(1 hour)", "launch": {"script": "echo hi", "params": {"n": 3}}})).await.unwrap();
+        assert_eq!(created["expression"], "rate(1 hour)");
+        let firing = json!({"op": "launch", "username": "alice", "schedule": "hourly", "scheduled_time": "2030-01-31T09:00:00Z"});
+        let first = handle(&launcher, firing.clone()).await.unwrap();
+        assert_eq!(first["created"], true, "{first}");
+        let again = handle(&launcher, firing.clone()).await.unwrap();
+        assert_eq!(again["created"], false);
+        assert_eq!(again["job_id"], first["job_id"]);
+        let jobs = handle(&launcher, json!({"op": "list", "username": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+        assert_eq!(jobs["jobs"][0]["params"], json!({"n": 3}));
+        assert_eq!(jobs["jobs"][0]["name"], "hourly");
+        let shown = handle(
+            &launcher,
+            json!({"op": "schedule_show", "username": "alice", "name": "hourly"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(shown["last_fired_for"], "2030-01-31T09:00:00.000Z");
+        assert_eq!(shown["last_job_id"], first["job_id"]);
+
+        handle(
+            &launcher,
+            json!({"op": "schedule_pause", "username": "alice", "name": "hourly"}),
+        )
+        .await
+        .unwrap();
+        let paused = handle(&launcher, json!({"op": "launch", "username": "alice", "schedule": "hourly", "scheduled_time": "2030-01-31T10:00:00Z"})).await.unwrap();
+        assert!(
+            paused["ignored"].as_str().unwrap().contains("paused"),
+            "{paused}"
+        );
+        let extra = handle(&launcher, json!({"op": "launch", "username": "alice", "schedule": "hourly", "scheduled_time": "2030-01-31T10:00:00Z", "script": "rm -rf /"})).await.unwrap_err().to_string();
+        assert!(
+            extra.contains("only username, schedule and scheduled_time"),
+            "{extra}"
+        );
+        let listed = handle(&launcher, json!({"op": "schedule_list", "username": "bob"}))
+            .await
+            .unwrap();
+        assert_eq!(listed["schedules"], json!([]), "bob sees none of alice's");
+        handle(
+            &launcher,
+            json!({"op": "schedule_delete", "username": "alice", "name": "hourly"}),
+        )
+        .await
+        .unwrap();
+        let err = handle(&launcher, firing).await.unwrap_err().to_string();
+        assert!(err.contains("was not found"), "{err}");
     }
 }

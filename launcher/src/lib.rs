@@ -19,6 +19,8 @@
 //!     [`ops::monitor::event`] settles a job from an ECS task state change
 //!     event the same way.
 //!   - [`ops::data`]: collections and actions as data.
+//!   - [`ops::schedules`]: launches on a cron or rate expression (an
+//!     EventBridge Scheduler schedule on AWS, `plus serve` locally).
 //! - [`runner`]: where workers run, the port [`runner::Runner`] (the only
 //!   place that chooses between them) and its adapters [`runner::local`]
 //!   (a child process) and [`runner::ecs`] (a Fargate task); a job's worker

@@ -563,3 +563,118 @@ async fn a_stopped_tasks_event_settles_its_job_in_one_invocation() {
     assert_ne!(early.fargate_task_arn, early_task);
     child.kill().await.unwrap();
 }
+
+/// A schedule made through the function is an EventBridge Scheduler
+/// schedule whose target input, delivered to the function as EventBridge
+/// would (the scheduled time filled in), launches one job however often it
+/// is delivered; deleting it removes the EventBridge schedule too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedules_target_input_launches_one_job_through_the_function() {
+    let moto = Moto::shared();
+    let aws = moto.provision().await;
+    let (cluster, task_definition) = create_ecs(&aws).await;
+    let subnet = default_subnet(&moto.endpoint).await;
+    let sg = default_security_group(&moto.endpoint).await;
+    let scheduler = aws_sdk_scheduler::Client::new(&aws.sdk_config().await);
+    let group = format!("plus-worker-{}", uuid::Uuid::now_v7().simple());
+    scheduler
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap();
+    let backend = Backend::open(&BackendConfig::Aws(aws.clone()))
+        .await
+        .unwrap();
+    let (api, addr, mut rx) = runtime_api().await;
+    let function_arn = "arn:aws:lambda:us-east-1:123456789012:function:plus-launcher";
+    let mut child = tokio::process::Command::new(LAMBDA)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "plus-launcher")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "group")
+        .env("AWS_REGION", &aws.region)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("DYNAMO_TABLE", &aws.table)
+        .env("DYNAMO_STREAMS_TABLE", &aws.streams_table)
+        .env("PRIMARY_BUCKET", &aws.bucket)
+        .env("ECS_CLUSTER", &cluster)
+        .env("TASK_DEFINITION", &task_definition)
+        .env("SUBNETS", &subnet)
+        .env("SECURITY_GROUPS", &sg)
+        .env("PLUS_SCHEDULE_GROUP", &group)
+        .env(
+            "PLUS_SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/plus-scheduler",
+        )
+        .env("PLUS_LAUNCHER_ARN", function_arn)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let (kind, created) = invoke(&api, &mut rx, "s-1", json!({"op": "schedule_create", "username": "alice", "name": "hourly", "expression": "rate(1 hour)", "launch": {"script": "echo hourly", "params": {"n": 3}}})).await;
+    assert_eq!(kind, "response", "{created}");
+    let aws_name = created["aws_name"].as_str().unwrap().to_owned();
+    let got = scheduler
+        .get_schedule()
+        .name(&aws_name)
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.schedule_expression(), Some("rate(1 hour)"));
+    let target = got.target().unwrap();
+    assert_eq!(target.arn(), function_arn);
+    let delivered: Value = serde_json::from_str(
+        &target
+            .input()
+            .unwrap()
+            .replace("<aws.scheduler.scheduled-time>", "2030-01-31T09:00:00Z"),
+    )
+    .unwrap();
+    let (kind, first) = invoke(&api, &mut rx, "s-2", delivered.clone()).await;
+    assert_eq!(kind, "response", "{first}");
+    assert_eq!(first["created"], true, "{first}");
+    let (kind, again) = invoke(&api, &mut rx, "s-3", delivered).await;
+    assert_eq!(kind, "response", "{again}");
+    assert_eq!(
+        again["created"], false,
+        "a repeated delivery launches nothing"
+    );
+    assert_eq!(again["job_id"], first["job_id"]);
+    let jobs = backend
+        .jobs
+        .list_jobs("alice/jobs", None, 100)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].object_id, first["job_id"].as_str().unwrap());
+    assert!(
+        jobs[0].fargate_task_arn.starts_with("arn:aws:ecs:"),
+        "its task was started"
+    );
+
+    let (kind, out) = invoke(
+        &api,
+        &mut rx,
+        "s-4",
+        json!({"op": "schedule_delete", "username": "alice", "name": "hourly"}),
+    )
+    .await;
+    assert_eq!(kind, "response", "{out}");
+    assert!(scheduler
+        .get_schedule()
+        .name(&aws_name)
+        .group_name(&group)
+        .send()
+        .await
+        .is_err());
+    child.kill().await.unwrap();
+}

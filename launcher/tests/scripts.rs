@@ -403,6 +403,63 @@ fn setup_twice_changes_nothing_and_leaves_what_the_contract_needs() {
         }
     }
 
+    // Schedules: the group, and the scheduler's role, which may only invoke
+    // the launcher Lambda; the launcher may manage the group's schedules
+    // and pass that role alone.
+    let group = aws(&[
+        "scheduler",
+        "get-schedule-group",
+        "--name",
+        &format!("{n}-worker"),
+    ]);
+    assert_eq!(group["Name"], format!("{n}-worker"));
+    assert_eq!(s["PLUS_SCHEDULE_GROUP"], format!("{n}-worker"));
+    let scheduler_role =
+        &aws(&["iam", "get-role", "--role-name", &format!("{n}-scheduler")])["Role"];
+    assert_eq!(scheduler_role["Arn"], s["PLUS_SCHEDULER_ROLE_ARN"]);
+    assert_eq!(
+        scheduler_role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
+        "scheduler.amazonaws.com"
+    );
+    let function_arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{n}-launcher");
+    assert_eq!(s["PLUS_LAUNCHER_ARN"], function_arn);
+    let doc = &aws(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        &format!("{n}-scheduler"),
+        "--policy-name",
+        "invoke-launcher",
+    ])["PolicyDocument"];
+    let only = statements(doc);
+    assert_eq!(only.len(), 1, "{doc}");
+    assert_eq!(only[0].0, set(&["lambda:InvokeFunction"]));
+    assert_eq!(
+        only[0].1,
+        set(&[function_arn.as_str(), &format!("{function_arn}:*")])
+    );
+    let doc = &aws(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        &format!("{n}-launcher"),
+        "--policy-name",
+        "launcher",
+    ])["PolicyDocument"];
+    let schedules_arn = format!("arn:aws:scheduler:{REGION}:123456789012:schedule/{n}-worker/*");
+    for (a, r, condition) in statements(doc) {
+        if a.contains("scheduler:CreateSchedule") {
+            assert_eq!(r, set(&[schedules_arn.as_str()]));
+        }
+        if a.contains("iam:PassRole") && r.contains(s["PLUS_SCHEDULER_ROLE_ARN"].as_str()) {
+            assert_eq!(r.len(), 1);
+            assert_eq!(
+                condition["StringEquals"]["iam:PassedToService"],
+                "scheduler.amazonaws.com"
+            );
+        }
+    }
+
     // Task definition: one revision, container `worker`, SIGTERM window,
     // init process, awslogs, the two roles, no credentials.
     let list = aws(&[
@@ -516,6 +573,9 @@ fn deploy_registers_a_revision_with_the_image_and_ships_the_lambda() {
         "TASK_DEFINITION",
         "SUBNETS",
         "SECURITY_GROUPS",
+        "PLUS_SCHEDULE_GROUP",
+        "PLUS_SCHEDULER_ROLE_ARN",
+        "PLUS_LAUNCHER_ARN",
     ] {
         assert_eq!(vars[key], s[key], "{key}");
     }

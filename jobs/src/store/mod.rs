@@ -216,6 +216,23 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// When the store fails.
     async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError>;
 
+    /// Writes one object of the system's own (a schedule) by a conditional
+    /// write: with [`PutWhen::Absent`] only if no object has its id, with
+    /// [`PutWhen::SameOwner`] only if the stored one has the same `owner`
+    /// and `object_type` (an update never takes another user's object).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the condition does not hold; nothing
+    /// was written.
+    async fn put_object_if(&self, object: &Object, when: PutWhen) -> Result<(), StoreError>;
+
+    /// Deletes object `id` only if its `owner` is `owner`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when there is no such object of `owner`;
+    /// nothing was deleted.
+    async fn delete_object(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+
     /// Reads any object by id (strongly consistent).
     ///
     /// # Errors
@@ -271,6 +288,29 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StreamEvent>, StoreError>;
+}
+
+/// When [`JobStore::put_object_if`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutWhen {
+    /// Only if no object has the id (a create).
+    Absent,
+    /// Only if the stored object has the same `owner` and `object_type`
+    /// (an update of one's own object).
+    SameOwner,
+}
+
+/// The `owner` and `object_type` of `object` (empty when missing).
+pub(crate) fn owner_and_type(object: &Object) -> (String, String) {
+    let get = |k: &str| {
+        object
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (get("owner"), get("object_type"))
 }
 
 /// The JSON object (proto3 JSON mapping, snake_case names) of a job: the

@@ -85,6 +85,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ActionCommand,
     },
+    /// Schedules: launch a script, an action or a collection run on a
+    /// cron or rate expression (locally `plus serve` fires them).
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// Show a job's record.
     Status {
         /// The job id.
@@ -294,4 +300,78 @@ pub enum ActionCommand {
         /// The action's id.
         id: String,
     },
+}
+
+/// `plus schedule ...`
+// Parsed once per process: the size of `Create` costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, clap::Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule: each firing launches the script (or action, or
+    /// collection run) as `plus launch` would, with a job id derived from
+    /// the schedule and the scheduled time.
+    Create {
+        /// The schedule's name: 1 to 64 letters, digits, '.', '_' or '-'.
+        #[arg(id = "schedule_name", value_name = "NAME")]
+        name: String,
+        /// An EventBridge cron expression, six fields with a year, one of
+        /// day-of-month and day-of-week `?`: `0 9 ? * MON-FRI *` (or
+        /// `cron(0 9 ? * MON-FRI *)`).
+        #[arg(long, value_name = "EXPR", conflicts_with_all = ["rate", "at"], required_unless_present_any = ["rate", "at"])]
+        cron: Option<String>,
+        /// A rate, at least one minute: `5 minutes`, `1 hour`, `2 days` (or
+        /// `rate(5 minutes)`).
+        #[arg(long, value_name = "EXPR", conflicts_with = "at")]
+        rate: Option<String>,
+        /// Once, at this local time: `2030-01-31T09:00:00`.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// The IANA time zone the expression is read in (default UTC).
+        #[arg(long, value_name = "TZ", default_value = "UTC")]
+        timezone: String,
+        /// The script file (RUN_SCRIPT; with --collection, run per item).
+        script: Option<PathBuf>,
+        /// Run the stored action with this id (RUN_ACTION).
+        #[arg(long, conflicts_with = "collection")]
+        action: Option<String>,
+        /// Run the script over every item whose owner is OWNER (RUN_COLLECTION).
+        #[arg(long, value_name = "OWNER")]
+        collection: Option<String>,
+        /// RUN_COLLECTION: one process reads items as JSON lines on stdin.
+        #[arg(long, requires = "collection")]
+        streaming: bool,
+        #[command(flatten)]
+        opts: ScriptOpts,
+    },
+    /// List your schedules with their next firing.
+    List,
+    /// Show a schedule: its expression, launch request, state and last firing.
+    Show {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Pause a schedule (it stops firing until resumed).
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resume a paused schedule.
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Delete a schedule (on AWS, its EventBridge schedule too).
+    Delete {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_grammar_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

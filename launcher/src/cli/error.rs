@@ -19,6 +19,9 @@ pub enum CliError {
     /// A collection or action operation failed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A schedule operation failed.
+    #[error(transparent)]
+    Schedule(#[from] crate::ops::schedules::ScheduleError),
     /// `plus serve` could not serve.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -117,6 +120,9 @@ impl CliError {
             Self::CorruptStore { path } => format!("move {path} away, or set PLUS_HOME to another folder"),
             Self::Setup(SetupError::NotConfigured(_)) => {
                 "set the variables named (scripts/setup.sh writes them to .env.deploy), or use --backend local".into()
+            }
+            Self::Schedule(crate::ops::schedules::ScheduleError::NotFound(_)) => {
+                "`plus schedule list` shows your schedules; check --user (PLUS_USER) and --backend".into()
             }
             Self::ReadScript { .. } | Self::ReadAction { .. } | Self::ReadItems { .. } => {
                 "check the path".into()

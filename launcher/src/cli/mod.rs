@@ -9,6 +9,7 @@
 //! - [`print`](mod@print): a job's record, lists and events, as text or `--json`.
 //! - [`data`]: `plus collection ...` and `plus action ...`.
 //! - [`error`]: why a command stopped, and how it is worded.
+//! - [`schedules`]: `plus schedule ...`.
 //! - [`serve`]: `plus serve`, the HTTP API on a loopback port.
 //! - [`usage`](mod@usage): `plus usage`, and the usage line of `plus status`.
 //! - [`views`]: what a job shows: `status`, `logs`, `results`, `outputs`,
@@ -20,6 +21,7 @@ pub mod error;
 pub mod follow;
 pub mod launch;
 pub mod print;
+pub mod schedules;
 pub mod serve;
 pub mod usage;
 pub mod views;
@@ -28,7 +30,9 @@ use std::path::PathBuf;
 
 use plus_jobs::{Backend, BackendConfig, JobStatus, RunMode};
 
-pub use args::{ActionCommand, BackendKind, Cli, CollectionCommand, Command, ScriptOpts};
+pub use args::{
+    ActionCommand, BackendKind, Cli, CollectionCommand, Command, ScheduleCommand, ScriptOpts,
+};
 pub use error::{parse_failed, print_error, report, CliError};
 
 use crate::{
@@ -241,6 +245,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             data::run_collection(&launcher, &user, command, json).await
         }
         Command::Action { command } => data::run_action(&launcher, &user, command, json).await,
+        Command::Schedule { command } => schedules::run(&launcher, &user, command, json).await,
         Command::Launch { .. } => launch::run_launch(&cli.command, json, &launcher, &user).await,
         Command::Status { job } => views::status(&launcher, &user, job, json).await,
         Command::Usage { since } => usage::run(&launcher, &user, since, json).await,

@@ -1,5 +1,6 @@
 //! `plus serve`: the HTTP API and the live page on a loopback port, with a
-//! fresh access token printed at start, until SIGINT or SIGTERM.
+//! fresh access token printed at start, until SIGINT or SIGTERM. It also
+//! fires the user's due schedules (the local backend's scheduler).
 
 use std::net::SocketAddr;
 
@@ -51,6 +52,11 @@ pub async fn run(
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(fire_schedules(
+        launcher.clone(),
+        username.to_owned(),
+        shutdown.clone(),
+    ));
     let auth = Auth::Token {
         token,
         username: username.to_owned(),
@@ -74,4 +80,77 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         }
     }
     shutdown.cancel();
+}
+
+/// How often `plus serve` looks for due schedules: `PLUS_SCHEDULE_TICK_MS`
+/// (default 1000).
+fn schedule_tick() -> std::time::Duration {
+    let ms = std::env::var("PLUS_SCHEDULE_TICK_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .unwrap_or(1000);
+    std::time::Duration::from_millis(ms)
+}
+
+/// The local scheduler: every tick, fires `username`'s due schedules (see
+/// [`Launcher::fire_due`]) and says what it did on stderr. A firing found
+/// late (missed while `plus serve` was not running) is caught up once,
+/// and said so; earlier missed ones are skipped, and counted.
+async fn fire_schedules(launcher: Launcher, username: String, shutdown: CancellationToken) {
+    use crate::ops::schedules::test_rate_override;
+    if !launcher.fires_schedules_locally() {
+        // On AWS, EventBridge Scheduler fires them.
+        return;
+    }
+    let tick = schedule_tick();
+    let rate_override = test_rate_override();
+    let late_after =
+        chrono::Duration::from_std(tick * 2).unwrap_or_default() + chrono::Duration::seconds(1);
+    loop {
+        let now = chrono::Utc::now();
+        match launcher.fire_due(&username, now, rate_override).await {
+            Ok(firings) => {
+                for f in firings {
+                    let late = chrono::DateTime::parse_from_rfc3339(&f.scheduled_for)
+                        .is_ok_and(|t| now - t.with_timezone(&chrono::Utc) > late_after);
+                    if late || f.missed > 0 {
+                        eprintln!(
+                            "schedule {}: caught up 1 missed firing (for {}){}",
+                            f.schedule,
+                            f.scheduled_for,
+                            if f.missed > 0 {
+                                format!(
+                                    " and skipped {} earlier one{} missed while `plus serve` was not running",
+                                    f.missed,
+                                    if f.missed == 1 { "" } else { "s" }
+                                )
+                            } else {
+                                ", missed while `plus serve` was not running".to_owned()
+                            }
+                        );
+                    }
+                    match &f.error {
+                        None if f.created => eprintln!(
+                            "schedule {} fired for {}: job {}",
+                            f.schedule, f.scheduled_for, f.job_id
+                        ),
+                        None => eprintln!(
+                            "schedule {} for {}: job {} exists already (launched once)",
+                            f.schedule, f.scheduled_for, f.job_id
+                        ),
+                        Some(e) => eprintln!(
+                            "schedule {} for {} did not launch: {e}",
+                            f.schedule, f.scheduled_for
+                        ),
+                    }
+                }
+            }
+            Err(e) => eprintln!("plus: schedules could not be read: {e}"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
 }

@@ -47,6 +47,7 @@ pub mod handlers;
 pub mod lambda;
 pub mod page;
 pub mod routes;
+pub mod schedules;
 pub mod state;
 pub mod stream;
 pub mod views;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     auth::Auth,
-    handlers, page,
+    handlers, page, schedules,
     state::{ApiState, MAX_BODY_BYTES},
     stream, views,
 };
@@ -46,6 +46,13 @@ pub fn router_until(launcher: Launcher, auth: Auth, closing: CancellationToken) 
         .route("/jobs/{id}/outputs", get(views::outputs))
         .route("/jobs/{id}/outputs/{*name}", get(views::output))
         .route("/jobs/{id}/results", get(views::results))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{name}",
+            get(schedules::show).delete(schedules::delete),
+        )
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -1218,3 +1218,60 @@ async fn store_outages_answer_503_with_retry_after_and_refusals_500() {
     );
     assert_eq!(a.header(header::RETRY_AFTER), None);
 }
+
+#[tokio::test]
+async fn schedules_round_trip_and_bad_expressions_are_400_with_the_fix() {
+    let app = app().await;
+    let body = json!({
+        "name": "nightly",
+        "expression": "cron(0 2 * * ? *)",
+        "timezone": "Europe/Paris",
+        "launch": { "script": { "source": "echo hi\n" }, "params": { "n": 3 } }
+    });
+    let a = call(&app, "POST", "/schedules", Some(body.clone())).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.header(header::LOCATION), Some("/schedules/nightly"));
+    assert_eq!(a.body["state"], "ENABLED");
+    assert!(a.body["next_firing"].is_string(), "{}", a.body);
+    let again = call(&app, "POST", "/schedules", Some(body)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    for (expression, needle) in [
+        ("rate(30 seconds)", "rate(1 minute) or more"),
+        ("cron(0 2 * * * *)", "exactly one of day-of-month"),
+        ("*/5 * * * *", "five-field Unix cron"),
+    ] {
+        let bad = json!({"name": "bad", "expression": expression, "launch": {"script": {"source": "echo\n"}}});
+        let a = call(&app, "POST", "/schedules", Some(bad)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{expression}");
+        assert!(
+            a.body["message"].as_str().unwrap().contains(needle),
+            "{}",
+            a.body
+        );
+    }
+    let bad_tz = json!({"name": "bad", "expression": "rate(1 hour)", "timezone": "Paris", "launch": {"script": {"source": "echo\n"}}});
+    let a = call(&app, "POST", "/schedules", Some(bad_tz)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body["message"].as_str().unwrap().contains("IANA"));
+
+    let list = call(&app, "GET", "/schedules", None).await;
+    let names: Vec<&str> = list.body["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nightly"], "the refused ones were not written");
+    let paused = call(&app, "POST", "/schedules/nightly/pause", None).await;
+    assert_eq!(paused.body["state"], "DISABLED");
+    assert!(paused.body.get("next_firing").is_none());
+    let resumed = call(&app, "POST", "/schedules/nightly/resume", None).await;
+    assert_eq!(resumed.body["state"], "ENABLED");
+    let shown = call(&app, "GET", "/schedules/nightly", None).await;
+    assert_eq!(shown.body["launch"]["params"], json!({"n": 3}));
+    let gone = call(&app, "DELETE", "/schedules/nightly", None).await;
+    assert_eq!(gone.status, StatusCode::OK);
+    let missing = call(&app, "GET", "/schedules/nightly", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

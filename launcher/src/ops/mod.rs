@@ -13,6 +13,7 @@
 //! - [`shards`]: one collection job fanned out across N tasks.
 //! - [`monitor`]: settling jobs whose worker died without a word.
 //! - [`data`]: collections and actions as data.
+//! - [`schedules`]: launches on a cron or rate expression.
 //! - [`views`]: what a job shows: attempts and logs, outputs, results.
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod lifecycle;
 pub mod monitor;
 pub mod request;
 pub mod resources;
+pub mod schedules;
 pub mod shards;
 pub mod views;
 
@@ -104,6 +106,7 @@ pub struct Launcher {
     backend: Backend,
     runner: Runner,
     limits: admission::Limits,
+    scheduler: schedules::Scheduler,
 }
 
 impl Launcher {
@@ -114,6 +117,7 @@ impl Launcher {
             backend,
             runner,
             limits: admission::Limits::default(),
+            scheduler: schedules::Scheduler::Local,
         }
     }
 
@@ -149,6 +153,7 @@ impl Launcher {
             backend: self.backend.clone(),
             runner: self.runner.attached(true),
             limits: self.limits.clone(),
+            scheduler: self.scheduler.clone(),
         }
     }
 
@@ -159,6 +164,7 @@ impl Launcher {
             backend: self.backend.clone(),
             runner: self.runner.attached(false),
             limits: self.limits.clone(),
+            scheduler: self.scheduler.clone(),
         }
     }
 

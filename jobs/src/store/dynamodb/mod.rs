@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::{
 use plus_proto::{Job, StreamEvent};
 use serde_json::Value;
 
-use super::{object_to_job, Expect, JobStore, Object, Page, StoreError};
+use super::{object_to_job, Expect, JobStore, Object, Page, PutWhen, StoreError};
 
 mod active;
 mod convert;
@@ -255,6 +255,61 @@ impl JobStore for DynamoStore {
 
     async fn import_items(&self, owner: &str, items: &[Object]) -> Result<Vec<String>, StoreError> {
         self.import_items_impl(owner, items).await
+    }
+
+    async fn put_object_if(&self, object: &Object, when: PutWhen) -> Result<(), StoreError> {
+        let id = object
+            .get("object_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StoreError::Rejected("an object has no object_id".into()))?
+            .to_owned();
+        let (owner, object_type) = super::owner_and_type(object);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&id, object.clone())?));
+        let put = match when {
+            PutWhen::Absent => put.condition_expression("attribute_not_exists(object_id)"),
+            PutWhen::SameOwner => put
+                .condition_expression("#o = :o AND #t = :t")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_names("#t", "object_type")
+                .expression_attribute_values(":o", s(owner.clone()))
+                .expression_attribute_values(":t", s(object_type.clone())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(StoreError::Conflict {
+                id,
+                reason: match when {
+                    PutWhen::Absent => "an object with this id already exists".to_owned(),
+                    _ => format!("no {object_type} of {owner} has this id"),
+                },
+            }),
+            Err(e) => Err(classify(e, "PutItem", &self.table)),
+        }
+    }
+
+    async fn delete_object(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("object_id", s(id))
+            .condition_expression("#o = :o")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":o", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(StoreError::Conflict {
+                id: id.to_owned(),
+                reason: format!("no object of {owner} has this id"),
+            }),
+            Err(e) => Err(classify(e, "DeleteItem", &self.table)),
+        }
     }
 
     async fn get_object(&self, id: &str) -> Result<Option<Object>, StoreError> {

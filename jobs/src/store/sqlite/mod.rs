@@ -19,7 +19,9 @@ use serde_json::Value;
 
 use crate::announce::{Sink, StateChange};
 
-use super::{merge, object_to_job, patch_attributes, Expect, JobStore, Object, Page, StoreError};
+use super::{
+    merge, object_to_job, patch_attributes, Expect, JobStore, Object, Page, PutWhen, StoreError,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -465,6 +467,66 @@ impl JobStore for SqliteStore {
             }
             tx.commit().map_err(sql_error)?;
             Ok(refused)
+        })
+        .await
+    }
+
+    async fn put_object_if(&self, object: &Object, when: PutWhen) -> Result<(), StoreError> {
+        let object = object.clone();
+        self.with(move |conn| {
+            let id = object
+                .get("object_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StoreError::Rejected("an object has no object_id".into()))?
+                .to_owned();
+            let (owner, object_type) = super::owner_and_type(&object);
+            let body = Value::Object(object.clone()).to_string();
+            let written = match when {
+                PutWhen::Absent => conn
+                    .execute(
+                        "INSERT INTO objects (object_id, owner, body) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(object_id) DO NOTHING",
+                        params![id, owner, body],
+                    )
+                    .map_err(sql_error)?,
+                PutWhen::SameOwner => conn
+                    .execute(
+                        "UPDATE objects SET body = ?3 WHERE object_id = ?1 AND owner = ?2
+                           AND IFNULL(json_extract(body, '$.object_type'), '') = ?4",
+                        params![id, owner, body, object_type],
+                    )
+                    .map_err(sql_error)?,
+            };
+            if written == 0 {
+                return Err(StoreError::Conflict {
+                    id,
+                    reason: match when {
+                        PutWhen::Absent => "an object with this id already exists".to_owned(),
+                        _ => format!("no {object_type} of {owner} has this id"),
+                    },
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_object(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.with(move |conn| {
+            let deleted = conn
+                .execute(
+                    "DELETE FROM objects WHERE object_id = ?1 AND owner = ?2",
+                    params![id, owner],
+                )
+                .map_err(sql_error)?;
+            if deleted == 0 {
+                return Err(StoreError::Conflict {
+                    id,
+                    reason: format!("no object of {owner} has this id"),
+                });
+            }
+            Ok(())
         })
         .await
     }
