@@ -21,25 +21,21 @@ use std::{collections::HashMap, fmt};
 /// contract's variables (DESIGN.md, Worker environment) and the script's
 /// own base (Script contract). Any `PLUS_*`, `AWS_*` or `ECS_*` name is
 /// refused too (see [`RESERVED_PREFIXES`]).
-pub const RESERVED_NAMES: [&str; 17] = [
-    "RUN_MODE",
-    "JOB_ID",
-    "USERNAME",
-    "REGION",
-    "DYNAMO_TABLE",
-    "DYNAMO_STREAMS_TABLE",
-    "PRIMARY_BUCKET",
-    "COLLECTION_OWNER",
-    "ACTION_ID",
-    "ACCESS_KEY",
-    "SECRET_KEY",
-    "PATH",
-    "HOME",
-    "LANG",
-    "TMPDIR",
-    "LD_PRELOAD",
-    "LD_LIBRARY_PATH",
-];
+pub const RESERVED_NAMES: [&str; 18] = {
+    let contract = crate::contract::names::ALL;
+    let process = ["PATH", "HOME", "LANG", "TMPDIR", "LD_PRELOAD", "LD_LIBRARY_PATH"];
+    let mut all = [""; 18];
+    let mut i = 0;
+    while i < contract.len() {
+        all[i] = contract[i];
+        i += 1;
+    }
+    while i < all.len() {
+        all[i] = process[i - contract.len()];
+        i += 1;
+    }
+    all
+};
 
 /// Prefixes of reserved environment variable names.
 pub const RESERVED_PREFIXES: [&str; 3] = ["PLUS_", "AWS_", "ECS_"];

@@ -46,7 +46,10 @@ fn chromium() -> String {
 fn check_prerequisites() {
     let mut missing = Vec::new();
     if Command::new("node").arg("--version").output().is_err() {
-        missing.push("node is not installed: apt-get install -y nodejs npm".to_owned());
+        missing.push(
+            "node is not on PATH: run scripts/test.sh, which puts node >= 20 from .venv-test/ first on PATH (Debian 12's nodejs is too old)"
+                .to_owned(),
+        );
     }
     if !Path::new(&chromium()).exists() {
         missing.push(format!(

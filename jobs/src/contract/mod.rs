@@ -38,6 +38,27 @@ pub mod names {
     pub const ACTION_ID: &str = "ACTION_ID";
     /// The EventBridge bus for Job State Change events (optional).
     pub const EVENT_BUS: &str = "EVENT_BUS";
+    /// Static keys, for older engines (optional).
+    pub const ACCESS_KEY: &str = "ACCESS_KEY";
+    /// The secret of [`ACCESS_KEY`] (optional).
+    pub const SECRET_KEY: &str = "SECRET_KEY";
+
+    /// Every variable of the contract: none of them can be a secret's
+    /// name (see [`crate::secrets::RESERVED_NAMES`]).
+    pub const ALL: [&str; 12] = [
+        RUN_MODE,
+        JOB_ID,
+        USERNAME,
+        REGION,
+        DYNAMO_TABLE,
+        DYNAMO_STREAMS_TABLE,
+        PRIMARY_BUCKET,
+        COLLECTION_OWNER,
+        ACTION_ID,
+        EVENT_BUS,
+        ACCESS_KEY,
+        SECRET_KEY,
+    ];
 }
 
 const LAUNCHER_SETS: &str = "the launcher sets it in the task's environment";
