@@ -23,7 +23,14 @@ use std::{collections::HashMap, fmt};
 /// refused too (see [`RESERVED_PREFIXES`]).
 pub const RESERVED_NAMES: [&str; 18] = {
     let contract = crate::contract::names::ALL;
-    let process = ["PATH", "HOME", "LANG", "TMPDIR", "LD_PRELOAD", "LD_LIBRARY_PATH"];
+    let process = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "TMPDIR",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+    ];
     let mut all = [""; 18];
     let mut i = 0;
     while i < contract.len() {

@@ -1,7 +1,11 @@
 //! Following a job: its output as it happens, then its final state, and
 //! how it is printed (the script's output, status lines, the items bar).
 
-use std::{io::Write, time::Duration};
+use std::{
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use crate::{
     ops::{Launcher, LauncherError},
@@ -37,12 +41,6 @@ impl Printer {
     }
 }
 
-/// Set when a person pressed Ctrl-C on `plus run` (or `--wait`): the
-/// worker saves the job as INTERRUPTED, and `follow` must not take that for
-/// an interruption to relaunch (the person's stop wins; `plus retry`
-/// resumes it).
-pub static CTRL_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Follows job `id` until it ends (or is INTERRUPTED with no worker left),
 /// printing its events. When `worker` is the job's local process and it
 /// exits without recording an end, the job is settled as FAILED with the
@@ -50,6 +48,10 @@ pub static CTRL_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 ///
 /// # Errors
 /// Store errors.
+/// `stopped_by_you` is set when a person pressed Ctrl-C on `plus run` (or
+/// `--wait`): the worker then saves the job as INTERRUPTED, and `follow`
+/// must not take that for an interruption to relaunch (the person's stop
+/// wins; `plus retry` resumes it).
 pub async fn follow(
     launcher: &Launcher,
     username: &str,
@@ -57,6 +59,7 @@ pub async fn follow(
     mut worker: Option<LocalWorker>,
     printer: Printer,
     mut after: u64,
+    stopped_by_you: &AtomicBool,
 ) -> Result<Job, LauncherError> {
     let mut last_check = std::time::Instant::now() - Duration::from_secs(10);
     let mut bar = ItemsBar::new(printer.statuses);
@@ -86,7 +89,7 @@ pub async fn follow(
                 && status == JobStatus::Interrupted
                 && exited.is_some()
                 && !job.stopped_by_user
-                && !CTRL_C.load(std::sync::atomic::Ordering::SeqCst)
+                && !stopped_by_you.load(Ordering::SeqCst)
                 && crate::ops::lifecycle::attempts_left(&job)
             {
                 match launcher.relaunch(job, JobStatus::Interrupted).await {

@@ -228,9 +228,11 @@ pub async fn report_launched(
     }
     // Ctrl-C reaches the worker too (same process group): it stops the
     // script and saves the job as INTERRUPTED, and we wait to show that.
+    let ctrl_c = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pressed = ctrl_c.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            super::follow::CTRL_C.store(true, std::sync::atomic::Ordering::SeqCst);
+            pressed.store(true, std::sync::atomic::Ordering::SeqCst);
             if !json {
                 eprintln!("\nstopping: the worker saves the job's state first...");
             }
@@ -240,9 +242,9 @@ pub async fn report_launched(
         stdout_to_stderr: json,
         statuses: !json,
     };
-    let mut job = follow(launcher, user, &id, launched.worker, printer, 0).await?;
+    let mut job = follow(launcher, user, &id, launched.worker, printer, 0, &ctrl_c).await?;
     let stopped_by_you = job.status() == plus_jobs::JobStatus::Interrupted
-        && super::follow::CTRL_C.load(std::sync::atomic::Ordering::SeqCst);
+        && ctrl_c.load(std::sync::atomic::Ordering::SeqCst);
     if stopped_by_you {
         // A person's stop, not a Spot interruption: the monitor leaves it
         // for `plus retry`.
@@ -324,7 +326,7 @@ pub async fn launch_shards(
     } else {
         None
     };
-    let job = follow(launcher, user, &id, worker, printer, 0).await?;
+    let job = follow(launcher, user, &id, worker, printer, 0, &Default::default()).await?;
     if json {
         print_json(&job)?;
     } else {

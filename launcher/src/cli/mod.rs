@@ -267,7 +267,16 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                     stdout_to_stderr: false,
                     statuses: true,
                 };
-                let job = follow::follow(&launcher, &user, job, None, printer, *after).await?;
+                let job = follow::follow(
+                    &launcher,
+                    &user,
+                    job,
+                    None,
+                    printer,
+                    *after,
+                    &Default::default(),
+                )
+                .await?;
                 return Ok(print::exit_for(&job));
             }
             let found = launcher.events(&user, job, *after, 10_000).await?;
