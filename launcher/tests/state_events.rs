@@ -108,6 +108,10 @@ impl Aws {
     }
 
     fn plus(&self, args: &[&str]) -> Output {
+        self.plus_with(args, &[])
+    }
+
+    fn plus_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         std::process::Command::new(PLUS)
             .args(["--backend", "aws"])
             .args(args)
@@ -126,14 +130,19 @@ impl Aws {
             .env("SUBNETS", &self.subnet)
             .env("SECURITY_GROUPS", &self.security_group)
             .env("EVENT_BUS", &self.bus)
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
 
     fn launch(&self, script: &str) -> String {
+        self.launch_with(script, &[])
+    }
+
+    fn launch_with(&self, script: &str, env: &[(&str, &str)]) -> String {
         let path = self.dir.path().join(format!("s{}.sh", script.len()));
         std::fs::write(&path, script).unwrap();
-        let out = self.plus(&["launch", path.to_str().unwrap(), "--json"]);
+        let out = self.plus_with(&["launch", path.to_str().unwrap(), "--json"], env);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["job_id"].as_str().unwrap().to_owned()
@@ -305,6 +314,39 @@ async fn every_transition_reaches_the_bus_from_whoever_made_it() {
     assert_eq!(
         detail(&seen, &cancelled, "CANCELLED")["previous_status"],
         "INITIALIZING"
+    );
+
+    // Admission: over the vCPU limit a launch is QUEUED (from the
+    // launcher, with the reason), and the dispatcher of a monitor pass
+    // admits it once capacity frees (QUEUED -> INITIALIZING).
+    let one = [
+        ("PLUS_MAX_VCPUS", "0.25"),
+        ("PLUS_DEFAULT_TASK_VCPUS", "0.25"),
+    ];
+    let holder = t.launch_with("sleep 100\n", &one);
+    let waiting = t.launch_with("echo later\n", &one);
+    t.details_until(&mut seen, |d| {
+        statuses(d, &waiting).contains(&"QUEUED".into())
+    })
+    .await;
+    let queued = detail(&seen, &waiting, "QUEUED");
+    assert!(
+        queued["queue_reason"]
+            .as_str()
+            .unwrap()
+            .contains("vCPUs in use"),
+        "{queued}"
+    );
+    assert!(t.plus(&["cancel", &holder]).status.success());
+    let out = t.plus_with(&["monitor", "--once"], &one);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    t.details_until(&mut seen, |d| {
+        statuses(d, &waiting).contains(&"INITIALIZING".into())
+    })
+    .await;
+    assert_eq!(
+        detail(&seen, &waiting, "INITIALIZING")["previous_status"],
+        "QUEUED"
     );
 
     // An interruption: the worker's task is told to stop (SIGTERM).
