@@ -36,6 +36,8 @@ const SCREENSHOTS: &[&str] = &[
     "live-page-sharded.png",
     "live-page-sharded-phone.png",
     "live-page-cancelled.png",
+    "live-page-queued.png",
+    "live-page-queued-phone.png",
 ];
 
 fn chromium() -> String {
@@ -312,6 +314,8 @@ fn the_live_page_shows_progress_attempts_outputs_and_shards_at_desktop_and_phone
         .env("PLUS_SHARDED_JOB", &parent)
         .env("PLUS_FAILED_JOB", &failed)
         .env("PLUS_FAILED_NAME", failed_name)
+        .env("PLUS_BIN", http_support::PLUS)
+        .env("PLUS_HOME", &server.home)
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", chromium())
         .output()

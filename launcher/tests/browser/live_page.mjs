@@ -20,10 +20,13 @@
 //   PLUS_SHARDED_JOB     a collection job split into 3 shards
 //   PLUS_FAILED_JOB      a job that failed on its second attempt
 //   PLUS_FAILED_NAME     its name
+//   PLUS_BIN, PLUS_HOME  the `plus` binary and the server's home, for two
+//                        launches over PLUS_MAX_RUNNING=1 (a QUEUED job)
 //   SCREENSHOT_DIR       where to save the screenshots
 // Exits non-zero, with the reason, on any failure.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -45,6 +48,8 @@ const shardedJob = need("PLUS_SHARDED_JOB");
 const failedJob = need("PLUS_FAILED_JOB");
 const failedName = need("PLUS_FAILED_NAME");
 const shots = need("SCREENSHOT_DIR");
+const plusBin = need("PLUS_BIN");
+const plusHome = need("PLUS_HOME");
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 const DESKTOP = { width: 1280, height: 900 };
@@ -55,6 +60,15 @@ async function apiJob(id) {
   const res = await fetch(`${url}jobs/${id}`, { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(res.status, 200, `GET /jobs/${id}`);
   return res.json();
+}
+
+// Waits until `check` holds (at most `timeout` ms).
+async function waitUntil(check, what, timeout = 120000) {
+  const end = Date.now() + timeout;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 const profile = mkdtempSync(join(tmpdir(), "plus-chromium-"));
@@ -375,7 +389,46 @@ try {
   await status("CANCELLED");
   console.error("retry ran the job again as a new one");
 
-  // 7. A job that does not exist (or is someone else's): the page says so
+  // 7. A job that waits: once nothing else runs, two launches with
+  //    PLUS_MAX_RUNNING=1, the first held by a gate file. The second is
+  //    QUEUED with its reason; opening the gate ends the first, whose end
+  //    starts the second, and the page follows it to SUCCEEDED.
+  await waitUntil(async () => {
+    const res = await fetch(`${url}jobs?page_size=100`, { headers: { Authorization: `Bearer ${token}` } });
+    const jobs = (await res.json()).jobs || [];
+    return jobs.every((j) => ["SUCCEEDED", "FAILED", "CANCELLED"].includes(j.status));
+  }, "every earlier job ended");
+  const work = mkdtempSync(join(tmpdir(), "plus-queue-"));
+  // A root worker runs scripts as another user: the gate must be visible to it.
+  chmodSync(work, 0o755);
+  const gate = join(work, "gate");
+  writeFileSync(join(work, "hold.sh"), `while [ ! -e '${gate}' ]; do sleep 0.05; done\necho released\n`);
+  writeFileSync(join(work, "later.sh"), "echo my turn\n");
+  const launch = (script) =>
+    JSON.parse(
+      execFileSync(plusBin, ["--json", "launch", join(work, script)], {
+        env: { ...process.env, PLUS_HOME: plusHome, PLUS_USER: "alice", PLUS_BACKEND: "local", PLUS_MAX_RUNNING: "1" },
+      }),
+    ).job_id;
+  const holder = launch("hold.sh");
+  const later = launch("later.sh");
+  await page.goto(`${url}#/`);
+  await rowOf(later).locator(".badge", { hasText: "QUEUED" }).waitFor({ timeout: 15000 });
+  await page.goto(`${url}#/jobs/${later}`);
+  await status("QUEUED");
+  assert.equal(
+    await page.locator('[data-fact="waiting"]').innerText(),
+    "1 of 1 workers running on this machine (PLUS_MAX_RUNNING); next in line",
+  );
+  await screenshots("live-page-queued");
+  writeFileSync(gate, "");
+  await status("SUCCEEDED", 30000);
+  await page.locator("#output", { hasText: "my turn" }).waitFor({ timeout: 15000 });
+  assert.equal((await apiJob(holder)).status, "SUCCEEDED");
+  rmSync(work, { recursive: true, force: true });
+  console.error(`job ${later} waited QUEUED, then ran when ${holder} ended`);
+
+  // 8. A job that does not exist (or is someone else's): the page says so
   //    and offers nothing to press. The browser logs the 404 itself.
   const logged = problems.length;
   await page.goto(`${url}#/jobs/no-such-job`);
@@ -384,12 +437,12 @@ try {
   assert.ok(await page.locator("#retry").isHidden(), "no retry button for a missing job");
   problems.push(...problems.splice(logged).filter((p) => !p.includes("404")));
 
-  // 8. A wrong token: the page asks for one instead of showing anything.
+  // 9. A wrong token: the page asks for one instead of showing anything.
   await page.goto(`${url}#token=not-the-token`);
   await page.locator("#signin").waitFor({ state: "visible", timeout: 15000 });
   assert.ok(await page.locator("#list-view").isHidden());
 
-  // The 401 of step 8 is logged by the browser itself; nothing else may be.
+  // The 401 of step 9 is logged by the browser itself; nothing else may be.
   const unexpected = problems.filter((p) => !p.includes("401"));
   assert.deepEqual(unexpected, [], "the page logged errors");
   console.error("browser test passed");
