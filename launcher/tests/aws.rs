@@ -578,3 +578,58 @@ async fn another_image_registers_one_task_definition_and_reuses_it() {
     let containers = def.task_definition().unwrap().container_definitions();
     assert_eq!(containers[0].image(), Some(image));
 }
+
+/// A param DynamoDB cannot keep is refused by the launch itself, with
+/// exit 2 and a sentence that names the param and DynamoDB's range; no
+/// record is written and no task started. By the params rule (a value is
+/// JSON only when it reads back unchanged) `1e200` and a 39-digit integer
+/// are not numbers but their exact text, so they launch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_param_outside_dynamodbs_numbers_is_refused_before_anything_is_written() {
+    let t = Aws::new().await;
+    let script = t.script("echo never\n");
+    for (param, names) in [
+        ("threshold=1e-300", "params.threshold = 1e-300"),
+        ("threshold=1e+200", "params.threshold = 1e+200"),
+        (
+            r#"limits={"max": [1, 1e200]}"#,
+            "params.limits.max[1] = 1e+200",
+        ),
+    ] {
+        let out = t.plus(&["launch", &script, "-p", param]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{param}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{names} cannot be stored: DynamoDB keeps numbers from 1E-130 to 9.99E+125"
+            )),
+            "{param}: {stderr}"
+        );
+    }
+    let list: Value = serde_json::from_slice(&t.plus(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list["jobs"], serde_json::json!([]), "no record was written");
+    assert_eq!(t.tasks().await, 0, "no task was started");
+    assert!(
+        !t.proxy.seen().iter().any(|s| s == "ECS:RunTask"),
+        "RunTask was never called"
+    );
+
+    let digits = "123456789012345678901234567890123456789";
+    let launched = t.launch(&[
+        &script,
+        "-p",
+        &format!("big={digits}"),
+        "-p",
+        "text=1e200",
+        "-p",
+        "ratio=0.25",
+    ]);
+    let id = launched["job_id"].as_str().unwrap();
+    let status: Value = serde_json::from_slice(&t.plus(&["status", id, "--json"]).stdout).unwrap();
+    assert_eq!(
+        status["params"],
+        serde_json::json!({"big": digits, "text": "1e200", "ratio": 0.25}),
+        "{status}"
+    );
+    assert_eq!(t.tasks().await, 1);
+}

@@ -699,3 +699,33 @@ fn the_monitor_skips_a_record_it_cannot_read_and_settles_the_rest() {
     );
     assert_eq!(home.json(&["status", &id, "--json"])["status"], "FAILED");
 }
+
+/// The local backend refuses the numbers DynamoDB cannot keep too, so a
+/// launch that works locally works on AWS: exit 2 naming the param and the
+/// range, and nothing is written.
+#[test]
+fn a_param_outside_dynamodbs_numbers_is_refused_locally_too() {
+    let home = Home::new();
+    let script = home.script("never.sh", "#!/bin/sh\necho never\n");
+    for (param, names) in [
+        ("threshold=1e-300", "params.threshold = 1e-300"),
+        ("threshold=1e+200", "params.threshold = 1e+200"),
+    ] {
+        for command in ["launch", "run"] {
+            let out = home.plus(&[command, script.to_str().unwrap(), "-p", param]);
+            assert_eq!(out.status.code(), Some(2), "{command} {param}");
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains(&format!(
+                    "{names} cannot be stored: DynamoDB keeps numbers from 1E-130 to 9.99E+125"
+                )),
+                "{stderr}"
+            );
+        }
+    }
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"],
+        serde_json::json!([]),
+        "nothing was written"
+    );
+}
