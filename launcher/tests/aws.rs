@@ -62,12 +62,16 @@ impl Aws {
     }
 
     fn plus(&self, args: &[&str]) -> Output {
+        self.plus_as("alice", args)
+    }
+
+    fn plus_as(&self, user: &str, args: &[&str]) -> Output {
         std::process::Command::new(PLUS)
             .args(["--backend", "aws"])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap())
-            .env("PLUS_USER", "alice")
+            .env("PLUS_USER", user)
             .env("AWS_REGION", &self.aws.region)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -119,6 +123,29 @@ impl Aws {
             .into_iter()
             .next()
             .expect("the task exists")
+    }
+
+    /// What the container would do: the real worker with exactly the
+    /// task's environment (plus the emulator's address and the role's
+    /// credentials). `plus worker` is the plus-worker binary's code (see
+    /// the worker crate).
+    async fn run_worker(&self, mut env: Vec<(String, String)>) -> std::process::ExitStatus {
+        env.push(("AWS_ENDPOINT_URL".into(), self.proxy.endpoint.clone()));
+        env.push(("AWS_ACCESS_KEY_ID".into(), "testing".into()));
+        env.push(("AWS_SECRET_ACCESS_KEY".into(), "testing".into()));
+        env.push(("PATH".into(), std::env::var("PATH").unwrap()));
+        env.push((
+            "PLUS_WORK_DIR".into(),
+            self.dir.path().join("work").display().to_string(),
+        ));
+        tokio::process::Command::new(PLUS)
+            .arg("worker")
+            .env_clear()
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap()
     }
 
     async fn tasks(&self) -> usize {
@@ -216,27 +243,7 @@ async fn a_launched_task_carries_the_contract_and_its_worker_runs_the_job() {
         "{tags:?}"
     );
 
-    // What the container would do: the real worker with exactly that
-    // environment (plus the emulator's address and the role's credentials).
-    let mut env = env;
-    env.push(("AWS_ENDPOINT_URL".into(), t.proxy.endpoint.clone()));
-    env.push(("AWS_ACCESS_KEY_ID".into(), "testing".into()));
-    env.push(("AWS_SECRET_ACCESS_KEY".into(), "testing".into()));
-    env.push(("PATH".into(), std::env::var("PATH").unwrap()));
-    env.push((
-        "PLUS_WORK_DIR".into(),
-        t.dir.path().join("work").display().to_string(),
-    ));
-    // `plus worker` is the plus-worker binary's code (see the worker crate).
-    let status = tokio::process::Command::new(PLUS)
-        .arg("worker")
-        .env_clear()
-        .envs(env)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    assert!(t.run_worker(env).await.success());
     let done = t.job(id).await;
     assert_eq!(done.status(), JobStatus::Succeeded);
     let status = t.plus(&["status", id, "--json"]);
@@ -632,4 +639,75 @@ async fn a_param_outside_dynamodbs_numbers_is_refused_before_anything_is_written
         "{status}"
     );
     assert_eq!(t.tasks().await, 1);
+}
+
+/// A username with a character ECS refuses in a tag (`'`) still launches
+/// on the emulator behind the validating proxy (which refuses, as ECS
+/// does, a tag outside `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`): the tag carries
+/// `_` in its place while the worker's environment and the record keep the
+/// real name, the job runs to SUCCEEDED, and `plus list` and `plus status`
+/// as that user show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_named_darcy_launches_and_runs_to_succeeded() {
+    let t = Aws::new().await;
+    let user = "d'arcy@example.com";
+    let script = t.script("echo hello d\\'arcy\n");
+    let out = t.plus_as(user, &["launch", &script, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let launched: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = launched["job_id"].as_str().unwrap();
+    let job = t.job(id).await;
+    assert_eq!(job.username, user);
+    assert!(
+        job.fargate_task_arn.starts_with("arn:aws:ecs:"),
+        "the emulator accepted the RunTask: {job:?}"
+    );
+
+    let bodies = t.proxy.bodies("ECS:RunTask");
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        plus_testkit::validate::check_json("ECS:RunTask", bodies[0].as_bytes()),
+        Vec::<String>::new(),
+        "ECS would accept the RunTask: {}",
+        bodies[0]
+    );
+    let task = t.task(&job.fargate_task_arn).await;
+    let tags: Vec<(&str, &str)> = task
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert!(
+        tags.contains(&("plus:username", "d_arcy@example.com")),
+        "{tags:?}"
+    );
+    let env = env_of(&task);
+    assert!(env.contains(&("USERNAME".into(), user.into())), "{env:?}");
+
+    assert!(t.run_worker(env).await.success());
+    assert_eq!(t.job(id).await.status(), JobStatus::Succeeded);
+
+    let list: Value = serde_json::from_slice(&t.plus_as(user, &["list", "--json"]).stdout).unwrap();
+    let jobs = list["jobs"].as_array().unwrap();
+    assert!(
+        jobs.len() == 1 && jobs[0]["object_id"] == id && jobs[0]["status"] == "SUCCEEDED",
+        "{list}"
+    );
+    let status: Value =
+        serde_json::from_slice(&t.plus_as(user, &["status", id, "--json"]).stdout).unwrap();
+    assert_eq!(status["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["username"], user, "{status}");
+    let logs = t.plus_as(user, &["logs", id, "--attempt", "1"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello d'arcy\n");
+
+    let alice: Value = serde_json::from_slice(&t.plus(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        alice["jobs"],
+        serde_json::json!([]),
+        "alice does not see it"
+    );
 }
