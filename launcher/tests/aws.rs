@@ -711,3 +711,99 @@ async fn a_user_named_darcy_launches_and_runs_to_succeeded() {
         "alice does not see it"
     );
 }
+
+/// One monitor pass over more unfinished jobs than DescribeTasks takes at
+/// once (100 tasks a call) asks in batches of at most 100, covers every
+/// task once, and settles every job whose task stopped. The 130 tasks are
+/// real RunTask results; their records are written through the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_monitor_pass_describes_130_tasks_in_batches_of_100_and_settles_them_all() {
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+    const JOBS: usize = 130;
+    let t = Aws::new().await;
+    // Set up straight on the emulator, so the proxy sees only the monitor.
+    let ecs = aws_sdk_ecs::Client::new(&t.aws.sdk_config().await);
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets(&t.subnet)
+                .security_groups(&t.security_group)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    let mut arns = Vec::new();
+    while arns.len() < JOBS {
+        let out = ecs
+            .run_task()
+            .cluster(&t.cluster)
+            .task_definition(&t.task_definition)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(network.clone())
+            .count(10)
+            .send()
+            .await
+            .unwrap();
+        arns.extend(out.tasks().iter().filter_map(|t| t.task_arn.clone()));
+    }
+    assert_eq!(arns.len(), JOBS);
+    let mut ids = Vec::new();
+    for arn in &arns {
+        let mut job = plus_jobs::job::new_job(
+            &plus_jobs::JobId::generate(),
+            "alice",
+            plus_jobs::RunMode::RunScript,
+            plus_jobs::Timestamp::now(),
+        );
+        job.script = Some(plus_jobs::Script {
+            source: "echo hi\n".into(),
+            ..plus_jobs::Script::default()
+        });
+        job.fargate_task_arn = arn.clone();
+        t.backend.jobs.create_job(&job).await.unwrap();
+        ecs.stop_task()
+            .cluster(&t.cluster)
+            .task(arn)
+            .reason("Task stopped by user")
+            .send()
+            .await
+            .unwrap();
+        ids.push(job.object_id);
+    }
+
+    let out = t.plus(&["monitor", "--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batches: Vec<Vec<String>> = t
+        .proxy
+        .bodies("ECS:DescribeTasks")
+        .iter()
+        .map(|b| {
+            let body: Value = serde_json::from_str(b).unwrap();
+            serde_json::from_value(body["tasks"].clone()).unwrap()
+        })
+        .collect();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [100, 30], "DescribeTasks takes at most 100 tasks");
+    let mut described: Vec<String> = batches.concat();
+    described.sort();
+    let mut want = arns.clone();
+    want.sort();
+    assert_eq!(described, want, "every task is described once");
+
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settled = report["settled"].as_array().unwrap();
+    assert_eq!(settled.len(), JOBS, "{report}");
+    for id in &ids {
+        let job = t.job(id).await;
+        assert_eq!(job.status(), JobStatus::Failed, "{id}");
+        assert!(
+            job.error.contains("without recording an end"),
+            "{}",
+            job.error
+        );
+    }
+}
