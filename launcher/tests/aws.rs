@@ -62,12 +62,16 @@ impl Aws {
     }
 
     fn plus(&self, args: &[&str]) -> Output {
+        self.plus_as("alice", args)
+    }
+
+    fn plus_as(&self, user: &str, args: &[&str]) -> Output {
         std::process::Command::new(PLUS)
             .args(["--backend", "aws"])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap())
-            .env("PLUS_USER", "alice")
+            .env("PLUS_USER", user)
             .env("AWS_REGION", &self.aws.region)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -119,6 +123,29 @@ impl Aws {
             .into_iter()
             .next()
             .expect("the task exists")
+    }
+
+    /// What the container would do: the real worker with exactly the
+    /// task's environment (plus the emulator's address and the role's
+    /// credentials). `plus worker` is the plus-worker binary's code (see
+    /// the worker crate).
+    async fn run_worker(&self, mut env: Vec<(String, String)>) -> std::process::ExitStatus {
+        env.push(("AWS_ENDPOINT_URL".into(), self.proxy.endpoint.clone()));
+        env.push(("AWS_ACCESS_KEY_ID".into(), "testing".into()));
+        env.push(("AWS_SECRET_ACCESS_KEY".into(), "testing".into()));
+        env.push(("PATH".into(), std::env::var("PATH").unwrap()));
+        env.push((
+            "PLUS_WORK_DIR".into(),
+            self.dir.path().join("work").display().to_string(),
+        ));
+        tokio::process::Command::new(PLUS)
+            .arg("worker")
+            .env_clear()
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap()
     }
 
     async fn tasks(&self) -> usize {
@@ -216,27 +243,7 @@ async fn a_launched_task_carries_the_contract_and_its_worker_runs_the_job() {
         "{tags:?}"
     );
 
-    // What the container would do: the real worker with exactly that
-    // environment (plus the emulator's address and the role's credentials).
-    let mut env = env;
-    env.push(("AWS_ENDPOINT_URL".into(), t.proxy.endpoint.clone()));
-    env.push(("AWS_ACCESS_KEY_ID".into(), "testing".into()));
-    env.push(("AWS_SECRET_ACCESS_KEY".into(), "testing".into()));
-    env.push(("PATH".into(), std::env::var("PATH").unwrap()));
-    env.push((
-        "PLUS_WORK_DIR".into(),
-        t.dir.path().join("work").display().to_string(),
-    ));
-    // `plus worker` is the plus-worker binary's code (see the worker crate).
-    let status = tokio::process::Command::new(PLUS)
-        .arg("worker")
-        .env_clear()
-        .envs(env)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    assert!(t.run_worker(env).await.success());
     let done = t.job(id).await;
     assert_eq!(done.status(), JobStatus::Succeeded);
     let status = t.plus(&["status", id, "--json"]);
@@ -577,4 +584,226 @@ async fn another_image_registers_one_task_definition_and_reuses_it() {
         .unwrap();
     let containers = def.task_definition().unwrap().container_definitions();
     assert_eq!(containers[0].image(), Some(image));
+}
+
+/// A param DynamoDB cannot keep is refused by the launch itself, with
+/// exit 2 and a sentence that names the param and DynamoDB's range; no
+/// record is written and no task started. By the params rule (a value is
+/// JSON only when it reads back unchanged) `1e200` and a 39-digit integer
+/// are not numbers but their exact text, so they launch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_param_outside_dynamodbs_numbers_is_refused_before_anything_is_written() {
+    let t = Aws::new().await;
+    let script = t.script("echo never\n");
+    for (param, names) in [
+        ("threshold=1e-300", "params.threshold = 1e-300"),
+        ("threshold=1e+200", "params.threshold = 1e+200"),
+        (
+            r#"limits={"max": [1, 1e200]}"#,
+            "params.limits.max[1] = 1e+200",
+        ),
+    ] {
+        let out = t.plus(&["launch", &script, "-p", param]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{param}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{names} cannot be stored: DynamoDB keeps numbers from 1E-130 to 9.99E+125"
+            )),
+            "{param}: {stderr}"
+        );
+    }
+    let list: Value = serde_json::from_slice(&t.plus(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list["jobs"], serde_json::json!([]), "no record was written");
+    assert_eq!(t.tasks().await, 0, "no task was started");
+    assert!(
+        !t.proxy.seen().iter().any(|s| s == "ECS:RunTask"),
+        "RunTask was never called"
+    );
+
+    let digits = "123456789012345678901234567890123456789";
+    let launched = t.launch(&[
+        &script,
+        "-p",
+        &format!("big={digits}"),
+        "-p",
+        "text=1e200",
+        "-p",
+        "ratio=0.25",
+    ]);
+    let id = launched["job_id"].as_str().unwrap();
+    let status: Value = serde_json::from_slice(&t.plus(&["status", id, "--json"]).stdout).unwrap();
+    assert_eq!(
+        status["params"],
+        serde_json::json!({"big": digits, "text": "1e200", "ratio": 0.25}),
+        "{status}"
+    );
+    assert_eq!(t.tasks().await, 1);
+}
+
+/// A username with a character ECS refuses in a tag (`'`) still launches
+/// on the emulator behind the validating proxy (which refuses, as ECS
+/// does, a tag outside `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`): the tag carries
+/// `_` in its place while the worker's environment and the record keep the
+/// real name, the job runs to SUCCEEDED, and `plus list` and `plus status`
+/// as that user show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_named_darcy_launches_and_runs_to_succeeded() {
+    let t = Aws::new().await;
+    let user = "d'arcy@example.com";
+    let script = t.script("echo hello d\\'arcy\n");
+    let out = t.plus_as(user, &["launch", &script, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let launched: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = launched["job_id"].as_str().unwrap();
+    let job = t.job(id).await;
+    assert_eq!(job.username, user);
+    assert!(
+        job.fargate_task_arn.starts_with("arn:aws:ecs:"),
+        "the emulator accepted the RunTask: {job:?}"
+    );
+
+    let bodies = t.proxy.bodies("ECS:RunTask");
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        plus_testkit::validate::check_json("ECS:RunTask", bodies[0].as_bytes()),
+        Vec::<String>::new(),
+        "ECS would accept the RunTask: {}",
+        bodies[0]
+    );
+    let task = t.task(&job.fargate_task_arn).await;
+    let tags: Vec<(&str, &str)> = task
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert!(
+        tags.contains(&("plus:username", "d_arcy@example.com")),
+        "{tags:?}"
+    );
+    let env = env_of(&task);
+    assert!(env.contains(&("USERNAME".into(), user.into())), "{env:?}");
+
+    assert!(t.run_worker(env).await.success());
+    assert_eq!(t.job(id).await.status(), JobStatus::Succeeded);
+
+    let list: Value = serde_json::from_slice(&t.plus_as(user, &["list", "--json"]).stdout).unwrap();
+    let jobs = list["jobs"].as_array().unwrap();
+    assert!(
+        jobs.len() == 1 && jobs[0]["object_id"] == id && jobs[0]["status"] == "SUCCEEDED",
+        "{list}"
+    );
+    let status: Value =
+        serde_json::from_slice(&t.plus_as(user, &["status", id, "--json"]).stdout).unwrap();
+    assert_eq!(status["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["username"], user, "{status}");
+    let logs = t.plus_as(user, &["logs", id, "--attempt", "1"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello d'arcy\n");
+
+    let alice: Value = serde_json::from_slice(&t.plus(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        alice["jobs"],
+        serde_json::json!([]),
+        "alice does not see it"
+    );
+}
+
+/// One monitor pass over more unfinished jobs than DescribeTasks takes at
+/// once (100 tasks a call) asks in batches of at most 100, covers every
+/// task once, and settles every job whose task stopped. The 130 tasks are
+/// real RunTask results; their records are written through the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_monitor_pass_describes_130_tasks_in_batches_of_100_and_settles_them_all() {
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+    const JOBS: usize = 130;
+    let t = Aws::new().await;
+    // Set up straight on the emulator, so the proxy sees only the monitor.
+    let ecs = aws_sdk_ecs::Client::new(&t.aws.sdk_config().await);
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets(&t.subnet)
+                .security_groups(&t.security_group)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    let mut arns = Vec::new();
+    while arns.len() < JOBS {
+        let out = ecs
+            .run_task()
+            .cluster(&t.cluster)
+            .task_definition(&t.task_definition)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(network.clone())
+            .count(10)
+            .send()
+            .await
+            .unwrap();
+        arns.extend(out.tasks().iter().filter_map(|t| t.task_arn.clone()));
+    }
+    assert_eq!(arns.len(), JOBS);
+    let mut ids = Vec::new();
+    for arn in &arns {
+        let mut job = plus_jobs::job::new_job(
+            &plus_jobs::JobId::generate(),
+            "alice",
+            plus_jobs::RunMode::RunScript,
+            plus_jobs::Timestamp::now(),
+        );
+        job.script = Some(plus_jobs::Script {
+            source: "echo hi\n".into(),
+            ..plus_jobs::Script::default()
+        });
+        job.fargate_task_arn = arn.clone();
+        t.backend.jobs.create_job(&job).await.unwrap();
+        ecs.stop_task()
+            .cluster(&t.cluster)
+            .task(arn)
+            .reason("Task stopped by user")
+            .send()
+            .await
+            .unwrap();
+        ids.push(job.object_id);
+    }
+
+    let out = t.plus(&["monitor", "--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batches: Vec<Vec<String>> = t
+        .proxy
+        .bodies("ECS:DescribeTasks")
+        .iter()
+        .map(|b| {
+            let body: Value = serde_json::from_str(b).unwrap();
+            serde_json::from_value(body["tasks"].clone()).unwrap()
+        })
+        .collect();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [100, 30], "DescribeTasks takes at most 100 tasks");
+    let mut described: Vec<String> = batches.concat();
+    described.sort();
+    let mut want = arns.clone();
+    want.sort();
+    assert_eq!(described, want, "every task is described once");
+
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settled = report["settled"].as_array().unwrap();
+    assert_eq!(settled.len(), JOBS, "{report}");
+    for id in &ids {
+        let job = t.job(id).await;
+        assert_eq!(job.status(), JobStatus::Failed, "{id}");
+        assert!(
+            job.error.contains("without recording an end"),
+            "{}",
+            job.error
+        );
+    }
 }

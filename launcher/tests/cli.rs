@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PLUS: &str = env!("CARGO_BIN_EXE_plus");
 
@@ -54,6 +54,21 @@ impl Home {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// A folder the script may write whatever user it runs as (a root
+    /// worker runs scripts as 65534).
+    fn shared(&self) -> PathBuf {
+        let shared = self.dir.path().join("shared");
+        if !shared.exists() {
+            std::fs::create_dir(&shared).unwrap();
+            std::fs::set_permissions(
+                &shared,
+                std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+            )
+            .unwrap();
+        }
+        shared
     }
 
     fn wait_status(&self, id: &str, want: &str) -> Value {
@@ -165,16 +180,7 @@ fn launch_json_prints_the_id_and_the_detached_job_finishes() {
 #[test]
 fn a_launch_retried_with_the_same_id_runs_once() {
     let home = Home::new();
-    // A folder the script may write whatever user it runs as (a root
-    // worker runs scripts as 65534).
-    let shared = home.dir.path().join("shared");
-    std::fs::create_dir(&shared).unwrap();
-    std::fs::set_permissions(
-        &shared,
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .unwrap();
-    let count = shared.join("count");
+    let count = home.shared().join("count");
     let script = home.script("count.sh", &format!("echo x >> {}\n", count.display()));
     let first = home.json(&[
         "launch",
@@ -698,4 +704,172 @@ fn the_monitor_skips_a_record_it_cannot_read_and_settles_the_rest() {
         text(&out.stderr)
     );
     assert_eq!(home.json(&["status", &id, "--json"])["status"], "FAILED");
+}
+
+/// The local backend refuses the numbers DynamoDB cannot keep too, so a
+/// launch that works locally works on AWS: exit 2 naming the param and the
+/// range, and nothing is written.
+#[test]
+fn a_param_outside_dynamodbs_numbers_is_refused_locally_too() {
+    let home = Home::new();
+    let script = home.script("never.sh", "#!/bin/sh\necho never\n");
+    for (param, names) in [
+        ("threshold=1e-300", "params.threshold = 1e-300"),
+        ("threshold=1e+200", "params.threshold = 1e+200"),
+    ] {
+        for command in ["launch", "run"] {
+            let out = home.plus(&[command, script.to_str().unwrap(), "-p", param]);
+            assert_eq!(out.status.code(), Some(2), "{command} {param}");
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains(&format!(
+                    "{names} cannot be stored: DynamoDB keeps numbers from 1E-130 to 9.99E+125"
+                )),
+                "{stderr}"
+            );
+        }
+    }
+    assert_eq!(
+        home.json(&["list", "--json"])["jobs"],
+        serde_json::json!([]),
+        "nothing was written"
+    );
+}
+
+/// A 30-item collection whose items wait for `gate` (the script polls for
+/// the file), launched with `--shards 3`: the parent's id once every
+/// shard is RUNNING. Each item that gets past the gate appends its id to
+/// `ran`.
+fn three_running_shards(home: &Home, gate: &Path, ran: &Path) -> String {
+    let lines: String = (0..30)
+        .map(|i| format!("{{\"object_id\": \"item-{i:02}\", \"n\": {i}}}\n"))
+        .collect();
+    let owner = "alice/collections/sharded";
+    let out = import(home, "alice", owner, &lines, false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = home.script(
+        "gated.sh",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nwhile [ ! -e {gate} ]; do sleep 0.05; done\necho \"$PLUS_ITEM_ID\" >> {ran} || exit 7\necho '{{}}'\n",
+            gate = gate.display(),
+            ran = ran.display()
+        ),
+    );
+    let launched = home.json(&[
+        "launch",
+        "--collection",
+        owner,
+        script.to_str().unwrap(),
+        "--shards",
+        "3",
+        "--json",
+    ]);
+    let id = launched["job_id"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        home.wait_status(&format!("{id}-s{i}"), "RUNNING");
+    }
+    id
+}
+
+#[test]
+fn cancelling_a_sharded_job_cancels_every_shard_and_a_shard_retried_alone_runs_its_range() {
+    let home = Home::new();
+    let (gate, ran) = (home.shared().join("gate"), home.shared().join("ran"));
+    let id = three_running_shards(&home, &gate, &ran);
+    assert_eq!(home.json(&["status", &id, "--json"])["status"], "RUNNING");
+
+    let out = home.plus(&["cancel", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for i in 0..3 {
+        home.wait_status(&format!("{id}-s{i}"), "CANCELLED");
+    }
+    home.wait_status(&id, "CANCELLED");
+    assert!(!ran.exists(), "no item ran past the gate");
+
+    // Nothing to resume: the parent says how to run a shard again, and a
+    // shard run again on its own runs that shard's items only.
+    let out = home.plus(&["retry", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("none of its shards is INTERRUPTED: retry a finished shard on its own"),
+        "{}",
+        text(&out.stderr)
+    );
+    let s1 = home.json(&["status", &format!("{id}-s1"), "--json"]);
+    let (after, until) = (
+        s1["shard_after"].as_str().unwrap().to_owned(),
+        s1["shard_until"].as_str().unwrap().to_owned(),
+    );
+    let copy = home.json(&["retry", &format!("{id}-s1"), "--json"]);
+    std::fs::write(&gate, "").unwrap();
+    let copy = home.wait_status(copy["job_id"].as_str().unwrap(), "SUCCEEDED");
+    let mut ran: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    let range: Vec<String> = (0..30)
+        .map(|i| format!("item-{i:02}"))
+        .filter(|item| *item > after && *item <= until)
+        .collect();
+    assert!(!range.is_empty() && range.len() < 30, "{after}..{until}");
+    assert_eq!(
+        ran, range,
+        "the copy ran shard 1's items, each once: {copy}"
+    );
+    assert_eq!(home.json(&["status", &id, "--json"])["status"], "CANCELLED");
+}
+
+#[test]
+fn retrying_a_sharded_job_relaunches_its_interrupted_shard_and_the_parent_succeeds() {
+    let home = Home::new();
+    let (gate, ran) = (home.shared().join("gate"), home.shared().join("ran"));
+    let id = three_running_shards(&home, &gate, &ran);
+
+    // Stop the middle shard's worker as ECS or Spot would (SIGTERM); the
+    // lease is `local:{host}:{pid}`.
+    let s1 = format!("{id}-s1");
+    let shard = home.json(&["status", &s1, "--json"]);
+    let pid: i32 = shard["lease"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    home.wait_status(&s1, "INTERRUPTED");
+    std::fs::write(&gate, "").unwrap();
+    for i in [0, 2] {
+        home.wait_status(&format!("{id}-s{i}"), "SUCCEEDED");
+    }
+    home.wait_status(&id, "INTERRUPTED");
+
+    let out = home.plus(&["retry", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let parent = home.wait_status(&id, "SUCCEEDED");
+    assert_eq!(parent["progress"]["succeeded"], 30, "{parent}");
+    let attempts: Vec<Value> = (0..3)
+        .map(|i| home.json(&["status", &format!("{id}-s{i}"), "--json"])["attempt"].clone())
+        .collect();
+    assert_eq!(
+        attempts,
+        [json!(1), json!(2), json!(1)],
+        "only the interrupted shard ran again"
+    );
+    let mut ran: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    let all: Vec<String> = (0..30).map(|i| format!("item-{i:02}")).collect();
+    assert_eq!(ran, all, "every item ran to completion exactly once");
 }

@@ -16,6 +16,7 @@ on_both_stores!(
     an_empty_collection_succeeds_with_zero_items,
     sigterm_then_relaunch_resumes_per_item,
     sigterm_then_relaunch_resumes_streaming,
+    a_collection_interrupted_twice_resumes_each_time_and_runs_every_item_once,
     failures_within_the_tolerance_succeed,
     failures_over_the_tolerance_fail_the_job_after_trying_every_item,
     a_streaming_script_that_dies_fails_only_the_items_in_flight,
@@ -298,6 +299,119 @@ async fn sigterm_then_relaunch_resumes_streaming(w: World) {
     )
     .await;
     interrupt_and_resume(&w, &job, 60).await;
+}
+
+/// Interrupted twice and then finished: each attempt is stopped with
+/// SIGTERM once its items before a gate are committed (the gates open
+/// only for the next attempt), and the three attempts together run every
+/// item to completion exactly once and store one result line for each.
+async fn a_collection_interrupted_twice_resumes_each_time_and_runs_every_item_once(w: World) {
+    const N: usize = 90;
+    let owner = owner();
+    items(&w, &owner, N, 0).await;
+    let (gate1, gate2, ran) = (w.shared("gate1"), w.shared("gate2"), w.shared("ran"));
+    // Items 30.. wait for gate1 and items 60.. for gate2; an item that
+    // gets past its gate notes that it ran.
+    let job = collection_job(
+        &w,
+        &owner,
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nn=$(expr \"${{PLUS_ITEM_ID#item-}}\" + 0)\n\
+             if [ \"$n\" -ge 30 ] && [ ! -e {g1} ]; then sleep 60; exit 9; fi\n\
+             if [ \"$n\" -ge 60 ] && [ ! -e {g2} ]; then sleep 60; exit 9; fi\n\
+             echo \"$PLUS_ITEM_ID\" >> {ran}\necho '{{}}'\n",
+            g1 = gate1.display(),
+            g2 = gate2.display(),
+            ran = ran.display()
+        ),
+        |_| {},
+    )
+    .await;
+    let vars = [("PLUS_CONCURRENCY", "2")];
+    let relaunch = |attempt: u32| {
+        let patch = Job {
+            status: JobStatus::Initializing as i32,
+            attempt: Some(attempt),
+            ..Job::default()
+        };
+        let (w, id) = (&w, job.object_id.clone());
+        async move {
+            w.backend
+                .jobs
+                .update_job(
+                    &id,
+                    &plus_jobs::Expect::status([JobStatus::Interrupted]),
+                    &patch,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    for (attempt, gate, last_before_gate) in [(1, &gate1, 29u32), (2, &gate2, 59)] {
+        if attempt > 1 {
+            relaunch(attempt).await;
+        }
+        let child = w.spawn(&job, &vars);
+        let checkpoint = format!("item-{last_before_gate:05}");
+        w.wait_for(&job.object_id, &checkpoint, |j| progress(j).3 == checkpoint)
+            .await;
+        support::signal(&child, nix::sys::signal::Signal::SIGTERM);
+        let run = support::finish(child).await;
+        assert_eq!(run.code, Some(143), "attempt {attempt}: {run:?}");
+        let stopped = w.get(&job.object_id).await;
+        assert_eq!(
+            stopped.status(),
+            JobStatus::Interrupted,
+            "{}",
+            stopped.error
+        );
+        let (_, ok, failed, at) = progress(&stopped);
+        assert_eq!(
+            (ok, failed, at.as_str()),
+            (last_before_gate + 1, 0, checkpoint.as_str()),
+            "attempt {attempt} stopped at its gate with the counters of every item before it"
+        );
+        std::fs::write(gate, "").unwrap();
+    }
+    relaunch(3).await;
+    let run = support::finish(w.spawn(&job, &vars)).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+
+    let done = w.get(&job.object_id).await;
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}", done.error);
+    assert_eq!(progress(&done).1, N as u32);
+    let statuses: Vec<JobStatus> = done.attempts.iter().map(|a| a.status()).collect();
+    assert_eq!(
+        statuses,
+        [
+            JobStatus::Interrupted,
+            JobStatus::Interrupted,
+            JobStatus::Succeeded
+        ],
+        "{:?}",
+        done.attempts
+    );
+    let lines = results(&w, &done).await;
+    assert_eq!(ids(&lines), expected_ids(N), "one line per item, in order");
+    assert!(lines.iter().all(|l| l["ok"] == true));
+    let mut ran: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        expected_ids(N),
+        "every item ran to completion exactly once"
+    );
+    let out = w.output(&job.object_id).await;
+    for checkpoint in ["item-00029", "item-00059"] {
+        assert!(
+            out.contains(&format!("resuming after item {checkpoint}")),
+            "{out}"
+        );
+    }
 }
 
 /// Items with an odd `n` fail (exit 3).

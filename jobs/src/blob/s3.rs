@@ -4,6 +4,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use aws_sdk_s3::{
+    config::http::HttpResponse,
     error::{ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
     types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart},
@@ -34,43 +35,11 @@ impl S3Blobs {
         }
     }
 
-    fn classify<E, R>(&self, err: SdkError<E, R>, op: &str, key: &str) -> BlobError
+    fn classify<E>(&self, err: SdkError<E, HttpResponse>, op: &str, key: &str) -> BlobError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let bucket = &self.bucket;
-        let (transient, message) = match &err {
-            SdkError::ServiceError(service) => {
-                let e = service.err();
-                match e.code() {
-                    None => {
-                        let raw: String = format!("{:?}", service.raw()).chars().take(600).collect();
-                        (false, format!("{op} s3://{bucket}/{key} failed with an answer S3 does not document: {raw}"))
-                    }
-                    Some("NoSuchBucket") => (false, format!(
-                        "S3 bucket {bucket} does not exist: create it with scripts/setup.sh or fix PRIMARY_BUCKET"
-                    )),
-                    Some(code @ ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => (false, format!(
-                        "{op} s3://{bucket}/{key} was denied ({code}): give the task role access to the bucket"
-                    )),
-                    Some(code @ ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout")) => {
-                        (true, format!("{op} s3://{bucket}/{key}: {code}: {}", e.message().unwrap_or("")))
-                    }
-                    Some(code) => (false, format!("{op} s3://{bucket}/{key} failed: {code}: {}", e.message().unwrap_or(""))),
-                }
-            }
-            _ => (
-                true,
-                format!("{op} s3://{bucket}/{key}: {}", crate::error_chain(&err)),
-            ),
-        };
-        let cause = crate::Cause::new(message, err);
-        if transient {
-            BlobError::Unavailable(cause)
-        } else {
-            BlobError::Rejected(cause)
-        }
+        classify(err, op, &self.bucket, key)
     }
 
     async fn put_multipart(
@@ -192,6 +161,60 @@ impl S3Blobs {
 }
 
 /// A request body streamed from bytes `range` of the file at `path`.
+/// Turns an SDK error into a [`BlobError`] that says what to do; the SDK's
+/// error is kept as the cause. Throttling, a 5xx answer (whether or not it
+/// names an error code), a timeout and a dropped connection are transient;
+/// anything else S3 said, or a request that could not be built, is not.
+fn classify<E>(err: SdkError<E, HttpResponse>, op: &str, bucket: &str, key: &str) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (transient, message) = match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let status = service.raw().status();
+            let server_error = status.is_server_error();
+            match e.code() {
+                Some("NoSuchBucket") => (false, format!(
+                    "S3 bucket {bucket} does not exist: create it with scripts/setup.sh or fix PRIMARY_BUCKET"
+                )),
+                Some(code @ ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => (false, format!(
+                    "{op} s3://{bucket}/{key} was denied ({code}): give the task role access to the bucket"
+                )),
+                Some(code @ ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout")) => {
+                    (true, format!("{op} s3://{bucket}/{key}: {code}: {}", e.message().unwrap_or("")))
+                }
+                Some(code) => (server_error, format!(
+                    "{op} s3://{bucket}/{key} failed (HTTP {}): {code}: {}",
+                    status.as_u16(),
+                    e.message().unwrap_or("")
+                )),
+                None => (server_error, format!(
+                    "{op} s3://{bucket}/{key} failed with HTTP {} and no error code",
+                    status.as_u16()
+                )),
+            }
+        }
+        SdkError::ConstructionFailure(_) => (
+            false,
+            format!(
+                "{op} s3://{bucket}/{key} could not be built: {}",
+                crate::error_chain(&err)
+            ),
+        ),
+        _ => (
+            true,
+            format!("{op} s3://{bucket}/{key}: {}", crate::error_chain(&err)),
+        ),
+    };
+    let cause = crate::Cause::new(message, err);
+    if transient {
+        BlobError::Unavailable(cause)
+    } else {
+        BlobError::Rejected(cause)
+    }
+}
+
 async fn range_body(path: &Path, range: std::ops::Range<u64>) -> Result<ByteStream, BlobError> {
     ByteStream::read_from()
         .path(path)
@@ -310,5 +333,154 @@ impl BlobStore for S3Blobs {
 
     fn locate(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use aws_sdk_s3::{
+        error::{ConnectorError, ErrorMetadata},
+        operation::put_object::PutObjectError,
+    };
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    /// S3's answer with `status` and, when given, the error `code` its body
+    /// named.
+    fn answer(status: u16, code: Option<&str>) -> SdkError<PutObjectError, HttpResponse> {
+        let mut meta = ErrorMetadata::builder().message("the service said no");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        SdkError::service_error(
+            PutObjectError::generic(meta.build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    fn put(err: SdkError<PutObjectError, HttpResponse>) -> BlobError {
+        classify(err, "PutObject", "primary", "jobs/j1/log.txt")
+    }
+
+    fn unavailable(err: BlobError) -> String {
+        assert!(
+            err.is_transient(),
+            "expected a transient error, got {err:?}"
+        );
+        match err {
+            BlobError::Unavailable(cause) => {
+                assert!(
+                    cause.source().is_some(),
+                    "the SDK error is kept as the cause"
+                );
+                cause.message().to_owned()
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    fn rejected(err: BlobError) -> String {
+        match err {
+            BlobError::Rejected(cause) => {
+                assert!(
+                    cause.source().is_some(),
+                    "the SDK error is kept as the cause"
+                );
+                cause.message().to_owned()
+            }
+            other => panic!("expected Rejected (retrying will not help), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn throttling_and_s3s_own_transient_codes_are_transient() {
+        for (status, code) in [
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (503, "ServiceUnavailable"),
+            (400, "RequestTimeout"),
+        ] {
+            let message = unavailable(put(answer(status, Some(code))));
+            assert!(
+                message.contains("PutObject s3://primary/jobs/j1/log.txt")
+                    && message.contains(code),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_error_with_no_error_code_is_transient() {
+        // A load balancer or proxy in front of S3 can answer 502/503 with
+        // an empty body: the SDK then has no code to report.
+        for status in [500, 502, 503, 504] {
+            let message = unavailable(put(answer(status, None)));
+            assert!(
+                message.contains(&format!("HTTP {status}")) && message.contains("no error code"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_error_with_a_code_s3_does_not_document_is_transient() {
+        let message = unavailable(put(answer(500, Some("SomethingNew"))));
+        assert!(message.contains("SomethingNew"), "{message}");
+    }
+
+    #[test]
+    fn a_dropped_connection_or_timeout_is_transient() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let message = unavailable(put(SdkError::dispatch_failure(ConnectorError::io(
+            Box::new(reset),
+        ))));
+        assert!(message.contains("PutObject s3://primary/"), "{message}");
+        unavailable(put(SdkError::timeout_error("the read timed out")));
+    }
+
+    #[test]
+    fn a_client_error_is_rejected_with_s3s_message() {
+        let message = rejected(put(answer(400, Some("InvalidArgument"))));
+        assert!(
+            message.contains("PutObject s3://primary/jobs/j1/log.txt failed (HTTP 400): InvalidArgument: the service said no"),
+            "{message}"
+        );
+        let message = rejected(put(answer(403, None)));
+        assert!(message.contains("HTTP 403"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_bucket_says_how_to_create_it() {
+        let message = rejected(put(answer(404, Some("NoSuchBucket"))));
+        assert!(
+            message.contains("S3 bucket primary does not exist")
+                && message.contains("scripts/setup.sh")
+                && message.contains("PRIMARY_BUCKET"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_denied_request_says_to_grant_the_task_role_access() {
+        for code in [
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+        ] {
+            let message = rejected(put(answer(403, Some(code))));
+            assert!(
+                message.contains("was denied") && message.contains("give the task role access"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_rejected() {
+        let message = rejected(put(SdkError::construction_failure("no key")));
+        assert!(message.contains("could not be built"), "{message}");
     }
 }

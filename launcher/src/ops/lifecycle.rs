@@ -191,6 +191,15 @@ impl Launcher {
                     resources: job.resources,
                     name: job.name,
                     secrets: job.secrets,
+                    // A shard's copy runs that shard's items, not the
+                    // whole collection; its parent_id keeps it from being
+                    // read as a parent, and the parent (finished) is
+                    // unchanged.
+                    shard_index: job.shard_index,
+                    shard_count: job.shard_count,
+                    shard_after: job.shard_after,
+                    shard_until: job.shard_until,
+                    parent_id: job.parent_id,
                     ..fresh
                 };
                 // Its `env:` secrets come from this command's environment.

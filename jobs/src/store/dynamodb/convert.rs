@@ -165,3 +165,186 @@ pub(super) fn page_key(owner: &str, id: &str) -> HashMap<String, AttributeValue>
         ("object_id".to_owned(), s(id)),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use aws_sdk_dynamodb::{
+        error::{ConnectorError, ErrorMetadata},
+        operation::put_item::PutItemError,
+        types::error::ConditionalCheckFailedException,
+    };
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    /// DynamoDB's answer with `status` and, when given, the error `code`
+    /// its body named (as the SDK parses an error it has no type for).
+    fn answer(status: u16, code: Option<&str>) -> SdkError<PutItemError, HttpResponse> {
+        let mut meta = ErrorMetadata::builder().message("the service said no");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        SdkError::service_error(
+            PutItemError::generic(meta.build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    fn unavailable(err: StoreError) -> String {
+        match err {
+            StoreError::Unavailable(cause) => {
+                assert!(
+                    cause.source().is_some(),
+                    "the SDK error is kept as the cause"
+                );
+                cause.message().to_owned()
+            }
+            other => panic!("expected Unavailable (retrying may help), got {other:?}"),
+        }
+    }
+
+    fn rejected(err: StoreError) -> String {
+        match err {
+            StoreError::Rejected(cause) => {
+                assert!(
+                    cause.source().is_some(),
+                    "the SDK error is kept as the cause"
+                );
+                cause.message().to_owned()
+            }
+            other => panic!("expected Rejected (retrying will not help), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn throttling_is_transient_and_names_the_operation_and_table() {
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+        ] {
+            let message = unavailable(classify(answer(400, Some(code)), "PutItem", "jobs"));
+            assert!(
+                message.contains("PutItem on jobs") && message.contains(code),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_error_is_transient_whatever_its_code() {
+        for code in [
+            Some("InternalServerError"),
+            Some("ServiceUnavailable"),
+            Some("SomethingNew"),
+            None,
+        ] {
+            let message = unavailable(classify(answer(500, code), "Query", "jobs"));
+            assert!(message.contains("Query on jobs"), "{message}");
+        }
+        unavailable(classify(answer(503, None), "GetItem", "jobs"));
+    }
+
+    #[test]
+    fn a_dropped_connection_or_timeout_is_transient() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let dropped: SdkError<PutItemError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(reset)));
+        let message = unavailable(classify(dropped, "PutItem", "jobs"));
+        assert!(message.contains("PutItem on jobs"), "{message}");
+
+        let timeout: SdkError<PutItemError, HttpResponse> =
+            SdkError::timeout_error("the read timed out");
+        unavailable(classify(timeout, "PutItem", "jobs"));
+    }
+
+    #[test]
+    fn a_validation_error_is_rejected_with_dynamodbs_message() {
+        let message = rejected(classify(
+            answer(400, Some("ValidationException")),
+            "UpdateItem",
+            "jobs",
+        ));
+        assert!(
+            message.contains("UpdateItem on jobs failed: ValidationException: the service said no"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_table_says_how_to_create_it() {
+        let message = rejected(classify(
+            answer(400, Some("ResourceNotFoundException")),
+            "GetItem",
+            "plus-jobs",
+        ));
+        assert!(
+            message.contains("DynamoDB table plus-jobs does not exist")
+                && message.contains("scripts/setup.sh")
+                && message.contains("DYNAMO_TABLE"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_denied_request_says_to_grant_the_task_role_access() {
+        for code in ["AccessDeniedException", "UnrecognizedClientException"] {
+            let message = rejected(classify(answer(400, Some(code)), "PutItem", "jobs"));
+            assert!(
+                message.contains("was denied") && message.contains("give the task role access"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_rejected() {
+        let err: SdkError<PutItemError, HttpResponse> =
+            SdkError::construction_failure("a required field is missing");
+        let message = rejected(classify(err, "PutItem", "jobs"));
+        assert!(message.contains("could not be built"), "{message}");
+    }
+
+    #[test]
+    fn only_a_failed_condition_counts_as_a_lost_conditional_write() {
+        let failed = SdkError::service_error(
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .message("The conditional request failed")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("ConditionalCheckFailedException")
+                            .build(),
+                    )
+                    .build(),
+            ),
+            HttpResponse::new(400.try_into().unwrap(), SdkBody::empty()),
+        );
+        assert!(condition_failed(&failed));
+        assert!(condition_failed(&answer(
+            400,
+            Some("ConditionalCheckFailedException")
+        )));
+
+        assert!(!condition_failed(&answer(400, Some("ValidationException"))));
+        assert!(!condition_failed(&answer(500, None)));
+        let timeout: SdkError<PutItemError, HttpResponse> = SdkError::timeout_error("timed out");
+        assert!(!condition_failed(&timeout));
+    }
+
+    #[test]
+    fn a_number_outside_dynamodbs_range_is_refused_with_its_place() {
+        let err = check_numbers("job-1", "params", &serde_json::json!({"threshold": 1e-300}))
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, StoreError::Rejected(_))
+                && message.contains("object job-1 cannot be stored in DynamoDB")
+                && message.contains("1E-130 to 9.99E+125"),
+            "{message}"
+        );
+        check_numbers("job-1", "params", &serde_json::json!({"threshold": 0.5})).unwrap();
+    }
+}
