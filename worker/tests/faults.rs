@@ -120,7 +120,17 @@ async fn a_cancel_then_sigterm_ends_cancelled(w: World) {
     let run = support::finish(worker).await;
     let done = w.get(&job.object_id).await;
     assert_eq!(done.status(), JobStatus::Cancelled, "{done:?}");
-    assert!(done.cancel_requested);
+    // The cancel's own end, not the SIGTERM's: a sentence that says so, a
+    // completion time (INTERRUPTED has none), and the script's output kept.
+    assert_eq!(
+        done.error, "cancelled on request; the script was stopped",
+        "{done:?}"
+    );
+    assert!(
+        !done.completed_at.is_empty(),
+        "CANCELLED is an end: {done:?}"
+    );
+    assert!(w.log(&done).await.contains("started"));
     assert_eq!(run.code, Some(1), "{run:?}");
 }
 

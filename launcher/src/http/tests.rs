@@ -405,7 +405,7 @@ async fn bad_launches_are_refused_with_the_reason() {
         ),
         (
             json!({ "script": { "source": "echo" }, "max_attempts": 0 }),
-            "max_attempts",
+            "max_attempts is 0: it must be from 1 to 100",
         ),
         (
             json!({ "script": { "source": "echo" }, "timeout_seconds": "soon" }),
