@@ -13,7 +13,7 @@ use std::{
 use aws_sdk_ecs::types::Task;
 use plus_jobs::{backend::AwsConfig, Backend, BackendConfig, Expect, Job, JobStatus};
 use plus_testkit::{create_ecs, default_security_group, default_subnet, Fault, FaultProxy, Moto};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PLUS: &str = env!("CARGO_BIN_EXE_plus");
 
@@ -435,6 +435,97 @@ async fn the_monitor_settles_stopped_tasks_and_relaunches_interrupted_jobs() {
         failed.error.contains("2 attempts are used up"),
         "{}",
         failed.error
+    );
+}
+
+/// What ECS itself says, which the emulator cannot: DescribeTasks answers
+/// one job's task in `failures` as MISSING (ECS forgot it), and another's
+/// as STOPPED with the stop code `SpotInterruption`. The first job ends
+/// FAILED with a sentence instead of staying RUNNING; the second runs
+/// again as attempt 2 on a new task, its first attempt recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_fails_a_job_whose_task_vanished_and_relaunches_a_spot_interrupted_one() {
+    let t = Aws::new().await;
+    let script = t.script("echo hi\n");
+    let vanished = t.launch(&[&script])["job_id"].as_str().unwrap().to_owned();
+    let spot = t.launch(&[&script, "--max-attempts", "2"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Both were running, their workers silent since (a lost task is only
+    // given up once its heartbeat is stale).
+    for id in [&vanished, &spot] {
+        let patch = Job {
+            status: JobStatus::Running as i32,
+            heartbeat_at: "2026-01-01T00:00:00.000Z".into(),
+            ..Job::default()
+        };
+        t.backend
+            .jobs
+            .update_job(id, &Expect::status([JobStatus::Initializing]), &patch)
+            .await
+            .unwrap();
+    }
+    let vanished_task = t.job(&vanished).await.fargate_task_arn;
+    let spot_task = t.job(&spot).await.fargate_task_arn;
+    let answer = json!({
+        "tasks": [{
+            "taskArn": spot_task,
+            "lastStatus": "STOPPED",
+            "desiredStatus": "STOPPED",
+            "stopCode": "SpotInterruption",
+            "stoppedReason": "Your Spot Task was interrupted.",
+            "containers": [{"name": "worker", "lastStatus": "STOPPED", "exitCode": 143}],
+        }],
+        "failures": [{"arn": vanished_task, "reason": "MISSING"}],
+    });
+    t.proxy
+        .inject("ECS:DescribeTasks", Fault::Respond(200, answer.to_string()));
+
+    let out = t.plus(&["monitor", "--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.proxy.pending_faults(), 0, "the pass described the tasks");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of = |id: &str| {
+        report["settled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["job_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} is settled: {report}"))
+    };
+
+    assert_eq!(of(&vanished)["action"], "failed", "{report}");
+    let gone = t.job(&vanished).await;
+    assert_eq!(gone.status(), JobStatus::Failed);
+    assert!(
+        gone.error.contains("its ECS task is gone") && gone.error.contains("recorded no end"),
+        "{}",
+        gone.error
+    );
+    assert!(!gone.completed_at.is_empty());
+
+    assert_eq!(of(&spot)["action"], "relaunched", "{report}");
+    let again = t.job(&spot).await;
+    assert_eq!(again.status(), JobStatus::Initializing, "{again:?}");
+    assert_eq!(again.attempt, Some(2));
+    assert_ne!(
+        again.fargate_task_arn, spot_task,
+        "a new task runs attempt 2"
+    );
+    assert_eq!(again.attempts.len(), 1, "{:?}", again.attempts);
+    assert_eq!(again.attempts[0].status(), JobStatus::Interrupted);
+    assert!(
+        again.attempts[0]
+            .error
+            .contains("Spot task was interrupted"),
+        "{:?}",
+        again.attempts[0]
     );
 }
 
