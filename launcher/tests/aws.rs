@@ -261,6 +261,76 @@ async fn a_launched_task_carries_the_contract_and_its_worker_runs_the_job() {
     );
 }
 
+/// A script over the 32 KiB a DynamoDB record holds inline is stored in
+/// the bucket as `jobs/{id}/script`; the task's worker reads it back whole
+/// and runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_over_32_kib_is_stored_in_the_bucket_and_its_worker_runs_it_whole() {
+    let t = Aws::new().await;
+    let padding = "# padding line to make the script large\n".repeat(1_000);
+    let body = format!("#!/bin/sh\n{padding}echo \"ran $(wc -c < \"$0\") bytes\"\n");
+    assert!(body.len() > 32 * 1024);
+    let id = t.launch(&[&t.script(&body)])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = t.job(&id).await;
+    let script = job.script.as_ref().expect("a script");
+    assert_eq!(script.s3_key, format!("jobs/{id}/script"), "{script:?}");
+    assert!(
+        script.source.is_empty(),
+        "not inline: {} bytes",
+        script.source.len()
+    );
+
+    let task = t.task(&job.fargate_task_arn).await;
+    assert!(t.run_worker(env_of(&task)).await.success());
+    assert_eq!(t.job(&id).await.status(), JobStatus::Succeeded);
+    let logs = t.plus(&["logs", &id, "--attempt", "1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout),
+        format!("ran {} bytes\n", body.len())
+    );
+}
+
+/// `plus collection import` on DynamoDB: a bad line after more than one
+/// BatchWriteItem's worth (25) of good ones keeps every line before it,
+/// names the bad line, and writes nothing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_with_a_bad_line_keeps_the_lines_before_it_and_names_it() {
+    let t = Aws::new().await;
+    let mut lines: String = (1..=30)
+        .map(|i| format!("{{\"id\":\"city-{i}\",\"n\":{i}}}\n"))
+        .collect();
+    lines.push_str("{\"id\": \"city-31\", \"n\": \n");
+    lines.push_str("{\"id\":\"city-32\"}\n");
+    let file = t.script(&lines);
+    let out = t.plus(&["collection", "import", "alice/collections/cities", &file]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 31 is not a valid item")
+            && stderr.contains("The 30 items before it were imported"),
+        "{stderr}"
+    );
+    let listed = t.plus(&["collection", "list", "alice/collections/cities"]);
+    assert!(listed.status.success());
+    let mut ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| {
+            let item: Value = serde_json::from_str(l).unwrap();
+            item["object_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (1..=30).map(|i| format!("city-{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "the 30 lines before the bad one, nothing after"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_launches_ask_for_fargate_spot_capacity() {
     // The emulator places only FARGATE launch types, so the proxy answers
