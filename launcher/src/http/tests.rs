@@ -807,6 +807,25 @@ async fn behind_a_rest_api_stage_the_routes_are_the_same() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["username"], "carol");
+    // The Cognito authorizer's claims name the caller: another user sees
+    // none of carol's jobs, and a request without claims is refused.
+    let (status, body) = run(rest_event("prod", "/jobs", None, "dave")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["jobs"], json!([]));
+    let (status, _) = run(rest_event("prod", &format!("/jobs/{carols}"), None, "dave")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut anonymous: Value =
+        serde_json::from_str(&rest_event("prod", "/jobs", None, "carol")).unwrap();
+    anonymous["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let (status, body) = run(anonymous.to_string()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("JWT authorizer"),
+        "{body}"
+    );
     // A path that is not a route is still 404, and names the path asked for.
     let (status, body) = run(rest_event("prod", "/nope", None, "carol")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
