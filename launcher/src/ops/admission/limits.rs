@@ -179,6 +179,87 @@ mod tests {
         assert_eq!(limits.max_running, Some(2));
     }
 
+    /// Each knob on each backend: values in its range are taken, and each
+    /// value outside it is refused with the knob's name, the value and what
+    /// it takes.
+    #[test]
+    fn every_knob_takes_its_range_and_refuses_each_value_past_it_by_name() {
+        type Read = fn(&dyn Fn(&str) -> Option<String>) -> Result<Limits, Vec<String>>;
+        /// A knob as one backend reads it.
+        struct Knob {
+            read: Read,
+            name: &'static str,
+            field: fn(&Limits) -> Option<f64>,
+            good: &'static [&'static str],
+            bad: &'static [&'static str],
+            takes: &'static str,
+        }
+        let local: Read = |get| Limits::local_from(get);
+        let aws: Read = |get| Limits::aws_from(get);
+        let jobs = "expected a whole number of jobs, at least 1";
+        let vcpus = "expected a number of vCPUs above 0";
+        let knobs = [
+            Knob {
+                read: local,
+                name: "PLUS_MAX_RUNNING",
+                field: |l| l.max_running.map(f64::from),
+                good: &["1", "64", " 8 "],
+                bad: &["0", "-1", "1.5", "many", "4294967296"],
+                takes: jobs,
+            },
+            Knob {
+                read: local,
+                name: "PLUS_MAX_RUNNING_PER_USER",
+                field: |l| l.max_running_per_user.map(f64::from),
+                good: &["1", "3"],
+                bad: &["0", "-2", "two"],
+                takes: jobs,
+            },
+            Knob {
+                read: aws,
+                name: "PLUS_MAX_RUNNING_PER_USER",
+                field: |l| l.max_running_per_user.map(f64::from),
+                good: &["1", "3"],
+                bad: &["0", "-2", "two"],
+                takes: jobs,
+            },
+            Knob {
+                read: aws,
+                name: "PLUS_MAX_VCPUS",
+                field: |l| l.max_vcpus,
+                good: &["0.25", "6", "4000"],
+                bad: &["0", "-1", "NaN", "inf", "lots"],
+                takes: vcpus,
+            },
+            Knob {
+                read: aws,
+                name: "PLUS_DEFAULT_TASK_VCPUS",
+                field: |l| l.default_task_vcpus,
+                good: &["0.25", "16"],
+                bad: &["0", "-0.5", "NaN", "inf", "big"],
+                takes: vcpus,
+            },
+        ];
+        for k in knobs {
+            let name = k.name;
+            for v in k.good {
+                let limits = (k.read)(&vars(&[(name, v)]))
+                    .unwrap_or_else(|e| panic!("{name}={v} is in range: {e:?}"));
+                assert_eq!((k.field)(&limits), v.trim().parse().ok(), "{name}={v}");
+            }
+            for v in k.bad {
+                let problems = (k.read)(&vars(&[(name, v)]))
+                    .err()
+                    .unwrap_or_else(|| panic!("{name}={v} is refused"));
+                assert_eq!(problems.len(), 1, "{name}={v}: {problems:?}");
+                assert!(
+                    problems[0].starts_with(&format!("{name} is {v:?}: {}", k.takes)),
+                    "{name}={v}: {problems:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_bad_value_is_named() {
         let err = Limits::aws_from(vars(&[
