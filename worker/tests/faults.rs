@@ -446,6 +446,33 @@ async fn a_short_job_costs_three_dynamodb_requests() {
     );
 }
 
+/// DynamoDB hands a whole batch of output events back unprocessed (as it
+/// does under throttling), twice: the worker writes them again, and every
+/// line lands in the stream once, in order. (The proxy answers for
+/// DynamoDB: the emulator never leaves items unprocessed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_events_handed_back_unprocessed_all_land_once() {
+    let (w, proxy) = World::aws_via_proxy().await;
+    let job = w
+        .job("i=1\nwhile [ $i -le 60 ]; do echo \"line $i\"; i=$((i+1)); done\n")
+        .await;
+    proxy.inject_n("BatchWriteItem", Fault::Unprocessed, 2);
+    let (run, done) = w.run_with(&job, &[]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(done.status(), JobStatus::Succeeded, "{}", done.error);
+    assert_eq!(proxy.pending_faults(), 0, "both answers were given");
+    let expected: String = (1..=60).map(|i| format!("line {i}\n")).collect();
+    let stream: String = w
+        .output(&job.object_id)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(stream, expected, "no line lost or doubled in the stream");
+    assert_eq!(w.log(&done).await, expected);
+}
+
 /// Faults beyond what the SDK rides out (6 attempts per call): whole
 /// BatchWriteItem calls fail, so the event sink must keep the batch and
 /// write it with the next flush; a whole heartbeat UpdateItem fails, so the
