@@ -277,7 +277,7 @@ async fn a_limit_after_the_script_exited_does_not_rewrite_its_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_upload_ends_within_the_grace_and_keeps_the_scripts_outcome() {
-    let w = World::aws().await;
+    let (w, proxy) = World::aws_via_proxy().await;
     let job = w
         .job(
             "#!/bin/sh\ni=0\nwhile [ $i -lt 20000 ]; do : > \"$PLUS_OUTPUT_DIR/f$i\"; i=$((i+1)); done\necho script-finished\n",
@@ -285,10 +285,18 @@ async fn sigterm_during_the_upload_ends_within_the_grace_and_keeps_the_scripts_o
         .await;
     let child = w.spawn(&job, &[("PLUS_GRACE_SECONDS", "2")]);
     w.wait_for_output(&job.object_id, "script-finished").await;
-    // The script has printed its last line and exits; give the worker a
-    // moment to be in the middle of storing its 20,000 outputs (nothing
-    // observable marks the upload's start).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The worker is storing its 20,000 outputs once the first of them
+    // reaches S3.
+    let first = format!("{}f", plus_jobs::blob::output_prefix(&job.object_id));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy
+        .s3_requests()
+        .iter()
+        .any(|r| r.method == "PUT" && r.path_and_query.contains(&first))
+    {
+        assert!(Instant::now() < deadline, "no output was uploaded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     support::signal(&child, nix::sys::signal::Signal::SIGTERM);
     let stopped = Instant::now();
     let run = finish(child).await;
