@@ -275,8 +275,20 @@ async fn every_transition_reaches_the_bus_from_whoever_made_it() {
     assert_eq!(end["previous_status"], "RUNNING");
     assert_eq!(end["attempt"], 1);
     assert_eq!(end["exit_code"], 0);
-    assert!(end["usage"]["vcpu_seconds"].as_f64().is_some(), "{end}");
-    assert!(!end["completed_at"].as_str().unwrap().is_empty());
+    // The event carries the end the record shows.
+    let record: Value = serde_json::from_slice(&t.plus(&["status", &ok, "--json"]).stdout).unwrap();
+    assert!(
+        record["completed_at"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{record}"
+    );
+    assert!(
+        record["usage"]["vcpu_seconds"].as_f64().is_some(),
+        "{record}"
+    );
+    assert_eq!(end["completed_at"], record["completed_at"], "{end}");
+    assert_eq!(end["usage"], record["usage"], "{end}");
     assert_eq!(detail(&seen, &ok, "INITIALIZING")["previous_status"], "");
 
     // A script that fails: FAILED with the exit code and the error.
@@ -287,7 +299,7 @@ async fn every_transition_reaches_the_bus_from_whoever_made_it() {
         .await;
     let failed = detail(&seen, &bad, "FAILED");
     assert_eq!(failed["exit_code"], 3);
-    assert!(!failed["error"].as_str().unwrap().is_empty());
+    assert_eq!(failed["error"], "the script exited with code 3");
 
     // A launch whose RunTask fails for good: FAILED, from the launcher.
     let missing = r#"{"tasks":[],"failures":[{"arn":"arn:aws:ecs:us-east-1:123456789012:cluster/x","reason":"MISSING"}]}"#;
