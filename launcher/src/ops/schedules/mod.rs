@@ -165,7 +165,7 @@ pub enum ScheduleError {
     /// The name is taken.
     #[error("{0}")]
     Conflict(String),
-    /// The action to schedule is not among the user's.
+    /// The action or collection to schedule is not among the user's.
     #[error("{0}")]
     NotFoundAction(String),
     /// The launch of a firing, or the store, failed.
@@ -184,7 +184,12 @@ impl From<StoreError> for ScheduleError {
 
 impl From<InvalidRequest> for ScheduleError {
     fn from(e: InvalidRequest) -> Self {
-        Self::Invalid(e.to_string())
+        match e {
+            // Another user's collection or action reads as a missing one,
+            // as it does for a launch (404 over HTTP).
+            InvalidRequest::NotFound(why) => Self::NotFoundAction(why),
+            e => Self::Invalid(e.to_string()),
+        }
     }
 }
 
